@@ -1,0 +1,85 @@
+"""The multilayer perceptron: parameter initialisation, forward pass, losses.
+
+Parameters are a list of ``(W, b)`` pairs, ``W`` of shape ``(fan_in, fan_out)`` and
+``b`` of shape ``(fan_out,)``, the layout of ``MLPClassifier.coefs_`` and
+``intercepts_``. Every function here is pure.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def init_mlp_params(layer_sizes, rng, dtype=np.float32):
+    """Glorot-normal weights and zero biases.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``(n_features, *hidden_layer_sizes, n_outputs)``.
+    rng : numpy.random.RandomState
+        Source of randomness.
+    dtype : numpy dtype, default=numpy.float32
+
+    Returns
+    -------
+    params : list of (ndarray, ndarray)
+        ``W`` drawn from N(0, 2 / (fan_in + fan_out)) (Glorot and Bengio, AISTATS 2010,
+        eq. 16, normal variant), ``b`` zeros.
+    """
+    params = []
+    for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        std = np.sqrt(2.0 / (fan_in + fan_out))
+        W = (rng.standard_normal((fan_in, fan_out)) * std).astype(dtype)
+        params.append((W, np.zeros(fan_out, dtype=dtype)))
+    return params
+
+
+def mlp_forward(params, X):
+    """Logits of the ReLU network, shape ``(n_samples, n_outputs)``."""
+    h = X
+    for W, b in params[:-1]:
+        h = jax.nn.relu(h @ W + b)
+    W, b = params[-1]
+    return h @ W + b
+
+
+def cross_entropy_per_sample(logits, Y):
+    """Cross-entropy of softmax(logits) against one-hot ``Y``, shape ``(n_samples,)``."""
+    return -jnp.sum(Y * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+
+
+def mean_cross_entropy(logits, Y):
+    """Mean cross-entropy over the samples (a scalar)."""
+    return jnp.mean(cross_entropy_per_sample(logits, Y))
+
+
+def accuracy(logits, Y):
+    """Share of samples whose largest logit is the target class."""
+    return jnp.mean(jnp.argmax(logits, axis=-1) == jnp.argmax(Y, axis=-1))
+
+
+@jax.jit
+def loss_and_accuracy(params, X, Y):
+    """Mean cross-entropy and accuracy of the network on ``(X, Y)``, jitted."""
+    logits = mlp_forward(params, X)
+    return mean_cross_entropy(logits, Y), accuracy(logits, Y)
+
+
+predict_logits = jax.jit(mlp_forward)
+
+
+def params_to_numpy(params):
+    """Copy a parameter list to numpy ``(W, b)`` tuples."""
+    return [(np.asarray(W), np.asarray(b)) for W, b in params]
+
+
+def params_to_jax(params, dtype=None):
+    """Put a parameter list on the default device as jax arrays."""
+    return [(jnp.asarray(W, dtype=dtype), jnp.asarray(b, dtype=dtype)) for W, b in params]
+
+
+def params_sq_distance(params_a, params_b):
+    """Squared Euclidean distance between two parameter lists over all weights and biases."""
+    return sum(jnp.sum((Wa - Wb) ** 2) + jnp.sum((ba - bb) ** 2)
+               for (Wa, ba), (Wb, bb) in zip(params_a, params_b))
