@@ -1,0 +1,153 @@
+"""Time and peak memory of the layer-wise empirical NTK against explicit Jacobians.
+
+Run ``python benchmarks/bench_ntk.py``. Each case runs in a fresh subprocess so that
+its peak memory can be read from ``resource.getrusage(RUSAGE_SELF).ru_maxrss``:
+the reported peak is the process's maximum resident set size minus the maximum
+reached after importing JAX and placing the inputs and parameters on the device.
+It therefore includes XLA's compilation memory as well as the arrays of the
+computation (a conservative figure). Times are wall-clock seconds after a warm-up
+call (best of a few runs); compile is the first call's time minus that.
+
+Inputs are standard-normal with 64 features (the size of sklearn's digits), 10
+classes, a ReLU MLP with Glorot-normal weights, in float32.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+N_FEATURES = 64
+N_CLASSES = 10
+ITEMSIZE = 4
+JACOBIAN_LIMIT_BYTES = 8 * 1024**3
+SAMPLE_SIZES = (64, 256, 1024)
+HIDDEN_LAYERS = ((128, 128), (512, 512))
+LARGE_CASE = (4096, (512, 512))
+
+
+def n_parameters(hidden):
+    sizes = (N_FEATURES, *hidden, N_CLASSES)
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def jacobian_bytes(m, hidden):
+    """Per-sample Jacobians plus an equal allowance for the contraction's temporaries."""
+    return 2 * m * N_CLASSES * n_parameters(hidden) * ITEMSIZE
+
+
+def _peak_rss_bytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def measure(method, m, hidden, min_total_s=1.0, max_runs=5):
+    """Run one case in this process; return a dict of timings and peak memory."""
+    import jax
+
+    from skntk._mlp import init_mlp_params, mlp_forward, params_to_jax
+    from skntk.ntk import empirical_ntk, empirical_ntk_reference
+
+    rng = np.random.RandomState(0)
+    params = params_to_jax(init_mlp_params((N_FEATURES, *hidden, N_CLASSES), rng))
+    X = jax.device_put(rng.standard_normal((m, N_FEATURES)).astype(np.float32))
+    if method == "layerwise":
+        def kernel():
+            return empirical_ntk(params, X)
+    else:
+        def kernel():
+            return empirical_ntk_reference(mlp_forward, params, X)
+    jax.block_until_ready(X)
+    baseline = _peak_rss_bytes()
+
+    start = time.perf_counter()
+    jax.block_until_ready(kernel())
+    first = time.perf_counter() - start
+    times = []
+    while len(times) < max_runs and (sum(times) < min_total_s or len(times) < 2):
+        start = time.perf_counter()
+        jax.block_until_ready(kernel())
+        times.append(time.perf_counter() - start)
+    best = min(times)
+    return {"time_s": best, "compile_s": max(first - best, 0.0),
+            "peak_mib": (_peak_rss_bytes() - baseline) / 1024**2}
+
+
+def run_case(method, m, hidden):
+    """Run :func:`measure` in a subprocess; ``None`` if it fails."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", method, str(m),
+           *map(str, hidden)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt_time(result):
+    return f"{result['time_s'] * 1e3:10.1f}" if result else f"{'failed':>10}"
+
+
+def comparison_section():
+    """Layer-wise kernel against Jacobian contraction, for each size and width."""
+    print("Layer-wise kernel vs explicit Jacobian contraction (jacrev + vmap + einsum)")
+    print(f"{N_FEATURES} features, {N_CLASSES} classes, float32; times in ms, "
+          "memory = peak RSS increase in MiB")
+    header = (f"{'m':>5} {'hidden':>11} {'P':>7} | {'layer ms':>10} {'compile s':>9} "
+              f"{'peak MiB':>8} | {'jacobian ms':>11} {'compile s':>9} {'peak MiB':>8} "
+              f"| {'speed-up':>8}")
+    print(header)
+    print("-" * len(header))
+    for hidden in HIDDEN_LAYERS:
+        for m in SAMPLE_SIZES:
+            ours = run_case("layerwise", m, hidden)
+            if jacobian_bytes(m, hidden) > JACOBIAN_LIMIT_BYTES:
+                jac, jac_cols = None, (f"{'skipped: needs > 8 GiB':>31}")
+            else:
+                jac = run_case("jacobian", m, hidden)
+                jac_cols = (f"{_fmt_time(jac):>11} {jac['compile_s']:9.2f} "
+                            f"{jac['peak_mib']:8.0f}") if jac else f"{'failed':>31}"
+            ratio = (f"{jac['time_s'] / ours['time_s']:7.0f}x" if (ours and jac)
+                     else f"{'-':>8}")
+            ours_cols = (f"{_fmt_time(ours)} {ours['compile_s']:9.2f} {ours['peak_mib']:8.0f}"
+                         if ours else f"{'failed':>29}")
+            print(f"{m:5d} {str(hidden):>11} {n_parameters(hidden):7d} | {ours_cols} | "
+                  f"{jac_cols} | {ratio}")
+    print()
+
+
+def large_kernel_section():
+    """One large kernel with the layer-wise method only (target: peak under 2 GiB)."""
+    m, hidden = LARGE_CASE
+    print(f"Large kernel: m = {m}, hidden = {hidden}, {N_CLASSES} classes "
+          "(Jacobian contraction would need "
+          f"{jacobian_bytes(m, hidden) / 1024**3:.0f} GiB)")
+    result = run_case("layerwise", m, hidden)
+    if result is None:
+        print("failed")
+    else:
+        print(f"time {result['time_s']:.2f} s, compile {result['compile_s']:.2f} s, "
+              f"peak RSS increase {result['peak_mib']:.0f} MiB "
+              f"(output alone {m * m * ITEMSIZE / 1024**2:.0f} MiB)")
+    print()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", nargs="+", metavar="ARG",
+                        help="internal: METHOD M WIDTH... runs one case and prints JSON")
+    args = parser.parse_args()
+    if args.worker:
+        method, m, *hidden = args.worker
+        print(json.dumps(measure(method, int(m), tuple(map(int, hidden)))))
+        return
+    comparison_section()
+    large_kernel_section()
+
+
+if __name__ == "__main__":
+    main()

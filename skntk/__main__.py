@@ -1,0 +1,128 @@
+"""Command line: compare plain SGD with the hybrid SGD -> NTK strategy on one dataset.
+
+``skntk`` (or ``python -m skntk``) with no arguments standardises scikit-learn's
+bundled digits data, splits it 75/25 (stratified, seeded), fits plain SGD and the
+hybrid with the same seed and epoch budget, and prints a table.
+"""
+
+import argparse
+import sys
+import time
+import warnings
+
+import numpy as np
+from sklearn import datasets
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from ._classifier import HybridNTKClassifier
+from ._phases import NTK_PHASES
+from ._switch import SWITCH_CRITERIA
+
+BUNDLED = {
+    "digits": datasets.load_digits,
+    "breast_cancer": datasets.load_breast_cancer,
+    "wine": datasets.load_wine,
+    "iris": datasets.load_iris,
+}
+
+
+def _none_or(value):
+    return None if value == "none" else value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="skntk", description="Plain SGD against hybrid SGD -> NTK training on one dataset.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dataset", choices=sorted(BUNDLED), default="digits",
+                        help="bundled scikit-learn dataset (default: digits)")
+    source.add_argument("--csv", metavar="PATH", help="a CSV file with a header row")
+    parser.add_argument("--target", metavar="COLUMN", help="label column of --csv")
+    parser.add_argument("--switch", default="ntk_norm",
+                        choices=[c if c else "none" for c in SWITCH_CRITERIA],
+                        help="switch criterion (default: ntk_norm)")
+    parser.add_argument("--ntk-phase", default="frozen_jacobian",
+                        choices=[p if p else "none" for p in NTK_PHASES],
+                        help="NTK phase (default: frozen_jacobian)")
+    parser.add_argument("--switch-threshold", type=float, default=None,
+                        help="switch threshold (default: the estimator's)")
+    parser.add_argument("--max-sgd-epochs", type=int, default=30, help="SGD epoch budget (default: 30)")
+    parser.add_argument("--ntk-epochs", type=float, default=None,
+                        help="NTK epochs; 'inf' for kernel regression with --ntk-phase kernel")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--plot", metavar="PNG", help="save the hybrid's training history plot")
+    return parser
+
+
+def load_data(args, parser):
+    """Features and labels from a bundled dataset or a CSV file."""
+    if args.csv is None:
+        data = BUNDLED[args.dataset]()
+        return data.data, data.target, args.dataset
+    if not args.target:
+        parser.error("--csv needs --target COLUMN (the label column)")
+    import pandas as pd  # optional: only for user CSV files
+
+    frame = pd.read_csv(args.csv)
+    if args.target not in frame.columns:
+        parser.error(f"--target {args.target!r} is not a column of {args.csv}; "
+                     f"columns: {', '.join(map(str, frame.columns))}")
+    X = frame.drop(columns=[args.target]).select_dtypes("number")
+    return X.to_numpy(dtype=float), frame[args.target].to_numpy(), args.csv
+
+
+def _fit_timed(clf, X_train, y_train, X_test, y_test):
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X_train, y_train)
+    total = time.perf_counter() - start
+    return clf.score(X_test, y_test), total
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    X, y, name = load_data(args, parser)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=args.seed)
+    scaler = StandardScaler().fit(X_train)
+    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+
+    common = dict(max_sgd_epochs=args.max_sgd_epochs, random_state=args.seed)
+    hybrid_params = dict(switch=_none_or(args.switch), ntk_phase=_none_or(args.ntk_phase))
+    if args.switch_threshold is not None:
+        hybrid_params["switch_threshold"] = args.switch_threshold
+    if args.ntk_epochs is not None:
+        hybrid_params["ntk_epochs"] = args.ntk_epochs
+    runs = [("plain SGD", HybridNTKClassifier(switch=None, ntk_phase=None, **common)),
+            (f"hybrid ({args.switch} -> {args.ntk_phase})",
+             HybridNTKClassifier(**hybrid_params, **common))]
+
+    print(f"dataset: {name}  train: {X_train.shape[0]}  test: {X_test.shape[0]}  "
+          f"features: {X.shape[1]}  classes: {len(np.unique(y))}  seed: {args.seed}")
+    header = f"{'method':<40} {'switch epoch':>12} {'test acc':>9} {'SGD s':>7} {'NTK s':>7} {'total s':>8}"
+    print(header)
+    print("-" * len(header))
+    for label, clf in runs:
+        acc, total = _fit_timed(clf, X_train, y_train, X_test, y_test)
+        switch = str(clf.switch_epoch_) + ("" if clf.switch_reached_ or clf.switch is None else "*")
+        if clf.ntk_phase is None:
+            switch = "-"
+        print(f"{label:<40} {switch:>12} {acc:>9.4f} {clf.sgd_time_:>7.2f} "
+              f"{clf.ntk_time_:>7.2f} {total:>8.2f}")
+    if any(c.switch is not None and not c.switch_reached_ for _, c in runs):
+        print("* the switch criterion did not hold within the SGD budget")
+    if args.plot:
+        from .plotting import TrainingHistoryDisplay
+
+        display = TrainingHistoryDisplay.from_estimator(runs[-1][1])
+        display.figure_.savefig(args.plot, dpi=120, bbox_inches="tight")
+        print(f"history plot saved to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

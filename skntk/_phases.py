@@ -1,0 +1,264 @@
+"""The NTK phases: training continued around the switch point ``theta*``.
+
+Each phase is a small class of pure static methods, looked up by the value of
+``ntk_phase`` in :data:`NTK_PHASES`:
+
+- ``start(params_star, X, Y, settings) -> state``: set up at the switch point;
+- ``epochs(settings)``: the epoch numbers (1-based) that get a history row;
+- ``step(state, epoch, settings) -> state``: the model after that epoch;
+- ``logits(state, X) -> (n, C)``: the phase's model on any inputs;
+- ``network(state) -> params``: the parameters reported as ``coefs_``/``intercepts_``;
+- ``extra_state(state) -> dict`` of numpy arrays that prediction needs besides
+  ``theta*`` and the final parameters;
+- ``predict_logits(params_star, params, extra, X)``: the fitted model's logits from
+  that numpy state (jax arrays of parameters).
+
+Formulas: ``DESIGN.md`` ("NTK phases"); frozen-Jacobian and linearised training
+after Lee et al., NeurIPS 2019, "Wide neural networks of any depth evolve as linear
+models under gradient descent", eq. (5)-(8); the closed-form flow, ibid. eq. (9)-(10).
+"""
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._kernel_flow import (eigendecompose_kernel, flow_coefficients, flow_outputs,
+                           flow_train_outputs, project_residual)
+from ._mlp import mlp_forward, params_to_numpy
+from .ntk import check_kernel_budget, empirical_ntk
+
+
+class PhaseSettings(NamedTuple):
+    """``learning_rate`` (eta), ``n_epochs`` (n, may be ``inf`` for the kernel phase),
+    ``ridge`` (rho) and ``max_kernel_bytes`` (budget of an N x N kernel)."""
+
+    learning_rate: float
+    n_epochs: float
+    ridge: float = 0.0
+    max_kernel_bytes: Any = None
+
+
+def _tree_axpy(params, direction, scale):
+    return jax.tree_util.tree_map(lambda p, d: p - scale * d, params, direction)
+
+
+@jax.jit
+def frozen_jacobian_step(params, params_star, X, Y, learning_rate):
+    """``theta <- theta - eta (1/N) sum_i J(x_i; theta*)^T (softmax(f(x_i; theta)) - y_i)``.
+
+    The sum is one vector-Jacobian product at ``theta*`` (one backward pass); no
+    per-sample Jacobian is formed.
+    """
+    residual = (jax.nn.softmax(mlp_forward(params, X)) - Y) / X.shape[0]
+    _, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
+    (direction,) = vjp_star(residual)
+    return _tree_axpy(params, direction, learning_rate)
+
+
+@jax.jit
+def linearized_logits(params_star, params, X):
+    """``f_lin(x; theta) = f(x; theta*) + J(x; theta*) (theta - theta*)``, one JVP."""
+    delta = jax.tree_util.tree_map(jnp.subtract, params, params_star)
+    f_star, jvp = jax.jvp(lambda p: mlp_forward(p, X), (params_star,), (delta,))
+    return f_star + jvp
+
+
+@jax.jit
+def linearized_step(params, params_star, X, Y, learning_rate):
+    """Full-batch gradient step on the mean cross-entropy of the linearised model."""
+    delta = jax.tree_util.tree_map(jnp.subtract, params, params_star)
+    f_star, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
+    _, jvp = jax.jvp(lambda p: mlp_forward(p, X), (params_star,), (delta,))
+    residual = (jax.nn.softmax(f_star + jvp) - Y) / X.shape[0]
+    (direction,) = vjp_star(residual)
+    return _tree_axpy(params, direction, learning_rate)
+
+
+class NetworkState(NamedTuple):
+    """``params``: current parameters; ``params_star``: the switch point; ``X``, ``Y``:
+    training inputs (N, d) and one-hot targets (N, C), jax arrays."""
+
+    params: Any
+    params_star: Any
+    X: Any
+    Y: Any
+
+
+class NoPhase:
+    """``ntk_phase=None``: the SGD network as it is."""
+
+    @staticmethod
+    def start(params_star, X, Y, settings):
+        return NetworkState(params_star, params_star, X, Y)
+
+    @staticmethod
+    def epochs(settings):
+        return range(1, int(settings.n_epochs) + 1)
+
+    @staticmethod
+    def step(state, epoch, settings):
+        return state
+
+    @staticmethod
+    def logits(state, X):
+        return mlp_forward(state.params, X)
+
+    @staticmethod
+    def network(state):
+        return params_to_numpy(state.params)
+
+    @staticmethod
+    def extra_state(state):
+        return {}
+
+    @staticmethod
+    def predict_logits(params_star, params, extra, X):
+        return mlp_forward(params, X)
+
+
+class FrozenJacobianPhase(NoPhase):
+    """``ntk_phase="frozen_jacobian"``: the network trained with the Jacobian frozen at ``theta*``."""
+
+    @staticmethod
+    def step(state, epoch, settings):
+        params = frozen_jacobian_step(state.params, state.params_star, state.X, state.Y,
+                                      settings.learning_rate)
+        return state._replace(params=params)
+
+
+class LinearizedPhase(NoPhase):
+    """``ntk_phase="linearized"``: the first-order Taylor model around ``theta*``."""
+
+    @staticmethod
+    def step(state, epoch, settings):
+        params = linearized_step(state.params, state.params_star, state.X, state.Y,
+                                 settings.learning_rate)
+        return state._replace(params=params)
+
+    @staticmethod
+    def logits(state, X):
+        return linearized_logits(state.params_star, state.params, X)
+
+    @staticmethod
+    def predict_logits(params_star, params, extra, X):
+        return linearized_logits(params_star, params, X)
+
+
+class KernelState(NamedTuple):
+    """State of the closed-form kernel phase (numpy float64 unless noted).
+
+    ``params_star``: ``theta*`` (jax); ``X``: training inputs (jax, float32);
+    ``F0``: (N, C) network outputs at ``theta*``; ``eigenvalues`` (N,),
+    ``eigenvectors`` (N, N): of ``K_bar + rho I``; ``projection``: (N, C)
+    ``V^T (Y - F0)``; ``coefficients``: (N, C) ``g(K_bar) (Y - F0)`` at the current
+    flow time; ``train_logits``: (N, C) ``f_t(X)``; ``cross_kernels``: cache of
+    ``K_bar(X', X)`` per evaluation set, keyed by ``id(X')``.
+    """
+
+    params_star: Any
+    X: Any
+    F0: Any
+    eigenvalues: Any
+    eigenvectors: Any
+    projection: Any
+    coefficients: Any
+    train_logits: Any
+    cross_kernels: dict
+
+
+def _kernel_bar(params_star, X1, X2, n_classes, max_bytes, what, fix_hint):
+    """``K_bar = K / C`` as a float64 numpy array, after a memory check."""
+    check_kernel_budget(X1.shape[0], X2.shape[0], np.float32, max_bytes, what=what,
+                        fix_hint=fix_hint)
+    K = empirical_ntk(params_star, X1, X2, max_bytes=max_bytes)
+    return np.asarray(K, dtype=np.float64) / n_classes
+
+
+class KernelPhase:
+    """``ntk_phase="kernel"``: closed-form gradient flow of the linearised network under
+    the mean squared error on one-hot targets, with the trace-approximated kernel
+    ``K_bar = K / C`` (``DESIGN.md``; Lee et al. 2019, eq. (9)-(10)). One symmetric
+    eigendecomposition of ``K_bar + rho I`` serves every epoch; see
+    :mod:`skntk._kernel_flow` for the numerics (eigenvalues clipped at 0, null
+    directions dropped, which is exact for a Gram matrix).
+    """
+
+    @staticmethod
+    def epochs(settings):
+        if math.isinf(settings.n_epochs):
+            return [math.inf]
+        return range(1, int(settings.n_epochs) + 1)
+
+    @staticmethod
+    def start(params_star, X, Y, settings):
+        n_samples, n_classes = Y.shape
+        # The float64 copy and the eigenvectors double the N x N footprint: budget 5x float32.
+        check_kernel_budget(n_samples, 5 * n_samples, np.float32, settings.max_kernel_bytes,
+                            what="training kernel of ntk_phase='kernel' (with its eigenvectors)",
+                            fix_hint="use ntk_phase='frozen_jacobian', fewer training samples "
+                                     "or a larger `max_kernel_bytes`")
+        K_bar = _kernel_bar(params_star, X, X, n_classes, settings.max_kernel_bytes,
+                            "training kernel", "use ntk_phase='frozen_jacobian'")
+        F0 = np.asarray(mlp_forward(params_star, X), dtype=np.float64)
+        eigenvalues, eigenvectors = eigendecompose_kernel(K_bar, settings.ridge)
+        projection = project_residual(eigenvectors, np.asarray(Y, dtype=np.float64) - F0)
+        return KernelState(params_star, X, F0, eigenvalues, eigenvectors, projection,
+                           np.zeros_like(F0), F0, {})
+
+    @staticmethod
+    def step(state, epoch, settings):
+        t = settings.learning_rate * epoch
+        n_samples = state.F0.shape[0]
+        args = (state.eigenvalues, state.eigenvectors, state.projection)
+        coefficients = flow_coefficients(*args, t, n_samples, projected=True)
+        train_logits = flow_train_outputs(*args, state.F0, t, n_samples, settings.ridge,
+                                          projected=True)
+        return state._replace(coefficients=coefficients, train_logits=train_logits)
+
+    @staticmethod
+    def logits(state, X):
+        if X is state.X:
+            return state.train_logits
+        K_cross = state.cross_kernels.get(id(X))
+        if K_cross is None:
+            K_cross = _kernel_bar(state.params_star, X, state.X, state.F0.shape[1], None,
+                                  "cross kernel", "predict on fewer samples at a time")
+            state.cross_kernels[id(X)] = K_cross
+        F0_new = np.asarray(mlp_forward(state.params_star, X), dtype=np.float64)
+        return flow_outputs(K_cross, state.coefficients, F0_new)
+
+    @staticmethod
+    def network(state):
+        return params_to_numpy(state.params_star)
+
+    @staticmethod
+    def extra_state(state):
+        return {"X_train": np.asarray(state.X), "coefficients": state.coefficients}
+
+    @staticmethod
+    def predict_logits(params_star, params, extra, X):
+        X_train = jnp.asarray(extra["X_train"])
+        n_classes = extra["coefficients"].shape[1]
+        F0_new = np.asarray(mlp_forward(params_star, X), dtype=np.float64)
+        rows = []
+        # Cross-kernel rows in chunks bound the memory of prediction on large inputs.
+        for start in range(0, X.shape[0], _PREDICT_CHUNK):
+            chunk = X[start:start + _PREDICT_CHUNK]
+            K_cross = _kernel_bar(params_star, chunk, X_train, n_classes, None,
+                                  "cross kernel", "predict on fewer samples at a time")
+            rows.append(K_cross @ extra["coefficients"])
+        return F0_new + np.concatenate(rows) if rows else F0_new
+
+
+_PREDICT_CHUNK = 4096
+
+
+NTK_PHASES = {
+    None: NoPhase,
+    "frozen_jacobian": FrozenJacobianPhase,
+    "linearized": LinearizedPhase,
+    "kernel": KernelPhase,
+}

@@ -1,0 +1,680 @@
+"""Empirical neural tangent kernels of the MLP, kernel-vector products, kernel statistics.
+
+The empirical NTK (Jacot, Gabriel and Hongler, NeurIPS 2018, "Neural tangent kernel:
+convergence and generalization in neural networks") of a network ``f(x; θ) ∈ R^C`` with
+Jacobian ``J = ∂f/∂θ`` is, with the logit axis traced,
+
+    K(x, x') = Σ_c ⟨J_c(x; θ), J_c(x'; θ)⟩.
+
+For a dense layer ``z_l = h_{l-1} W_l + b_l`` the gradient of ``f_c`` with respect to
+``W_l`` is the outer product ``h_{l-1} ⊗ δ_{l,c}`` with ``δ_{l,c} = ∂f_c/∂z_l``, and with
+respect to ``b_l`` it is ``δ_{l,c}``. Inner products of outer products factor, so the
+kernel of the ReLU MLP is a sum over layers of Hadamard products of two small Gram
+matrices (the structure exploited by Novak, Sohl-Dickstein and Schoenholz, ICLR 2022,
+"Fast finite width neural tangent kernel"):
+
+    K(x, x') = Σ_l (⟨h_{l-1}(x), h_{l-1}(x')⟩ + 1) · Σ_c ⟨δ_{l,c}(x), δ_{l,c}(x')⟩,
+
+where ``+ 1`` is the bias, ``h_0 = x`` and, for the output layer, ``Σ_c ⟨δ, δ⟩ = C``.
+This costs ``O(n1 · n2 · (d + Σ_l w_l + C · Σ_{l<L-1} w_l))`` time instead of the
+``O(n1 · n2 · C · P)`` of contracting explicit per-sample Jacobians (``P`` parameters),
+and no per-sample Jacobian is ever stored.
+
+Parameters are a list of ``(W, b)`` pairs, ``W`` of shape ``(fan_in, fan_out)``, as in
+``MLPClassifier.coefs_`` / ``intercepts_``; the network is
+:func:`skntk._mlp.mlp_forward` (ReLU on every hidden layer, linear output).
+"""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._mlp import mlp_forward
+
+__all__ = [
+    "DEFAULT_MAX_KERNEL_BYTES",
+    "check_kernel_budget",
+    "empirical_ntk",
+    "empirical_ntk_reference",
+    "frobenius_distance",
+    "kernel_distance",
+    "kernel_nbytes",
+    "kernel_target_alignment",
+    "ntk_gram",
+    "ntk_vector_product",
+]
+
+DEFAULT_MAX_KERNEL_BYTES = 2 * 1024**3
+"""Default memory budget of :func:`empirical_ntk`: 2 GiB (output plus working set)."""
+
+_DEFAULT_FIX_HINT = (
+    "use fewer samples, a smaller `block_size`, or `skntk.ntk.ntk_vector_product`, "
+    "which multiplies by the kernel without forming it")
+
+
+# --------------------------------------------------------------------------------------
+# Memory budget
+# --------------------------------------------------------------------------------------
+
+def _format_bytes(n_bytes):
+    if n_bytes >= 1024**3:
+        return f"{n_bytes / 1024**3:.2f} GiB"
+    return f"{n_bytes / 1024**2:.1f} MiB"
+
+
+def kernel_nbytes(n1, n2, dtype=np.float32, per_logit_classes=None):
+    """Bytes of a kernel matrix.
+
+    Parameters
+    ----------
+    n1, n2 : int
+        Numbers of rows and columns (samples of ``X1`` and ``X2``).
+    dtype : numpy dtype, default=numpy.float32
+        Element type of the kernel.
+    per_logit_classes : int or None, default=None
+        Number of classes ``C`` for a per-logit kernel of shape ``(n1, n2, C, C)``;
+        ``None`` for the traced kernel of shape ``(n1, n2)``.
+
+    Returns
+    -------
+    n_bytes : int
+        ``n1 * n2 * itemsize``, times ``C**2`` for a per-logit kernel.
+    """
+    n_bytes = int(n1) * int(n2) * np.dtype(dtype).itemsize
+    if per_logit_classes is not None:
+        n_bytes *= int(per_logit_classes) ** 2
+    return n_bytes
+
+
+def check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel", fix_hint=_DEFAULT_FIX_HINT,
+                        *, per_logit_classes=None, extra_bytes=0):
+    """Refuse a kernel that would not fit in the memory budget, before allocating it.
+
+    Parameters
+    ----------
+    n1, n2 : int
+        Shape of the kernel, ``(n1, n2)``.
+    dtype : numpy dtype
+        Element type of the kernel.
+    max_bytes : int, float or None
+        Budget in bytes; ``None`` means :data:`DEFAULT_MAX_KERNEL_BYTES` (2 GiB),
+        ``numpy.inf`` disables the check.
+    what : str, default="kernel"
+        Name of the matrix in the error message.
+    fix_hint : str
+        What lowers the cost, completing the sentence "To fit, ...".
+    per_logit_classes : int or None, default=None
+        ``C`` for a per-logit kernel of shape ``(n1, n2, C, C)``.
+    extra_bytes : int, default=0
+        Working memory needed beside the kernel itself.
+
+    Returns
+    -------
+    n_bytes : int
+        The estimated bytes, kernel plus ``extra_bytes``, when within the budget.
+
+    Raises
+    ------
+    ValueError
+        If the estimate exceeds ``max_bytes``; the message gives the size.
+    """
+    if max_bytes is None:
+        max_bytes = DEFAULT_MAX_KERNEL_BYTES
+    kernel = kernel_nbytes(n1, n2, dtype, per_logit_classes)
+    total = kernel + int(extra_bytes)
+    if total > max_bytes:
+        shape = (n1, n2) if per_logit_classes is None else (
+            n1, n2, per_logit_classes, per_logit_classes)
+        detail = _format_bytes(kernel)
+        if extra_bytes:
+            detail += f" for the {what} itself plus {_format_bytes(extra_bytes)} working memory"
+        raise ValueError(
+            f"The {what} of shape {shape} ({np.dtype(dtype).name}) needs about "
+            f"{_format_bytes(total)} ({detail}), more than the budget `max_bytes` = "
+            f"{_format_bytes(max_bytes)}. To fit, {fix_hint}; or raise `max_bytes`.")
+    return total
+
+
+def _feature_width(layer_sizes, per_logit):
+    """Floats per sample of the layer factors returned by :func:`_layer_features`."""
+    *_, n_classes = layer_sizes
+    fan_ins = layer_sizes[:-1]
+    hidden = layer_sizes[1:-1]
+    width = sum(fan_ins)
+    if per_logit:
+        return width + n_classes * sum(hidden)
+    if hidden:
+        width += n_classes * sum(hidden[:-1]) + hidden[-1]
+    return width
+
+
+def _working_set_bytes(layer_sizes, n1, n2, block, symmetric, per_logit, itemsize):
+    """Peak memory beside the output, following the formula in :func:`empirical_ntk`."""
+    rows = min(block, n1)
+    width = _feature_width(layer_sizes, per_logit)
+    c2 = layer_sizes[-1] ** 2 if per_logit else 1
+    feature_rows = n2 + (0 if symmetric else rows)
+    # Features are stored once; their forward/backward temporaries are about as large;
+    # the tile and the two Gram matrices of one layer are alive at the same time.
+    return itemsize * (2 * feature_rows * width + 3 * rows * n2 * c2)
+
+
+# --------------------------------------------------------------------------------------
+# Layer-wise kernel
+# --------------------------------------------------------------------------------------
+
+def _as_float_dtype(*arrays):
+    """Common floating dtype of the arrays (float32 unless x64 is enabled and requested)."""
+    dtype = jnp.result_type(*arrays)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    return dtype
+
+
+def _cast(params, X, dtype):
+    return [(W.astype(dtype), b.astype(dtype)) for W, b in params], X.astype(dtype)
+
+
+def _layer_features(params, X, per_logit):
+    """Per-layer factors of the kernel for one batch of samples.
+
+    Returns ``(inputs, signals)``. ``inputs[l]`` is the input of layer ``l`` (0-based),
+    shape ``(n, fan_in_l)``, for all ``L`` layers. ``signals[l]``, for the ``L - 1``
+    hidden layers, carries ``δ_l = ∂f/∂z_l``: with ``per_logit`` the array itself,
+    shape ``(n, C, w_l)``; otherwise a matrix ``S_l`` with
+    ``S_l(x) · S_l(x') = Σ_c ⟨δ_{l,c}(x), δ_{l,c}(x')⟩``.
+    """
+    n = X.shape[0]
+    inputs, masks = [X], []
+    h = X
+    for W, b in params[:-1]:
+        z = h @ W + b
+        masks.append((z > 0).astype(z.dtype))  # relu'(0) = 0, as in jax.nn.relu
+        h = jax.nn.relu(z)
+        inputs.append(h)
+    signals = [None] * (len(params) - 1)
+    if not signals:
+        return inputs, signals
+    W_out = params[-1][0]
+    # δ of the last hidden layer: δ_c(x)_j = W_out[j, c] · mask_j(x), all C outputs at once.
+    delta = W_out.T[None, :, :] * masks[-1][:, None, :]
+    if per_logit:
+        signals[-1] = delta
+    else:
+        # Σ_c W[j,c]² m_j(x) m_j(x') collapses the C axis for this layer.
+        signals[-1] = masks[-1] * jnp.sqrt(jnp.sum(W_out**2, axis=1))
+    for layer in range(len(params) - 3, -1, -1):
+        delta = (delta @ params[layer + 1][0].T) * masks[layer][:, None, :]
+        signals[layer] = delta if per_logit else delta.reshape(n, -1)
+    return inputs, signals
+
+
+def _combine(features1, features2, n_classes, per_logit):
+    """Kernel between two batches from their layer factors."""
+    inputs1, signals1 = features1
+    inputs2, signals2 = features2
+
+    def input_gram(layer):
+        return inputs1[layer] @ inputs2[layer].T + 1
+
+    if per_logit:
+        eye = jnp.eye(n_classes, dtype=inputs1[0].dtype)
+        K = input_gram(-1)[:, :, None, None] * eye
+        for layer, (s1, s2) in enumerate(zip(signals1, signals2)):
+            K = K + input_gram(layer)[:, :, None, None] * jnp.einsum("icw,jdw->ijcd", s1, s2)
+        return K
+    K = n_classes * input_gram(-1)
+    for layer, (s1, s2) in enumerate(zip(signals1, signals2)):
+        K = K + input_gram(layer) * (s1 @ s2.T)
+    return K
+
+
+def _kernel(params, X1, X2, per_logit):
+    """Whole kernel in one piece; ``X2=None`` reuses the factors of ``X1``."""
+    dtype = _as_float_dtype(*jax.tree.leaves(params), X1)
+    params, X1 = _cast(params, X1, dtype)
+    n_classes = params[-1][0].shape[1]
+    features1 = _layer_features(params, X1, per_logit)
+    features2 = features1 if X2 is None else _layer_features(
+        params, X2.astype(dtype), per_logit)
+    return _combine(features1, features2, n_classes, per_logit)
+
+
+@jax.jit
+def ntk_gram(params, X):
+    """Traced empirical NTK of a batch with itself, in one jitted call.
+
+    The fast path for small fixed batches (e.g. a monitor subset of a few hundred
+    samples evaluated every epoch): no blocking, no budget check, no host
+    synchronisation. Compiled once per shape and dtype of ``X``.
+
+    Parameters
+    ----------
+    params : sequence of (W, b)
+        Network parameters, ``W`` of shape ``(fan_in, fan_out)``, ``b`` of shape
+        ``(fan_out,)``.
+    X : array of shape (m, n_features)
+        Inputs.
+
+    Returns
+    -------
+    K : jax.Array of shape (m, m)
+        ``K[i, j] = Σ_c ⟨J_c(x_i), J_c(x_j)⟩``, in the floating dtype of ``params`` and
+        ``X`` (float32 unless the caller enabled x64 and passes float64).
+
+    Notes
+    -----
+    Computed layer-wise as in :func:`empirical_ntk` (Jacot et al., NeurIPS 2018;
+    Novak et al., ICLR 2022). Peak memory is about
+    ``itemsize · (4 · m² + 2 · m · F)`` bytes with ``F`` as in :func:`empirical_ntk`;
+    callers check it with :func:`check_kernel_budget`.
+    """
+    return _kernel(params, X, None, False)
+
+
+_kernel_jit = jax.jit(_kernel, static_argnames="per_logit")
+_features_jit = jax.jit(_layer_features, static_argnames="per_logit")
+
+
+@partial(jax.jit, static_argnames=("block", "symmetric", "per_logit"), donate_argnums=0)
+def _fill_rows(K, params, X1, features2, start, *, block, symmetric, per_logit):
+    """Write rows ``start:start + block`` of ``K`` in place (``K`` is donated)."""
+    if symmetric:
+        features1 = jax.tree.map(
+            lambda a: lax.dynamic_slice_in_dim(a, start, block, axis=0), features2)
+    else:
+        features1 = _layer_features(
+            params, lax.dynamic_slice_in_dim(X1, start, block, axis=0), per_logit)
+    tile = _combine(features1, features2, params[-1][0].shape[1], per_logit)
+    return lax.dynamic_update_slice_in_dim(K, tile, start, axis=0)
+
+
+def _block_starts(n, block):
+    """Starts of row blocks of equal size ``block`` covering ``range(n)``, ``n > block``.
+
+    The last block is shifted back to end at ``n`` rather than padded: it recomputes a
+    few rows already written (with the same values) but keeps a single block shape,
+    hence a single compilation, with no padded copy of the output to slice.
+    """
+    starts = list(range(0, n - block, block))
+    starts.append(n - block)
+    return starts
+
+
+def _prepare_inputs(params, X1, X2):
+    params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params]
+    X1 = jnp.asarray(X1)
+    X2 = None if X2 is None else jnp.asarray(X2)
+    dtype = _as_float_dtype(*jax.tree.leaves(params), X1, *([] if X2 is None else [X2]))
+    params, X1 = _cast(params, X1, dtype)
+    X2 = None if X2 is None else X2.astype(dtype)
+    n_features = params[0][0].shape[0]
+    for name, X in (("X1", X1), ("X2", X2)):
+        if X is not None and (X.ndim != 2 or X.shape[1] != n_features):
+            raise ValueError(
+                f"`{name}` must have shape (n_samples, {n_features}) to match the first "
+                f"weight matrix, got shape {X.shape}.")
+    return params, X1, X2, dtype
+
+
+def _check_block_size(block_size):
+    if not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise ValueError(f"`block_size` must be a positive integer, got {block_size!r}.")
+    return int(block_size)
+
+
+def _layer_sizes(params):
+    return (params[0][0].shape[0], *(W.shape[1] for W, _ in params))
+
+
+def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_bytes=None):
+    """Empirical neural tangent kernel of the ReLU MLP, computed layer by layer.
+
+    Parameters
+    ----------
+    params : sequence of (W, b)
+        Network parameters, ``W`` of shape ``(fan_in, fan_out)``, ``b`` of shape
+        ``(fan_out,)``; ``list(zip(clf.coefs_, clf.intercepts_))`` works.
+    X1 : array-like of shape (n1, n_features)
+        Row inputs.
+    X2 : array-like of shape (n2, n_features), default=None
+        Column inputs; ``None`` means ``X1`` (the layer factors are then computed once).
+    block_size : int, default=512
+        Rows of ``X1`` processed at a time: bounds the working memory (see Notes).
+        All blocks have this size (the last one overlaps its predecessor), so one
+        block shape compiles.
+    per_logit : bool, default=False
+        If True, return the full kernel ``K[i, j, c, c'] = ⟨J_c(x_i), J_{c'}(x'_j)⟩``
+        instead of its trace over the logits. Meant for analysis: ``C²`` times the
+        memory.
+    max_bytes : int, float or None, default=None
+        Memory budget in bytes for the output plus the working set;
+        ``None`` means :data:`DEFAULT_MAX_KERNEL_BYTES` (2 GiB).
+
+    Returns
+    -------
+    K : jax.Array of shape (n1, n2), or (n1, n2, C, C) if ``per_logit``
+        ``K[i, j] = Σ_c ⟨J_c(x_i; θ), J_c(x'_j; θ)⟩`` with ``J = ∂f/∂θ`` over all
+        weights and biases. Its dtype is the floating dtype of ``params`` and the inputs:
+        float32, or float64 when the caller passes float64 arrays under
+        ``jax.enable_x64(True)``.
+
+    Raises
+    ------
+    ValueError
+        If the estimated peak memory exceeds ``max_bytes`` (the message gives the size),
+        if the inputs do not match the network, or if ``block_size`` is not positive.
+
+    See Also
+    --------
+    ntk_gram : The jitted unblocked kernel of one small batch with itself.
+    ntk_vector_product : ``K @ V`` without forming ``K``.
+    empirical_ntk_reference : Slow explicit-Jacobian version for any network.
+
+    Notes
+    -----
+    With ``h_0 = x``, ``z_l = h_{l-1} W_l + b_l``, ``h_l = relu(z_l)``, ``f = z_L`` and
+    ``δ_{l,c} = ∂f_c/∂z_l``, the gradient with respect to ``W_l`` is the outer product
+    ``h_{l-1} ⊗ δ_{l,c}``, so (Jacot et al., NeurIPS 2018; for the structured
+    computation, Novak et al., ICLR 2022, "Fast finite width neural tangent kernel")
+
+        K(x, x') = Σ_l (⟨h_{l-1}(x), h_{l-1}(x')⟩ + 1) · Σ_c ⟨δ_{l,c}(x), δ_{l,c}(x')⟩.
+
+    ``δ`` is back-propagated for all ``C`` outputs at once. For the output layer the
+    second factor is ``C``; for the last hidden layer it collapses to
+    ``Σ_j m_j(x) m_j(x') ‖W_L[j]‖²`` (``m`` the ReLU mask).
+
+    Cost: ``O(n1 · n2 · F)`` time with ``F = Σ_l fan_in_l + C · Σ_{l < L-2} w_l +
+    w_{L-2}`` floats per sample (hidden widths ``w``; ``F = Σ_l fan_in_l + C · Σ_l w_l``
+    for ``per_logit``), plus ``O((n1 + n2) · C · P)`` to back-propagate.
+
+    Peak memory, in bytes, with ``b = min(block_size, n1)``, ``s = C²`` if
+    ``per_logit`` else 1, and ``n1' = 0`` if ``X2`` is None else ``b``::
+
+        itemsize · (n1 · n2 · s + 2 · (n2 + n1') · F + 3 · b · n2 · s)
+
+    (output, stored layer factors of ``X2`` and of one row block with their
+    temporaries, one row tile and its Gram temporaries). This estimate is checked
+    against ``max_bytes`` before anything is allocated. The output is updated in place
+    block by block (its buffer is donated), so no second copy of it is made.
+    """
+    block_size = _check_block_size(block_size)
+    params, X1, X2, dtype = _prepare_inputs(params, X1, X2)
+    symmetric = X2 is None
+    n1 = X1.shape[0]
+    n2 = n1 if symmetric else X2.shape[0]
+    layer_sizes = _layer_sizes(params)
+    n_classes = layer_sizes[-1]
+    extra = _working_set_bytes(layer_sizes, n1, n2, block_size, symmetric, per_logit,
+                               np.dtype(dtype).itemsize)
+    check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel",
+                        per_logit_classes=n_classes if per_logit else None,
+                        extra_bytes=extra)
+
+    if n1 <= block_size:
+        if symmetric and not per_logit:
+            return ntk_gram(params, X1)
+        return _kernel_jit(params, X1, X2, per_logit=per_logit)
+
+    features2 = _features_jit(params, X1 if symmetric else X2, per_logit=per_logit)
+    shape = (n1, n2, n_classes, n_classes) if per_logit else (n1, n2)
+    K = jnp.zeros(shape, dtype)
+    for start in _block_starts(n1, block_size):
+        K = _fill_rows(K, params, X1, features2, start, block=block_size,
+                       symmetric=symmetric, per_logit=per_logit)
+    return K
+
+
+# --------------------------------------------------------------------------------------
+# Reference: explicit Jacobians, any network
+# --------------------------------------------------------------------------------------
+
+@partial(jax.jit, static_argnames=("apply_fn", "per_logit"))
+def _reference_kernel(apply_fn, params, X1, X2, per_logit):
+    def one_sample(p, x):
+        return apply_fn(p, x[None])[0]
+
+    jacobians = jax.vmap(jax.jacrev(one_sample), in_axes=(None, 0))
+
+    def flat(X):
+        J = jacobians(params, X)
+        return [leaf.reshape(leaf.shape[0], leaf.shape[1], -1) for leaf in jax.tree.leaves(J)]
+
+    J1 = flat(X1)
+    J2 = J1 if X2 is None else flat(X2)
+    spec = "icp,jdp->ijcd" if per_logit else "icp,jcp->ij"
+    return sum(jnp.einsum(spec, a, b) for a, b in zip(J1, J2))
+
+
+def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
+    """Empirical NTK of any network from explicit per-sample Jacobians (slow).
+
+    A generic fallback and a test reference: the Jacobian of every sample is
+    materialised with ``jax.vmap(jax.jacrev(...))`` and contracted with ``einsum``.
+
+    Parameters
+    ----------
+    apply_fn : callable
+        ``apply_fn(params, X) -> logits`` of shape ``(n, C)``; must be hashable (it is a
+        static argument of a jitted function; a module-level function is).
+    params : pytree
+        Parameters of ``apply_fn``.
+    X1 : array-like of shape (n1, n_features)
+        Row inputs.
+    X2 : array-like of shape (n2, n_features), default=None
+        Column inputs; ``None`` means ``X1``.
+    per_logit : bool, default=False
+        Return the ``(n1, n2, C, C)`` kernel ``⟨J_c(x_i), J_{c'}(x'_j)⟩`` instead of
+        its trace over the logits.
+
+    Returns
+    -------
+    K : jax.Array of shape (n1, n2), or (n1, n2, C, C) if ``per_logit``
+        ``Σ_c ⟨J_c(x_i), J_c(x'_j)⟩`` (Jacot et al., NeurIPS 2018), in the dtype
+        JAX gives ``apply_fn``'s output.
+
+    Notes
+    -----
+    Memory ``O((n1 + n2) · C · P)`` for ``P`` parameters and time
+    ``O(n1 · n2 · C · P)`` (``C²`` for ``per_logit``), with no memory check: use
+    :func:`empirical_ntk` for the MLP.
+    """
+    X1 = jnp.asarray(X1)
+    X2 = None if X2 is None else jnp.asarray(X2)
+    return _reference_kernel(apply_fn, params, X1, X2, per_logit=per_logit)
+
+
+# --------------------------------------------------------------------------------------
+# Kernel-vector products
+# --------------------------------------------------------------------------------------
+
+@jax.jit
+def _pull_back(params, X, V):
+    """``t[c, k] = J_c(X)ᵀ V[:, k]`` for every logit ``c`` and column ``k`` (a pytree
+    shaped like ``params`` with leading axes ``(C, k)``)."""
+    logits, vjp = jax.vjp(lambda p: mlp_forward(p, X), params)
+    eye = jnp.eye(logits.shape[1], dtype=logits.dtype)
+    cotangents = V.T[None, :, :, None] * eye[:, None, None, :]
+    return jax.vmap(jax.vmap(lambda ct: vjp(ct)[0]))(cotangents)
+
+
+@jax.jit
+def _push_forward(params, X, tangents):
+    """``Σ_c J_c(X) t[c, k]``, shape ``(n, k)``."""
+    _, jvp = jax.linearize(lambda p: mlp_forward(p, X), params)
+    out = jax.vmap(jax.vmap(jvp))(tangents)
+    return jnp.einsum("cknc->nk", out)
+
+
+def _padded_blocks(X, block):
+    """Split rows into blocks of size ``block``, zero-padding the last one."""
+    n = X.shape[0]
+    n_blocks = -(-n // block)
+    pad = n_blocks * block - n
+    if pad:
+        X = jnp.pad(X, [(0, pad)] + [(0, 0)] * (X.ndim - 1))
+    return [X[i * block:(i + 1) * block] for i in range(n_blocks)]
+
+
+def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
+    """Traced NTK times a vector or matrix, ``K(X, X2) @ V``, without forming ``K``.
+
+    Parameters
+    ----------
+    params : sequence of (W, b)
+        Network parameters, ``W`` of shape ``(fan_in, fan_out)``.
+    X : array-like of shape (n1, n_features)
+        Row inputs.
+    V : array-like of shape (n2,) or (n2, k)
+        Vector(s) to multiply.
+    X2 : array-like of shape (n2, n_features), default=None
+        Column inputs; ``None`` means ``X``.
+    block_size : int, default=512
+        Samples per vector-Jacobian / Jacobian-vector product; the last block is
+        zero-padded so one block shape compiles.
+
+    Returns
+    -------
+    KV : jax.Array of shape (n1,) or (n1, k)
+        ``K(X, X2) @ V`` with ``K`` the traced kernel of :func:`empirical_ntk`, in the
+        floating dtype of the inputs.
+
+    Raises
+    ------
+    ValueError
+        If ``V`` has the wrong number of rows or more than two axes, or the inputs do
+        not match the network.
+
+    Notes
+    -----
+    Since ``K = Σ_c J_c(X) J_c(X2)ᵀ``, each column is
+    ``Σ_c J_c(X) (J_c(X2)ᵀ V[:, k])``: one vector-Jacobian product per logit and
+    column, accumulated over blocks of ``X2``, then one Jacobian-vector product per
+    logit and column over blocks of ``X`` (Jacot et al., NeurIPS 2018, for the kernel).
+    Time ``O((n1 + n2) · C · k · P)``; memory
+    ``O(itemsize · C · k · (P + block_size · Σ_l w_l))`` for ``P`` parameters and
+    hidden widths ``w_l``, never ``O(n1 · n2)``.
+    """
+    block_size = _check_block_size(block_size)
+    params, X, X2, dtype = _prepare_inputs(params, X, X2)
+    X2 = X if X2 is None else X2
+    V = jnp.asarray(V, dtype=dtype)
+    if V.ndim not in (1, 2) or V.shape[0] != X2.shape[0]:
+        raise ValueError(
+            f"`V` must have shape ({X2.shape[0]},) or ({X2.shape[0]}, k) to match the "
+            f"columns of the kernel, got shape {V.shape}.")
+    vector = V.ndim == 1
+    V2 = V[:, None] if vector else V
+
+    tangents = None
+    for Xb, Vb in zip(_padded_blocks(X2, block_size), _padded_blocks(V2, block_size)):
+        t = _pull_back(params, Xb, Vb)
+        tangents = t if tangents is None else jax.tree.map(jnp.add, tangents, t)
+    out = jnp.concatenate(
+        [_push_forward(params, Xb, tangents) for Xb in _padded_blocks(X, block_size)])
+    out = out[:X.shape[0]]
+    return out[:, 0] if vector else out
+
+
+# --------------------------------------------------------------------------------------
+# Kernel statistics
+# --------------------------------------------------------------------------------------
+
+def _namespace(*arrays):
+    """numpy for numpy inputs (float64 kept, Python floats out), jax.numpy otherwise."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+
+
+def _result(xp, value):
+    return float(value) if xp is np else value
+
+
+def frobenius_distance(K1, K2):
+    """Frobenius norm of the difference of two kernels, ``‖K1 − K2‖_F``.
+
+    Parameters
+    ----------
+    K1, K2 : array of the same shape
+        Kernel matrices (numpy or jax; jax inputs may be traced under ``jit``).
+
+    Returns
+    -------
+    distance : float or 0-d jax.Array
+        A Python float for numpy inputs, a 0-d jax array when either input is a jax array.
+    """
+    xp = _namespace(K1, K2)
+    K1, K2 = xp.asarray(K1), xp.asarray(K2)
+    return _result(xp, xp.sqrt(xp.sum((K1 - K2) ** 2)))
+
+
+def kernel_distance(K1, K2):
+    """Kernel distance ``1 − ⟨K1, K2⟩_F / (‖K1‖_F ‖K2‖_F)``.
+
+    Zero for kernels equal up to a positive scale, one for orthogonal kernels
+    (Fort et al., NeurIPS 2020, "Deep learning versus kernel learning: an empirical
+    study of loss landscape geometry and the time evolution of the neural tangent
+    kernel").
+
+    Parameters
+    ----------
+    K1, K2 : array of the same shape
+        Kernel matrices (numpy or jax; jax inputs may be traced under ``jit``).
+
+    Returns
+    -------
+    distance : float or 0-d jax.Array
+        In ``[0, 2]``; NaN if either kernel is zero. A Python float for numpy inputs,
+        a 0-d jax array when either input is a jax array.
+    """
+    xp = _namespace(K1, K2)
+    K1, K2 = xp.asarray(K1), xp.asarray(K2)
+    inner = xp.sum(K1 * K2)
+    norms = xp.sqrt(xp.sum(K1 * K1)) * xp.sqrt(xp.sum(K2 * K2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _result(xp, 1 - inner / norms)
+
+
+def kernel_target_alignment(K, Y):
+    """Kernel-target alignment ``⟨K, YYᵀ⟩_F / (‖K‖_F ‖YYᵀ‖_F)``.
+
+    Cristianini, Shawe-Taylor, Elisseeff and Kandola, NeurIPS 2001, "On kernel-target
+    alignment".
+
+    Parameters
+    ----------
+    K : array of shape (n, n)
+        Kernel matrix (numpy or jax; jax inputs may be traced under ``jit``).
+    Y : array of shape (n, C) or (n,)
+        One-hot (or any real) targets, or class labels; labels are one-hot encoded,
+        i.e. ``YYᵀ[i, j] = 1`` when ``y_i == y_j`` and 0 otherwise.
+
+    Returns
+    -------
+    alignment : float or 0-d jax.Array
+        In ``[-1, 1]``. A Python float for numpy inputs, a 0-d jax array when either
+        input is a jax array.
+
+    Raises
+    ------
+    ValueError
+        If ``Y`` has more than two axes or a number of rows other than ``K``'s.
+    """
+    xp = _namespace(K, Y)
+    K, Y = xp.asarray(K), xp.asarray(Y)
+    if Y.ndim not in (1, 2) or Y.shape[0] != K.shape[0] or K.shape[0] != K.shape[1]:
+        raise ValueError(
+            f"`K` must be square and `Y` of shape ({K.shape[0]},) or ({K.shape[0]}, C); "
+            f"got K of shape {K.shape} and Y of shape {Y.shape}.")
+    K_norm = xp.sqrt(xp.sum(K * K))
+    if Y.ndim == 1:
+        same = (Y[:, None] == Y[None, :]).astype(K.dtype)
+        inner, target_norm = xp.sum(K * same), xp.sqrt(xp.sum(same))
+    else:
+        Y = Y.astype(K.dtype)
+        # ⟨K, YYᵀ⟩ = tr(Yᵀ K Y) and ‖YYᵀ‖_F = ‖YᵀY‖_F: never form the n x n target.
+        inner = xp.sum(Y * (K @ Y))
+        target_norm = xp.sqrt(xp.sum((Y.T @ Y) ** 2))
+    return _result(xp, inner / (K_norm * target_norm))
