@@ -25,6 +25,7 @@ from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
 from .ntk import DEFAULT_MAX_KERNEL_BYTES, check_kernel_budget
 
 COMPUTE_DTYPE = np.float32
+PREDICT_BLOCK = 256
 
 _FITTED_ATTRIBUTES = (
     "classes_", "coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_", "history_",
@@ -178,7 +179,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         "switch_epoch": [Interval(Integral, 1, None, closed="left")],
         "ntk_monitor_size": [Interval(Integral, 2, None, closed="left")],
         "ntk_phase": [StrOptions(set(p for p in NTK_PHASES if p is not None)), None],
-        "ntk_epochs": [Interval(Real, 0, None, closed="left")],
+        "ntk_epochs": [Interval(Real, 0, None, closed="both")],
         "ntk_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "kernel_ridge": [Interval(Real, 0, None, closed="left")],
         "max_kernel_bytes": [Interval(Integral, 1, None, closed="left")],
@@ -323,8 +324,16 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         params = params_to_jax(list(zip(self.coefs_, self.intercepts_)))
         params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
         phase = NTK_PHASES[self.ntk_phase]
-        logits = phase.predict_logits(params_star, params, self._ntk_extra, jnp.asarray(X))
-        return np.asarray(logits, dtype=np.float64)
+        # Fixed-size row blocks: one compiled shape, and each sample's logits do not
+        # depend on how many others are predicted with it.
+        n_samples = X.shape[0]
+        padded = np.zeros((-(-n_samples // PREDICT_BLOCK) * PREDICT_BLOCK, X.shape[1]), X.dtype)
+        padded[:n_samples] = X
+        blocks = [np.asarray(phase.predict_logits(params_star, params, self._ntk_extra,
+                                                  jnp.asarray(padded[i:i + PREDICT_BLOCK])),
+                             dtype=np.float64)
+                  for i in range(0, padded.shape[0], PREDICT_BLOCK)]
+        return np.concatenate(blocks)[:n_samples]
 
     def predict_proba(self, X):
         """Class probabilities: the softmax of the model's logits.
@@ -352,7 +361,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         y : ndarray of shape (n_samples,)
             Labels from ``classes_``, in their dtype.
         """
-        return self.classes_[np.argmax(self._logits(X), axis=1)]
+        logits = self._logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -240,20 +240,11 @@ class KernelPhase:
 
     @staticmethod
     def predict_logits(params_star, params, extra, X):
-        X_train = jnp.asarray(extra["X_train"])
-        n_classes = extra["coefficients"].shape[1]
+        coefficients = extra["coefficients"]
+        K_cross = _kernel_bar(params_star, X, jnp.asarray(extra["X_train"]), coefficients.shape[1],
+                              None, "cross kernel", "predict on fewer samples at a time")
         F0_new = np.asarray(mlp_forward(params_star, X), dtype=np.float64)
-        rows = []
-        # Cross-kernel rows in chunks bound the memory of prediction on large inputs.
-        for start in range(0, X.shape[0], _PREDICT_CHUNK):
-            chunk = X[start:start + _PREDICT_CHUNK]
-            K_cross = _kernel_bar(params_star, chunk, X_train, n_classes, None,
-                                  "cross kernel", "predict on fewer samples at a time")
-            rows.append(K_cross @ extra["coefficients"])
-        return F0_new + np.concatenate(rows) if rows else F0_new
-
-
-_PREDICT_CHUNK = 4096
+        return flow_outputs(K_cross, coefficients, F0_new)
 
 
 NTK_PHASES = {

@@ -533,8 +533,8 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
     X2 : array-like of shape (n2, n_features), default=None
         Column inputs; ``None`` means ``X``.
     block_size : int, default=512
-        Samples per vector-Jacobian / Jacobian-vector product; the last block is
-        zero-padded so one block shape compiles.
+        Samples per vector-Jacobian / Jacobian-vector product (at most the number of
+        samples); the last block is zero-padded so one block shape compiles.
 
     Returns
     -------
@@ -569,12 +569,14 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
     vector = V.ndim == 1
     V2 = V[:, None] if vector else V
 
+    block2 = min(block_size, X2.shape[0])
     tangents = None
-    for Xb, Vb in zip(_padded_blocks(X2, block_size), _padded_blocks(V2, block_size)):
+    for Xb, Vb in zip(_padded_blocks(X2, block2), _padded_blocks(V2, block2)):
         t = _pull_back(params, Xb, Vb)
         tangents = t if tangents is None else jax.tree.map(jnp.add, tangents, t)
+    block1 = min(block_size, X.shape[0])
     out = jnp.concatenate(
-        [_push_forward(params, Xb, tangents) for Xb in _padded_blocks(X, block_size)])
+        [_push_forward(params, Xb, tangents) for Xb in _padded_blocks(X, block1)])
     out = out[:X.shape[0]]
     return out[:, 0] if vector else out
 

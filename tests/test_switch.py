@@ -48,7 +48,7 @@ def test_param_norm_statistic_and_switch_epoch():
     # ||theta_e - theta_{e-k}|| = (2**-(e-k) - 2**-e) ||d||
     d = _norm(direction)
     want = np.array([np.nan if e < k else (2.0 ** -(e - k) - 2.0 ** -e) * d for e in range(1, 13)])
-    np.testing.assert_allclose(stats, want, rtol=1e-5)
+    np.testing.assert_allclose(stats, want, rtol=1e-4)  # float32 trajectory
     expected = next(e for e in range(k, 13) if (2.0 ** -(e - k) - 2.0 ** -e) * d < tau)
     assert switch_epoch == expected
 

@@ -1,0 +1,17 @@
+"""scikit-learn's estimator checks on the default and on non-default configurations."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skntk import HybridNTKClassifier
+
+
+@parametrize_with_checks([
+    HybridNTKClassifier(),
+    HybridNTKClassifier(switch="param_norm", ntk_phase="frozen_jacobian", max_sgd_epochs=20),
+    HybridNTKClassifier(switch="kernel_distance", ntk_phase=None, ntk_monitor_size=32),
+    HybridNTKClassifier(switch="fixed_epoch", switch_epoch=5, ntk_phase="kernel",
+                        validation_fraction=None),
+    HybridNTKClassifier(switch="ntk_norm", ntk_phase="linearized", hidden_layer_sizes=(32,)),
+])
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
