@@ -136,6 +136,38 @@ def large_kernel_section():
     print()
 
 
+def monitor_section(monitor_size=256, hidden=(128, 128), n_epochs=20):
+    """One ``ntk_norm`` monitor check (kernel on the monitor subset and its distance to
+    K_0) against one SGD epoch of the estimator's defaults on standardised digits."""
+    import jax
+    import jax.numpy as jnp
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    from _timing import best_time, first_call_time
+    from skntk._mlp import init_mlp_params, params_to_jax
+    from skntk._sgd import sgd_epoch
+    from skntk._switch import SWITCH_CRITERIA, SwitchConfig
+
+    X, y = load_digits(return_X_y=True)
+    X = jnp.asarray(StandardScaler().fit_transform(X), dtype=jnp.float32)
+    Y = jnp.asarray(np.eye(10, dtype=np.float32)[y])
+    params = params_to_jax(init_mlp_params((64, *hidden, 10), np.random.RandomState(0)))
+    keys = iter(jax.random.split(jax.random.key(0), 10000))
+    first_call_time(lambda: sgd_epoch(params, X, Y, next(keys), 0.05, 64))
+    epoch_s = best_time(lambda: sgd_epoch(params, X, Y, next(keys), 0.05, 64), repeat=n_epochs)
+
+    criterion = SWITCH_CRITERIA["ntk_norm"]
+    config = SwitchConfig(3, 0.0, 1, X[:monitor_size])
+    state = criterion.init(params, config)
+    first_call_time(lambda: criterion.update(state, 1, params, config)[1])
+    check_s = best_time(lambda: criterion.update(state, 1, params, config)[1], repeat=n_epochs)
+    print(f"Monitor check (ntk_norm, ntk_monitor_size={monitor_size}, layers {hidden}) vs one "
+          f"SGD epoch on digits (1797 samples, batch 64)")
+    print(f"monitor check {check_s * 1e3:.2f} ms, SGD epoch {epoch_s * 1e3:.2f} ms, "
+          f"ratio {check_s / epoch_s:.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", nargs="+", metavar="ARG",
@@ -147,6 +179,7 @@ def main():
         return
     comparison_section()
     large_kernel_section()
+    monitor_section()
 
 
 if __name__ == "__main__":

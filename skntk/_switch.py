@@ -109,9 +109,20 @@ def _ntk_norm_init(params0, config):
     return NTKNormState(ntk_gram(params0, config.X_monitor), (0.0,))
 
 
+@jax.jit
+def _distance_from_initial_kernel(params, X_monitor, K0):
+    return frobenius_distance(ntk_gram(params, X_monitor), K0)
+
+
+@jax.jit
+def _kernel_and_distance(params, X_monitor, K_past):
+    K = ntk_gram(params, X_monitor)
+    return K, kernel_distance(K, K_past)
+
+
 def _ntk_norm_update(state, epoch, params, config):
     """``|D_e - D_{e-k}|`` with ``D_e = ||K_e - K_0||_F``; defined for e >= k."""
-    D = float(frobenius_distance(ntk_gram(params, config.X_monitor), state.K0))
+    D = float(_distance_from_initial_kernel(params, config.X_monitor, state.K0))
     distances = (state.distances + (D,))[-(config.window + 1):]
     statistic = abs(D - distances[0]) if epoch >= config.window else _NAN
     return state._replace(distances=distances), statistic, _below(statistic, config)
@@ -125,9 +136,11 @@ def _kernel_distance_init(params0, config):
 
 def _kernel_distance_update(kernels, epoch, params, config):
     """``1 - <K_e, K_{e-k}>_F / (||K_e||_F ||K_{e-k}||_F)``; defined for e >= k."""
-    K = ntk_gram(params, config.X_monitor)
-    kernels = (kernels + (K,))[-(config.window + 1):]
-    statistic = float(kernel_distance(K, kernels[0])) if epoch >= config.window else _NAN
+    # ``kernels`` holds the last k kernels, so kernels[0] is K_{e-k} once e >= k (before
+    # that it is K_0 and the distance goes unused).
+    K, distance = _kernel_and_distance(params, config.X_monitor, kernels[0])
+    kernels = (kernels + (K,))[-config.window:]
+    statistic = float(distance) if epoch >= config.window else _NAN
     return kernels, statistic, _below(statistic, config)
 
 

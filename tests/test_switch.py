@@ -66,17 +66,17 @@ def test_ntk_norm_statistic_against_reference_kernels():
     assert switch_epoch is None  # threshold 0 never triggers: a scouting run
 
 
-def test_kernel_distance_statistic_against_reference_kernels():
-    k = 1
-    trajectory, _ = _trajectory(4)
+@pytest.mark.parametrize("k", [1, 2])
+def test_kernel_distance_statistic_against_reference_kernels(k):
+    trajectory, _ = _trajectory(5)
     X = jnp.asarray(np.random.RandomState(6).normal(size=(6, 3)).astype(np.float32))
     stats, _ = _run("kernel_distance", trajectory, SwitchConfig(k, 0.0, 1, X))
     kernels = [np.asarray(empirical_ntk_reference(mlp_forward, p, X), dtype=np.float64)
                for p in trajectory]
-    want = [1 - np.sum(kernels[e] * kernels[e - 1]) /
-            (np.linalg.norm(kernels[e]) * np.linalg.norm(kernels[e - 1])) for e in range(1, 5)]
+    want = [np.nan if e < k else 1 - np.sum(kernels[e] * kernels[e - k]) /
+            (np.linalg.norm(kernels[e]) * np.linalg.norm(kernels[e - k])) for e in range(1, 6)]
     np.testing.assert_allclose(stats, want, atol=2e-6)
-    assert np.all(np.diff(stats) < 0)  # the kernel settles as the steps shrink
+    assert np.all(np.diff(stats[k - 1:]) < 0)  # the kernel settles as the steps shrink
 
 
 @pytest.mark.parametrize("switch_epoch", [1, 4])

@@ -1,0 +1,105 @@
+"""The closed-form kernel phase against independent float64 references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from scipy.special import softmax
+
+from skntk import HybridNTKClassifier
+from skntk._mlp import init_mlp_params, mlp_forward, params_to_jax
+from skntk._phases import KernelPhase, PhaseSettings
+from skntk.ntk import empirical_ntk_reference
+
+from .conftest import blobs
+
+
+def _problem(seed=0, n=30, n_test=7, d=4, C=3):
+    rng = np.random.RandomState(seed)
+    params = params_to_jax(init_mlp_params((d, 12, C), rng, np.float64))
+    X = jnp.asarray(rng.normal(size=(n, d)))
+    X_test = jnp.asarray(rng.normal(size=(n_test, d)))
+    Y = np.eye(C)[np.arange(n) % C]
+    return params, X, X_test, Y
+
+
+def _reference(params, X, X_test, Y, t, ridge=0.0):
+    """Train and test outputs from expm / a direct solve on the explicit-Jacobian kernel."""
+    C = Y.shape[1]
+    n = X.shape[0]
+    K = np.asarray(empirical_ntk_reference(mlp_forward, params, X)) / C
+    K_cross = np.asarray(empirical_ntk_reference(mlp_forward, params, X_test, X)) / C
+    F0 = np.asarray(mlp_forward(params, X))
+    F0_test = np.asarray(mlp_forward(params, X_test))
+    if np.isinf(t):
+        A = scipy.linalg.solve(K + ridge * np.eye(n), Y - F0, assume_a="pos")
+        return F0 + K @ A, F0_test + K_cross @ A
+    decay = scipy.linalg.expm(-t * K / n)
+    A = scipy.linalg.pinvh(K) @ (np.eye(n) - decay) @ (Y - F0)
+    return Y + decay @ (F0 - Y), F0_test + K_cross @ A
+
+
+def _run_phase(params, X, X_test, Y, learning_rate, n_epochs, ridge=0.0):
+    settings = PhaseSettings(learning_rate, n_epochs, ridge, None)
+    state = KernelPhase.start(params, X, jnp.asarray(Y), settings)
+    for epoch in KernelPhase.epochs(settings):
+        state = KernelPhase.step(state, epoch, settings)
+    return KernelPhase.logits(state, X), KernelPhase.logits(state, X_test)
+
+
+@pytest.mark.parametrize("learning_rate, n_epochs", [(0.5, 4), (3.0, 20)])
+def test_kernel_phase_equals_matrix_exponential(learning_rate, n_epochs):
+    with jax.enable_x64(True):
+        params, X, X_test, Y = _problem()
+        train, test = _run_phase(params, X, X_test, Y, learning_rate, n_epochs)
+        want_train, want_test = _reference(params, X, X_test, Y, learning_rate * n_epochs)
+    np.testing.assert_allclose(train, want_train, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(test, want_test, rtol=1e-6, atol=1e-9)
+
+
+def test_kernel_regression_equals_ridge_solve():
+    with jax.enable_x64(True):
+        params, X, X_test, Y = _problem(seed=1)
+        train, test = _run_phase(params, X, X_test, Y, 1.0, np.inf, ridge=0.1)
+        want_train, want_test = _reference(params, X, X_test, Y, np.inf, ridge=0.1)
+    np.testing.assert_allclose(train, want_train, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(test, want_test, rtol=1e-6, atol=1e-9)
+
+
+def test_estimator_predictions_follow_the_flow_in_float32():
+    X, y = blobs(n_samples=40, n_features=4)
+    clf = HybridNTKClassifier(hidden_layer_sizes=(12,), max_sgd_epochs=3, switch=None,
+                              ntk_phase="kernel", ntk_learning_rate=2.0, ntk_epochs=5,
+                              validation_fraction=None, random_state=0).fit(X, y)
+    X_test = X[:9] + 0.3
+    with jax.enable_x64(True):
+        params = [(jnp.asarray(W, jnp.float64), jnp.asarray(b, jnp.float64))
+                  for W, b in zip(clf.switch_coefs_, clf.switch_intercepts_)]
+        X32 = jnp.asarray(X.astype(np.float32), jnp.float64)
+        Xt32 = jnp.asarray(X_test.astype(np.float32), jnp.float64)
+        _, want_test = _reference(params, X32, Xt32, np.eye(3)[y], 10.0)
+    np.testing.assert_allclose(clf.predict_proba(X_test), softmax(want_test, axis=1), atol=1e-4)
+
+
+def test_duplicate_rows_with_zero_ridge_and_long_flow_stay_finite():
+    X, y = blobs(n_samples=30, n_features=4)
+    X = np.vstack([X, X[:10]])
+    y = np.concatenate([y, y[:10]])
+    kw = dict(hidden_layer_sizes=(12,), max_sgd_epochs=2, switch=None, ntk_phase="kernel",
+              kernel_ridge=0.0, validation_fraction=None, random_state=0)
+    long_flow = HybridNTKClassifier(**kw, ntk_learning_rate=1e5, ntk_epochs=10).fit(X, y)
+    regression = HybridNTKClassifier(**kw, ntk_epochs=np.inf).fit(X, y)
+    p_long, p_inf = long_flow.predict_proba(X), regression.predict_proba(X)
+    assert np.all(np.isfinite(p_long)) and np.all(np.isfinite(p_inf))
+    np.testing.assert_allclose(p_long, p_inf, atol=1e-3)
+    assert np.isfinite(long_flow.history_["train_loss"]).all()
+
+
+def test_kernel_memory_guard_refuses_before_allocating():
+    X, y = blobs(n_samples=60)
+    clf = HybridNTKClassifier(hidden_layer_sizes=(8,), max_sgd_epochs=1, switch=None,
+                              ntk_phase="kernel", max_kernel_bytes=10_000, random_state=0)
+    with pytest.raises(ValueError, match="frozen_jacobian"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "coefs_")
