@@ -1,6 +1,7 @@
 """HybridNTKClassifier: SGD while the NTK moves, then training in the NTK regime."""
 
 import math
+import numbers
 import time
 import warnings
 from numbers import Integral, Real
@@ -8,30 +9,39 @@ from numbers import Integral, Real
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import softmax
+import scipy.sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._mlp import (accuracy, init_mlp_params, loss_and_accuracy, mean_cross_entropy,
                    params_to_jax, params_to_numpy)
-from ._phases import NTK_PHASES, PhaseSettings
+from ._phases import NTK_PHASES, KernelState, PhaseSettings, check_kernel_phase_budget
 from ._sgd import sgd_epoch
 from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
-from .ntk import DEFAULT_MAX_KERNEL_BYTES, check_kernel_budget
+from .ntk import DEFAULT_MAX_KERNEL_BYTES, _working_set_bytes, check_kernel_budget
 
 COMPUTE_DTYPE = np.float32
+"""Every computation runs in float32, whatever the input dtype."""
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Largest float32, about 3.4e38: larger inputs are refused by ``fit`` and clipped by
+``predict``."""
+
 PREDICT_BLOCK = 256
 
 _FITTED_ATTRIBUTES = (
     "classes_", "coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_", "history_",
-    "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_", "sgd_time_", "ntk_time_",
-    "_ntk_extra",
+    "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_",
+    "sgd_time_", "ntk_time_", "_ntk_extra", "n_features_in_", "feature_names_in_",
 )
+
+_MULTI_COLUMN_TARGETS = ("multilabel-indicator", "multiclass-multioutput",
+                         "continuous-multioutput")
 
 
 class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
@@ -46,8 +56,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
        (``"frozen_jacobian"``), on the linearised network (``"linearized"``), or in
        closed form as kernel gradient flow (``"kernel"``).
 
-    Computation runs in float32 on JAX's default device, whatever the input dtype;
-    JAX's global configuration is never changed.
+    Computation runs in float32 on JAX's default device, whatever the input dtype
+    (integers, booleans, float64); JAX's global configuration is never changed. See
+    the Notes for how faulty inputs and numerical failures are reported.
 
     Parameters
     ----------
@@ -99,15 +110,23 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     kernel_ridge : float, default=0.0
         Ridge ``rho`` added to the kernel of the ``"kernel"`` phase.
     max_kernel_bytes : int, default=2 GiB
-        Memory budget of one kernel matrix (the monitor kernel and the training
-        kernel of the ``"kernel"`` phase); a larger kernel is refused with a
-        ``ValueError`` before it is allocated.
+        Memory budget, in bytes, of one kernel matrix with its working memory. It
+        covers every kernel the estimator builds: the ``ntk_monitor_size`` x
+        ``ntk_monitor_size`` monitor kernel of the ``"ntk_norm"`` and
+        ``"kernel_distance"`` criteria and, for ``ntk_phase="kernel"``, the N x N
+        training kernel (counted five times: its float64 copy and eigenvectors), the
+        validation cross kernel and the cross kernel of one block of 256 predicted
+        rows. All are checked at the start of :meth:`fit`, before training; one over
+        the budget raises a ``ValueError`` that gives its size and what lowers it.
     validation_fraction : float or None, default=0.1
         Share of the training data held out (stratified) to record validation loss
         and accuracy; ``None`` or 0 trains on everything. Ignored when ``X_val`` is
-        passed to :meth:`fit`. When a stratified split is impossible (a class with a
-        single sample, or fewer held-out samples than classes) all data is used for
-        training and a ``UserWarning`` says so.
+        passed to :meth:`fit`. ``ceil(validation_fraction * n_samples)`` samples are
+        held out. When that split cannot put every class in both the training and
+        the validation part (a class with a single sample, fewer held-out or
+        remaining samples than classes, or a rare class that stratification leaves
+        out of one part), all data is used for training, ``val_loss`` and
+        ``val_accuracy`` are NaN and a ``UserWarning`` says why.
     random_state : int, RandomState instance or None, default=None
         Draws the initial weights, the validation split, the monitor subset and the
         SGD shuffling. Pass an int for reproducible results.
@@ -149,6 +168,30 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     See Also
     --------
     sklearn.neural_network.MLPClassifier : the same network trained by SGD only.
+
+    Notes
+    -----
+    Faults are reported early and as a whole:
+
+    - ``X``, ``X_val`` and the ``X`` of :meth:`predict` must be dense and finite: a
+      scipy sparse matrix raises a ``TypeError`` that names ``.toarray()``, NaN or
+      infinity a ``ValueError``. ``fit`` also refuses values beyond the float32 range
+      (``|x| > 3.4e38``), which would overflow in the computation; prediction clips
+      them to that range instead.
+    - ``y`` must hold one label per sample (strings, integers, booleans, any
+      comparable objects); multilabel or multi-output ``y`` and continuous ``y`` are
+      refused, as is ``y`` with a single class.
+    - A non-finite training loss, or non-finite parameters, in either phase stops
+      ``fit`` with a ``ValueError`` naming the phase and the epoch and suggesting a
+      smaller learning rate; the estimator is then left unfitted (``fit`` clears any
+      earlier fitted state first).
+    - :meth:`predict_proba` is always finite. Where logits overflow (inputs far
+      outside the training range), ``+inf`` counts as the largest and ``-inf`` as the
+      smallest float64, and a NaN logit as the smallest: that class gets probability
+      0, tied largest logits share the probability equally, and a row without any
+      usable logit is uniform. :meth:`predict` returns the class of the largest
+      logit under the same rule, so it agrees with :meth:`predict_proba`.
+    - Inputs are never modified.
 
     References
     ----------
@@ -214,16 +257,20 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, X_val=None, y_val=None):
         """Train the network: SGD phase, switch, NTK phase.
+
+        Any fitted state of an earlier call is cleared first; if this call fails, the
+        estimator is left unfitted.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training inputs; any real dtype (computation is float32). Not modified.
+            Training inputs, dense; any real dtype (computation is float32).
+            Not modified.
         y : array-like of shape (n_samples,)
-            Class labels of any type (strings, integers, booleans).
+            Class labels of any type (strings, integers, booleans); at least two
+            distinct labels.
         X_val : array-like of shape (n_val, n_features), default=None
             Validation inputs; when given, ``validation_fraction`` is ignored.
         y_val : array-like of shape (n_val,), default=None
@@ -237,21 +284,45 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            For invalid parameters or data (NaN/inf, fewer than two classes, unknown
-            validation labels), a kernel over ``max_kernel_bytes``, or a non-finite
-            loss during training (the estimator is then left unfitted).
+            For invalid parameters or data: NaN or infinity in ``X`` or ``X_val``,
+            values beyond the float32 range, a single class, multilabel or continuous
+            ``y``, validation labels unknown to ``y``; a kernel over
+            ``max_kernel_bytes`` (raised before training); a non-finite loss or
+            non-finite parameters during training (the message names the phase and
+            the epoch).
+        TypeError
+            If ``X`` or ``X_val`` is a scipy sparse matrix.
         """
+        self._clear_fitted_state()
+        try:
+            return self._fit(X, y, X_val, y_val)
+        except BaseException:
+            self._clear_fitted_state()
+            raise
+
+    def _clear_fitted_state(self):
         for name in _FITTED_ATTRIBUTES:
             self.__dict__.pop(name, None)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _fit(self, X, y, X_val, y_val):
+        if (X_val is None) != (y_val is None):
+            raise ValueError(
+                f"Pass both `X_val` and `y_val`, or neither; got only "
+                f"{'`X_val`' if y_val is None else '`y_val`'}.")
         layers = self._check_hidden_layer_sizes()
+        self._check_ntk_epochs()
+        _refuse_sparse(X, "X")
+        _refuse_multi_column_y(y)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        _check_float32_range(X, "X")
+        _refuse_mixed_labels(y)
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
                 f"HybridNTKClassifier needs samples of at least 2 classes; got 1 class "
-                f"({classes[0]!r}). Pass data with two or more distinct labels in `y`.")
-        self._check_ntk_epochs()
+                f"({_label_repr(classes[0])}). Pass data with two or more distinct labels in `y`.")
         rng = check_random_state(self.random_state)
         X, Y, X_val, Y_val = self._split(X, y_index, len(classes), X_val, y_val, classes, rng)
 
@@ -279,33 +350,72 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         if not math.isinf(n) and n != int(n):
             raise ValueError(f"`ntk_epochs` must be a whole number of epochs or numpy.inf; got {n!r}.")
 
+    def _check_validation_set(self, X_val, y_val, classes):
+        """Validated float ``X_val`` and the class indices of ``y_val``."""
+        _refuse_sparse(X_val, "X_val")
+        X_checked = check_array(X_val, dtype=[np.float64, np.float32], estimator=self,
+                                input_name="X_val")
+        if X_checked.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"`X_val` has {X_checked.shape[1]} features, but `X` has "
+                f"{self.n_features_in_}. Pass validation inputs with the columns of `X`.")
+        # Feature names of a DataFrame X_val must match those of X.
+        validate_data(self, X_val, reset=False, skip_check_array=True)
+        _check_float32_range(X_checked, "X_val")
+        y_val = np.asarray(y_val)
+        if y_val.shape != (X_checked.shape[0],):
+            raise ValueError(f"`y_val` must have shape ({X_checked.shape[0]},) to match "
+                             f"`X_val`; got {y_val.shape}.")
+        numeric = set("biuf")
+        if (classes.dtype.kind in numeric) != (y_val.dtype.kind in numeric) and "O" not in (
+                classes.dtype.kind, y_val.dtype.kind):
+            raise ValueError(
+                f"`y_val` holds labels of dtype {y_val.dtype}, but `y` of dtype "
+                f"{classes.dtype}; pass validation labels of the same kind as `y`.")
+        unknown = np.setdiff1d(y_val, classes)
+        if unknown.size:
+            raise ValueError(f"`y_val` holds labels not seen in `y`: {unknown[:5].tolist()}. "
+                             f"The classes of `y` are {classes[:10].tolist()}.")
+        return X_checked, np.searchsorted(classes, y_val)
+
     def _split(self, X, y_index, n_classes, X_val, y_val, classes, rng):
         """Float32 training and validation arrays with one-hot targets (copies)."""
         split_seed = rng.randint(np.iinfo(np.int32).max)
-        if (X_val is None) != (y_val is None):
-            raise ValueError("Pass both `X_val` and `y_val`, or neither.")
+        val_index = None
         if X_val is not None:
-            X_val = validate_data(self, X_val, reset=False, dtype=[np.float64, np.float32])
-            y_val = np.asarray(y_val)
-            if y_val.shape != (X_val.shape[0],):
-                raise ValueError(f"`y_val` must have shape ({X_val.shape[0]},) to match "
-                                 f"`X_val`; got {y_val.shape}.")
-            unknown = np.setdiff1d(y_val, classes)
-            if unknown.size:
-                raise ValueError(f"`y_val` holds labels not seen in `y`: {unknown[:5].tolist()}.")
-            val_index = np.searchsorted(classes, y_val)
+            X_val, val_index = self._check_validation_set(X_val, y_val, classes)
         elif self.validation_fraction:
-            n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
+            n_samples = X.shape[0]
+            n_val = int(np.ceil(self.validation_fraction * n_samples))
             counts = np.bincount(y_index, minlength=n_classes)
-            if counts.min() >= 2 and n_classes <= n_val <= X.shape[0] - n_classes:
-                X, X_val, y_index, val_index = train_test_split(
-                    X, y_index, test_size=n_val, stratify=y_index, random_state=split_seed)
+            reason = None
+            if counts.min() < 2:
+                reason = (f"class {_label_repr(classes[np.argmin(counts)])} has a single sample, "
+                          f"which cannot be in both parts")
+            elif n_val < n_classes:
+                reason = f"{n_val} held-out sample(s) cannot represent {n_classes} classes"
+            elif n_samples - n_val < n_classes:
+                reason = (f"the {n_samples - n_val} remaining training sample(s) cannot "
+                          f"represent {n_classes} classes")
             else:
+                X_train, X_held, train_index, held_index = train_test_split(
+                    X, y_index, test_size=n_val, stratify=y_index, random_state=split_seed)
+                for part, index in (("training", train_index), ("validation", held_index)):
+                    missing = np.flatnonzero(np.bincount(index, minlength=n_classes) == 0)
+                    if missing.size and reason is None:
+                        reason = (f"stratification leaves class {_label_repr(classes[missing[0]])} "
+                                  f"out of the {part} part")
+                if reason is None:
+                    X, X_val, y_index, val_index = X_train, X_held, train_index, held_index
+            if reason is not None:
                 warnings.warn(
-                    f"validation_fraction={self.validation_fraction} cannot give a stratified "
-                    f"split of {X.shape[0]} samples in {n_classes} classes (smallest class: "
-                    f"{counts.min()} samples); training on all samples without validation. "
-                    f"Pass validation_fraction=None to silence this warning.", UserWarning)
+                    f"validation_fraction={self.validation_fraction} cannot hold out a "
+                    f"stratified validation set of {n_val} of the {n_samples} samples "
+                    f"with every one of the {n_classes} classes in both parts: {reason}. "
+                    f"Training on all {n_samples} samples without validation (val_loss "
+                    f"and val_accuracy are NaN). Pass `X_val` and `y_val`, a larger "
+                    f"`validation_fraction`, or validation_fraction=None to silence this "
+                    f"warning.", UserWarning)
         eye = np.eye(n_classes, dtype=COMPUTE_DTYPE)
         X = np.array(X, dtype=COMPUTE_DTYPE)
         if X_val is None:
@@ -318,21 +428,28 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         return hasattr(self, "coefs_")
 
     def _logits(self, X):
+        """Raw float64 logits of the fitted model; may hold ``inf`` or NaN."""
         check_is_fitted(self)
+        _refuse_sparse(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        if X.dtype != COMPUTE_DTYPE:
+            # Beyond the float32 range: clip rather than overflow to inf in the cast.
+            X = np.clip(X, -FLOAT32_MAX, FLOAT32_MAX)
         X = np.asarray(X, dtype=COMPUTE_DTYPE)
         params = params_to_jax(list(zip(self.coefs_, self.intercepts_)))
         params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
         phase = NTK_PHASES[self.ntk_phase]
+        extra = dict(self._ntk_extra, max_kernel_bytes=self.max_kernel_bytes)
         # Fixed-size row blocks: one compiled shape, and each sample's logits do not
         # depend on how many others are predicted with it.
         n_samples = X.shape[0]
         padded = np.zeros((-(-n_samples // PREDICT_BLOCK) * PREDICT_BLOCK, X.shape[1]), X.dtype)
         padded[:n_samples] = X
-        blocks = [np.asarray(phase.predict_logits(params_star, params, self._ntk_extra,
-                                                  jnp.asarray(padded[i:i + PREDICT_BLOCK])),
-                             dtype=np.float64)
-                  for i in range(0, padded.shape[0], PREDICT_BLOCK)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            blocks = [np.asarray(phase.predict_logits(params_star, params, extra,
+                                                      jnp.asarray(padded[i:i + PREDICT_BLOCK])),
+                                 dtype=np.float64)
+                      for i in range(0, padded.shape[0], PREDICT_BLOCK)]
         return np.concatenate(blocks)[:n_samples]
 
     def predict_proba(self, X):
@@ -341,13 +458,27 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Dense inputs with the features seen in :meth:`fit`. Values beyond the
+            float32 range are clipped to it. Not modified.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes), float64
-            Columns in the order of ``classes_``; rows sum to 1.
+            Columns in the order of ``classes_``; finite, in [0, 1], rows sum to 1.
+            Overflowing logits follow the rule in the class Notes: ``+inf`` is the
+            largest logit (ties share), ``-inf`` and NaN get probability 0, a row
+            without a usable logit is uniform.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If ``X`` holds NaN or infinity, or has other features than in :meth:`fit`.
+        TypeError
+            If ``X`` is a scipy sparse matrix.
         """
-        return softmax(self._logits(X), axis=1)
+        return _softmax(_usable_logits(self._logits(X)))
 
     def predict(self, X):
         """Most probable class of each sample.
@@ -355,13 +486,24 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Dense inputs with the features seen in :meth:`fit`. Not modified.
 
         Returns
         -------
         y : ndarray of shape (n_samples,)
-            Labels from ``classes_``, in their dtype.
+            Labels from ``classes_``, in their dtype: the argmax of
+            :meth:`predict_proba`.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If ``X`` holds NaN or infinity, or has other features than in :meth:`fit`.
+        TypeError
+            If ``X`` is a scipy sparse matrix.
         """
-        logits = self._logits(X)
+        logits = _usable_logits(self._logits(X))
         return self.classes_[np.argmax(logits, axis=1)]
 
     def __sklearn_tags__(self):
@@ -370,25 +512,119 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
 
+# ---------------------------------------------------------------------------- inputs
+
+def _refuse_sparse(X, name):
+    if scipy.sparse.issparse(X):
+        n_rows, n_cols = X.shape
+        raise TypeError(
+            f"HybridNTKClassifier does not accept sparse input: `{name}` is a "
+            f"{type(X).__name__} of shape {X.shape}. It trains on dense float32 arrays; "
+            f"convert it with `{name}.toarray()` (about {n_rows * n_cols * 4 / 1024**2:.1f} "
+            f"MiB dense in float32), or reduce the features first (e.g. with "
+            f"sklearn.decomposition.TruncatedSVD).")
+
+
+def _refuse_multi_column_y(y):
+    """Multilabel / multi-output ``y`` (a 2-D array of more than one column)."""
+    if y is None or isinstance(y, str) or scipy.sparse.issparse(y):
+        return
+    shape = getattr(y, "shape", None)
+    if not isinstance(shape, tuple):
+        try:
+            shape = np.asarray(y).shape
+        except (TypeError, ValueError):
+            return  # left to validate_data, which explains what is wrong
+    if len(shape) == 2 and shape[1] > 1:
+        try:
+            kind = type_of_target(y, input_name="y")
+        except (TypeError, ValueError):
+            kind = "multi-column"
+        raise ValueError(
+            f"HybridNTKClassifier predicts one label per sample, but `y` has shape "
+            f"{shape} ({kind} targets). Pass a 1-D array of class labels; for "
+            f"multilabel problems wrap the estimator in "
+            f"sklearn.multioutput.MultiOutputClassifier.")
+
+
+def _check_float32_range(X, name):
+    """Refuse finite values that overflow to inf in the float32 computation."""
+    if X.dtype == np.float64 and X.size:
+        largest = max(float(X.max()), -float(X.min()))  # no |X| copy
+        if largest > FLOAT32_MAX:
+            raise ValueError(
+                f"`{name}` holds values beyond the float32 range used for the computation "
+                f"(largest |value| {largest:.3g} > {FLOAT32_MAX:.3g}); they would overflow "
+                f"to infinity. Rescale `{name}` (e.g. with "
+                f"sklearn.preprocessing.StandardScaler).")
+
+
+def _label_repr(value):
+    """``repr`` of a label as the user wrote it (``'a'``, not ``np.str_('a')``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _label_kind(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing"
+    if isinstance(value, (str, bytes)):
+        return "string"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return type(value).__name__
+
+
+def _refuse_mixed_labels(y):
+    """Object labels must be of one kind: all strings or all numbers, none missing."""
+    if y.dtype != object:
+        return
+    kinds = {}
+    for value in y:
+        kinds.setdefault(_label_kind(value), value)
+    if "missing" in kinds:
+        raise ValueError(
+            f"`y` contains missing labels ({_label_repr(kinds['missing'])}). Drop those samples or "
+            f"give them a label of their own.")
+    if len(kinds) > 1:
+        examples = ", ".join(f"{kind} {_label_repr(value)}" for kind, value in kinds.items())
+        raise ValueError(
+            f"`y` mixes labels of different kinds ({examples}), which cannot be sorted "
+            f"into classes. Use labels of one kind, e.g. y.astype(str).")
+
+
+def _usable_logits(logits):
+    """The documented rule for overflowing logits (float64): NaN counts as the smallest
+    value, ``+inf`` and ``-inf`` as the largest and smallest finite float64."""
+    largest = np.finfo(np.float64).max
+    return np.clip(np.where(np.isnan(logits), -largest, logits), -largest, largest)
+
+
+def _softmax(logits):
+    """Row-wise softmax of finite float64 logits; rows sum to 1 (no NaN: the largest
+    entry of a row contributes exp(0) = 1 to its sum)."""
+    with np.errstate(over="ignore"):
+        shifted = logits - logits.max(axis=1, keepdims=True)  # may be -inf: exp -> 0
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 # ---------------------------------------------------------------------------- training
 
 class _History:
     """Per-epoch records and the optional one-line-per-epoch report."""
 
-    def __init__(self, verbose, start):
+    def __init__(self, verbose, start, divergence):
         self.rows = []
         self.verbose = verbose
         self.start = start
+        self.divergence = divergence
 
     def record(self, phase, params_or_logits, X, Y, X_val, Y_val, statistic, logits_fn):
         train_loss, train_acc = _metrics(logits_fn, params_or_logits, X, Y)
         val_loss, val_acc = ((math.nan, math.nan) if X_val is None
                              else _metrics(logits_fn, params_or_logits, X_val, Y_val))
         if not math.isfinite(train_loss):
-            raise ValueError(
-                f"The training loss became non-finite in the {phase.upper()} phase at epoch "
-                f"{len(self.rows) + 1}. Lower the learning rate (`learning_rate` for the SGD "
-                f"phase, `ntk_learning_rate` for the NTK phase).")
+            raise self.divergence("the training loss", phase, len(self.rows) + 1)
         row = dict(epoch=len(self.rows) + 1, phase=phase, train_loss=train_loss,
                    train_accuracy=train_acc, val_loss=val_loss, val_accuracy=val_acc,
                    switch_statistic=statistic, elapsed_s=time.perf_counter() - self.start)
@@ -414,23 +650,85 @@ def _metrics(logits_fn, state, X, Y):
     return float(loss), float(acc)
 
 
+@jax.jit
+def _tree_is_finite(tree):
+    """Whether every leaf is finite: one fused reduction, one scalar to the host."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def _phase_state_is_finite(state):
+    if isinstance(state, KernelState):
+        return bool(np.isfinite(state.coefficients).all() and np.isfinite(state.train_logits).all())
+    return bool(_tree_is_finite(state.params))
+
+
+def _divergence_reporter(est, n_sgd_epochs):
+    """``report(what, phase, epoch) -> ValueError`` naming the phase, the epoch and the
+    learning rate to lower; ``n_sgd_epochs()`` gives the SGD epochs run so far."""
+
+    def report(what, phase, epoch):
+        if phase == "sgd":
+            where = f"the SGD phase at epoch {epoch}"
+            name, rate = "learning_rate", est.learning_rate
+        else:
+            where = (f"the NTK phase (ntk_phase={est.ntk_phase!r}) at epoch {epoch} "
+                     f"(epoch {epoch - n_sgd_epochs()} of that phase)")
+            name, rate = "ntk_learning_rate", est.ntk_learning_rate
+        return ValueError(
+            f"Training diverged: {what} became non-finite (NaN or inf) in {where}. "
+            f"Lower `{name}` (got {rate!r}; try {rate / 10:.3g} or less); if `X` is not "
+            f"standardised, scaling it (e.g. with sklearn.preprocessing.StandardScaler) "
+            f"helps too. The estimator is left unfitted.")
+
+    return report
+
+
+def _check_budgets(est, layer_sizes, n_samples, n_val):
+    """Every kernel the fit (and prediction) will build, checked before training."""
+    if est.switch in KERNEL_CRITERIA:
+        m = min(est.ntk_monitor_size, n_samples)
+        # ntk_gram holds the kernel, its Gram temporaries and the layer factors.
+        working = _working_set_bytes(layer_sizes, m, m, m, True, False,
+                                     np.dtype(COMPUTE_DTYPE).itemsize)
+        check_kernel_budget(
+            m, m, COMPUTE_DTYPE, est.max_kernel_bytes,
+            what="monitor kernel",
+            fix_hint=f"lower `ntk_monitor_size` (got {est.ntk_monitor_size}), or use "
+                     f"switch='param_norm' instead of switch={est.switch!r}: it forms no "
+                     f"kernel",
+            extra_bytes=working, budget_name="max_kernel_bytes")
+    if est.ntk_phase == "kernel":
+        check_kernel_phase_budget(layer_sizes, n_samples, est.max_kernel_bytes,
+                                  n_val=n_val, n_predict=PREDICT_BLOCK)
+
+
 def _fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     """Both phases on prepared float32 arrays; returns the fitted attributes."""
     start = time.perf_counter()
     n_samples, n_classes = Y.shape
-    params = params_to_jax(init_mlp_params((X.shape[1], *layers, n_classes), rng, COMPUTE_DTYPE))
+    layer_sizes = (X.shape[1], *layers, n_classes)
+    _check_budgets(est, layer_sizes, n_samples, 0 if X_val is None else X_val.shape[0])
+    params = params_to_jax(init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE))
     monitor = None
     if est.switch in KERNEL_CRITERIA:
         m = min(est.ntk_monitor_size, n_samples)
-        check_kernel_budget(m, m, COMPUTE_DTYPE, est.max_kernel_bytes, what="monitor kernel",
-                            fix_hint="lower `ntk_monitor_size`")
         monitor = jnp.asarray(X[np.sort(rng.choice(n_samples, m, replace=False))])
     key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
     X_j, Y_j = jnp.asarray(X), jnp.asarray(Y)
     Xv_j = None if X_val is None else jnp.asarray(X_val)
     Yv_j = None if Y_val is None else jnp.asarray(Y_val)
 
-    history = _History(est.verbose, start)
+    initial_loss, _ = _metrics(loss_and_accuracy, params, X_j, Y_j)
+    if not math.isfinite(initial_loss):
+        raise ValueError(
+            f"The network's outputs on `X` are already non-finite at initialisation "
+            f"(largest |x| = {float(np.max(np.abs(X))):.3g}): `X` is too large for "
+            f"float32 computation. Standardise `X` (e.g. with "
+            f"sklearn.preprocessing.StandardScaler).")
+
+    n_sgd = 0
+    divergence = _divergence_reporter(est, lambda: n_sgd)
+    history = _History(est.verbose, start, divergence)
     criterion = SWITCH_CRITERIA[est.switch]
     config = SwitchConfig(est.switch_window, math.nan, est.switch_epoch, monitor)
     state = criterion.init(params, config)
@@ -442,13 +740,15 @@ def _fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     for epoch in range(1, est.max_sgd_epochs + 1):
         key, epoch_key = jax.random.split(key)
         params = sgd_epoch(params, X_j, Y_j, epoch_key, est.learning_rate, batch_size)
+        if not bool(_tree_is_finite(params)):
+            raise divergence("the parameters", "sgd", epoch)
         state, statistic, switched = criterion.update(state, epoch, params, config)
         history.record("sgd", params, X_j, Y_j, Xv_j, Yv_j, statistic, loss_and_accuracy)
+        n_sgd = epoch
         if switched:
             if est.verbose:
                 print(f"Switch criterion {est.switch!r} met at epoch {epoch}.")
             break
-    n_sgd = len(history.rows)
     if est.switch is not None and not switched:
         warnings.warn(
             f"The switch criterion {est.switch!r} did not hold within max_sgd_epochs="
@@ -468,6 +768,10 @@ def _fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     if est.ntk_phase is not None:
         for epoch in phase.epochs(settings):
             phase_state = phase.step(phase_state, epoch, settings)
+            if not _phase_state_is_finite(phase_state):
+                what = ("the kernel-flow coefficients" if isinstance(phase_state, KernelState)
+                        else "the parameters")
+                raise divergence(what, "ntk", len(history.rows) + 1)
             history.record("ntk", phase_state, X_j, Y_j, Xv_j, Yv_j, math.nan, phase_metrics)
     ntk_time = time.perf_counter() - ntk_start
 
@@ -478,8 +782,9 @@ def _fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
         coefs_=[W for W, _ in final], intercepts_=[b for _, b in final],
         switch_coefs_=[W for W, _ in params_star], switch_intercepts_=[b for _, b in params_star],
         history_=arrays, loss_curve_=arrays["train_loss"].tolist(),
-        switch_epoch_=n_sgd, switch_threshold_=threshold, switch_reached_=bool(switched), n_iter_=len(history.rows),
-        sgd_time_=sgd_time, ntk_time_=ntk_time, _ntk_extra=phase.extra_state(phase_state),
+        switch_epoch_=n_sgd, switch_threshold_=threshold, switch_reached_=bool(switched),
+        n_iter_=len(history.rows), sgd_time_=sgd_time, ntk_time_=ntk_time,
+        _ntk_extra=phase.extra_state(phase_state),
     )
 
 

@@ -30,6 +30,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse
 from jax import lax
 
 from ._mlp import mlp_forward
@@ -62,7 +63,9 @@ _DEFAULT_FIX_HINT = (
 def _format_bytes(n_bytes):
     if n_bytes >= 1024**3:
         return f"{n_bytes / 1024**3:.2f} GiB"
-    return f"{n_bytes / 1024**2:.1f} MiB"
+    if n_bytes >= 1024**2 or not np.isfinite(n_bytes):
+        return f"{n_bytes / 1024**2:.1f} MiB"
+    return f"{n_bytes / 1024**2:.2g} MiB = {int(n_bytes):,} bytes"
 
 
 def kernel_nbytes(n1, n2, dtype=np.float32, per_logit_classes=None):
@@ -90,7 +93,7 @@ def kernel_nbytes(n1, n2, dtype=np.float32, per_logit_classes=None):
 
 
 def check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel", fix_hint=_DEFAULT_FIX_HINT,
-                        *, per_logit_classes=None, extra_bytes=0):
+                        *, per_logit_classes=None, extra_bytes=0, budget_name="max_bytes"):
     """Refuse a kernel that would not fit in the memory budget, before allocating it.
 
     Parameters
@@ -110,6 +113,9 @@ def check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel", fix_hint=_DEFAU
         ``C`` for a per-logit kernel of shape ``(n1, n2, C, C)``.
     extra_bytes : int, default=0
         Working memory needed beside the kernel itself.
+    budget_name : str, default="max_bytes"
+        Name of the parameter that holds the budget, quoted in the error message
+        (e.g. ``"max_kernel_bytes"`` for :class:`~skntk.HybridNTKClassifier`).
 
     Returns
     -------
@@ -130,11 +136,11 @@ def check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel", fix_hint=_DEFAU
             n1, n2, per_logit_classes, per_logit_classes)
         detail = _format_bytes(kernel)
         if extra_bytes:
-            detail += f" for the {what} itself plus {_format_bytes(extra_bytes)} working memory"
+            detail += f" for the kernel itself plus {_format_bytes(extra_bytes)} working memory"
         raise ValueError(
             f"The {what} of shape {shape} ({np.dtype(dtype).name}) needs about "
-            f"{_format_bytes(total)} ({detail}), more than the budget `max_bytes` = "
-            f"{_format_bytes(max_bytes)}. To fit, {fix_hint}; or raise `max_bytes`.")
+            f"{_format_bytes(total)} ({detail}), more than the budget `{budget_name}` = "
+            f"{_format_bytes(max_bytes)}. To fit, {fix_hint}; or raise `{budget_name}`.")
     return total
 
 
@@ -304,19 +310,77 @@ def _block_starts(n, block):
     return starts
 
 
-def _prepare_inputs(params, X1, X2):
-    params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params]
+def _refuse_sparse(X, name):
+    if scipy.sparse.issparse(X):
+        raise TypeError(
+            f"`{name}` is a scipy sparse matrix ({type(X).__name__}), but the kernel is "
+            f"computed on dense arrays. Convert it with `{name}.toarray()`.")
+
+
+def _check_params(params):
+    """``params`` as a list of ``(W, b)`` jax arrays of consistent shapes."""
+    try:
+        params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            "`params` must be a sequence of (W, b) pairs of arrays, W of shape "
+            "(fan_in, fan_out) and b of shape (fan_out,); for a fitted classifier pass "
+            "list(zip(clf.coefs_, clf.intercepts_)).") from exc
+    if not params:
+        raise ValueError("`params` must hold at least one (W, b) layer; got none.")
+    fan_in = params[0][0].shape[0] if params[0][0].ndim == 2 else None
+    for layer, (W, b) in enumerate(params, start=1):
+        if W.ndim != 2 or W.shape[0] != fan_in or b.shape != (W.shape[1],):
+            raise ValueError(
+                f"Layer {layer} of `params` has W of shape {W.shape} and b of shape "
+                f"{b.shape}; expected W of shape ({fan_in}, fan_out) and b of shape "
+                f"(fan_out,), W's rows matching the outputs of the layer before.")
+        fan_in = W.shape[1]
+    return params
+
+
+def _is_concrete(x):
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_finite(params, arrays):
+    """Refuse NaN or infinite values in the parameters or the (already cast) inputs.
+
+    Values beyond the range of the computation dtype (float32 unless x64 is enabled)
+    have become infinite in the cast and are refused too. Skipped under tracing.
+    """
+    for layer, (W, b) in enumerate(params, start=1):
+        for what, leaf in (("W", W), ("b", b)):
+            if _is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+                raise ValueError(
+                    f"`params` hold NaN or infinite values (layer {layer}, {what}): the "
+                    f"network has diverged, and its kernel would be NaN. Train with a "
+                    f"smaller learning rate.")
+    for name, X in arrays:
+        if X is not None and _is_concrete(X) and not bool(jnp.all(jnp.isfinite(X))):
+            raise ValueError(
+                f"`{name}` contains NaN or infinite values, or values beyond the "
+                f"{X.dtype} range (about {float(jnp.finfo(X.dtype).max):.3g}) of the "
+                f"computation. Remove or impute them, and rescale large inputs (e.g. "
+                f"with sklearn.preprocessing.StandardScaler).")
+
+
+def _prepare_inputs(params, X1, X2, names=("X1", "X2")):
+    _refuse_sparse(X1, names[0])
+    _refuse_sparse(X2, names[1])
+    params = _check_params(params)
     X1 = jnp.asarray(X1)
     X2 = None if X2 is None else jnp.asarray(X2)
     dtype = _as_float_dtype(*jax.tree.leaves(params), X1, *([] if X2 is None else [X2]))
     params, X1 = _cast(params, X1, dtype)
     X2 = None if X2 is None else X2.astype(dtype)
     n_features = params[0][0].shape[0]
-    for name, X in (("X1", X1), ("X2", X2)):
+    for name, X in zip(names, (X1, X2)):
         if X is not None and (X.ndim != 2 or X.shape[1] != n_features):
             raise ValueError(
                 f"`{name}` must have shape (n_samples, {n_features}) to match the first "
                 f"weight matrix, got shape {X.shape}.")
+    _check_finite(params, zip(names, (X1, X2)))
     return params, X1, X2, dtype
 
 
@@ -360,13 +424,20 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
         ``K[i, j] = Σ_c ⟨J_c(x_i; θ), J_c(x'_j; θ)⟩`` with ``J = ∂f/∂θ`` over all
         weights and biases. Its dtype is the floating dtype of ``params`` and the inputs:
         float32, or float64 when the caller passes float64 arrays under
-        ``jax.enable_x64(True)``.
+        ``jax.enable_x64(True)``. Entries grow like the square of the input scale, so
+        finite inputs far beyond unit scale (about 1e19 in float32) can still overflow
+        to ``inf``: standardise the inputs.
 
     Raises
     ------
     ValueError
         If the estimated peak memory exceeds ``max_bytes`` (the message gives the size),
-        if the inputs do not match the network, or if ``block_size`` is not positive.
+        if the inputs do not match the network, if ``block_size`` is not positive, or
+        if ``params``, ``X1`` or ``X2`` hold NaN or infinite values (including values
+        beyond the float32 range, which overflow when cast).
+    TypeError
+        If ``X1`` or ``X2`` is a scipy sparse matrix (convert it with ``.toarray()``)
+        or ``params`` is not a sequence of ``(W, b)`` pairs.
 
     See Also
     --------
@@ -545,8 +616,12 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
     Raises
     ------
     ValueError
-        If ``V`` has the wrong number of rows or more than two axes, or the inputs do
-        not match the network.
+        If ``V`` has the wrong number of rows or more than two axes, the inputs do
+        not match the network, or ``params``, ``X``, ``X2`` or ``V`` hold NaN or
+        infinite values.
+    TypeError
+        If ``X``, ``X2`` or ``V`` is a scipy sparse matrix (convert it with
+        ``.toarray()``) or ``params`` is not a sequence of ``(W, b)`` pairs.
 
     Notes
     -----
@@ -559,9 +634,11 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
     hidden widths ``w_l``, never ``O(n1 · n2)``.
     """
     block_size = _check_block_size(block_size)
-    params, X, X2, dtype = _prepare_inputs(params, X, X2)
+    params, X, X2, dtype = _prepare_inputs(params, X, X2, names=("X", "X2"))
     X2 = X if X2 is None else X2
+    _refuse_sparse(V, "V")
     V = jnp.asarray(V, dtype=dtype)
+    _check_finite([], [("V", V)])
     if V.ndim not in (1, 2) or V.shape[0] != X2.shape[0]:
         raise ValueError(
             f"`V` must have shape ({X2.shape[0]},) or ({X2.shape[0]}, k) to match the "
