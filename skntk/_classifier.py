@@ -1,38 +1,25 @@
 """HybridNTKClassifier: SGD while the NTK moves, then training in the NTK regime."""
 
 import math
-import numbers
-import time
 import warnings
 from numbers import Integral, Real
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._mlp import (accuracy, init_mlp_params, loss_and_accuracy, mean_cross_entropy,
-                   params_to_jax, params_to_numpy)
-from ._phases import NTK_PHASES, KernelState, PhaseSettings, check_kernel_phase_budget
-from ._sgd import sgd_epoch
-from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
-from .ntk import DEFAULT_MAX_KERNEL_BYTES, _working_set_bytes, check_kernel_budget
-
-COMPUTE_DTYPE = np.float32
-"""Every computation runs in float32, whatever the input dtype."""
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-"""Largest float32, about 3.4e38: larger inputs are refused by ``fit`` and clipped by
-``predict``."""
-
-PREDICT_BLOCK = 256
+from ._mlp import params_to_jax
+from ._phases import NTK_PHASES
+from ._switch import SWITCH_CRITERIA
+from ._training import COMPUTE_DTYPE, PREDICT_BLOCK, fit_hybrid
+from ._validation import (FLOAT32_MAX, check_float32_range, label_repr, refuse_mixed_labels,
+                          refuse_multi_column_y, refuse_sparse, softmax, usable_logits)
+from .ntk import DEFAULT_MAX_KERNEL_BYTES
 
 _FITTED_ATTRIBUTES = (
     "classes_", "coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_", "history_",
@@ -40,8 +27,6 @@ _FITTED_ATTRIBUTES = (
     "sgd_time_", "ntk_time_", "_ntk_extra", "n_features_in_", "feature_names_in_",
 )
 
-_MULTI_COLUMN_TARGETS = ("multilabel-indicator", "multiclass-multioutput",
-                         "continuous-multioutput")
 
 
 class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
@@ -312,21 +297,21 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                 f"{'`X_val`' if y_val is None else '`y_val`'}.")
         layers = self._check_hidden_layer_sizes()
         self._check_ntk_epochs()
-        _refuse_sparse(X, "X")
-        _refuse_multi_column_y(y)
+        refuse_sparse(X, "X")
+        refuse_multi_column_y(y)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        _check_float32_range(X, "X")
-        _refuse_mixed_labels(y)
+        check_float32_range(X, "X")
+        refuse_mixed_labels(y)
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
                 f"HybridNTKClassifier needs samples of at least 2 classes; got 1 class "
-                f"({_label_repr(classes[0])}). Pass data with two or more distinct labels in `y`.")
+                f"({label_repr(classes[0])}). Pass data with two or more distinct labels in `y`.")
         rng = check_random_state(self.random_state)
         X, Y, X_val, Y_val = self._split(X, y_index, len(classes), X_val, y_val, classes, rng)
 
-        fitted = _fit_hybrid(self, X, Y, X_val, Y_val, layers, rng)
+        fitted = fit_hybrid(self, X, Y, X_val, Y_val, layers, rng)
         self.classes_ = classes
         for name, value in fitted.items():
             setattr(self, name, value)
@@ -352,7 +337,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_validation_set(self, X_val, y_val, classes):
         """Validated float ``X_val`` and the class indices of ``y_val``."""
-        _refuse_sparse(X_val, "X_val")
+        refuse_sparse(X_val, "X_val")
         X_checked = check_array(X_val, dtype=[np.float64, np.float32], estimator=self,
                                 input_name="X_val")
         if X_checked.shape[1] != self.n_features_in_:
@@ -361,7 +346,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                 f"{self.n_features_in_}. Pass validation inputs with the columns of `X`.")
         # Feature names of a DataFrame X_val must match those of X.
         validate_data(self, X_val, reset=False, skip_check_array=True)
-        _check_float32_range(X_checked, "X_val")
+        check_float32_range(X_checked, "X_val")
         y_val = np.asarray(y_val)
         if y_val.shape != (X_checked.shape[0],):
             raise ValueError(f"`y_val` must have shape ({X_checked.shape[0]},) to match "
@@ -390,7 +375,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
             counts = np.bincount(y_index, minlength=n_classes)
             reason = None
             if counts.min() < 2:
-                reason = (f"class {_label_repr(classes[np.argmin(counts)])} has a single sample, "
+                reason = (f"class {label_repr(classes[np.argmin(counts)])} has a single sample, "
                           f"which cannot be in both parts")
             elif n_val < n_classes:
                 reason = f"{n_val} held-out sample(s) cannot represent {n_classes} classes"
@@ -403,7 +388,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                 for part, index in (("training", train_index), ("validation", held_index)):
                     missing = np.flatnonzero(np.bincount(index, minlength=n_classes) == 0)
                     if missing.size and reason is None:
-                        reason = (f"stratification leaves class {_label_repr(classes[missing[0]])} "
+                        reason = (f"stratification leaves class {label_repr(classes[missing[0]])} "
                                   f"out of the {part} part")
                 if reason is None:
                     X, X_val, y_index, val_index = X_train, X_held, train_index, held_index
@@ -430,7 +415,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     def _logits(self, X):
         """Raw float64 logits of the fitted model; may hold ``inf`` or NaN."""
         check_is_fitted(self)
-        _refuse_sparse(X, "X")
+        refuse_sparse(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         if X.dtype != COMPUTE_DTYPE:
             # Beyond the float32 range: clip rather than overflow to inf in the cast.
@@ -478,7 +463,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         TypeError
             If ``X`` is a scipy sparse matrix.
         """
-        return _softmax(_usable_logits(self._logits(X)))
+        return softmax(usable_logits(self._logits(X)))
 
     def predict(self, X):
         """Most probable class of each sample.
@@ -503,291 +488,10 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         TypeError
             If ``X`` is a scipy sparse matrix.
         """
-        logits = _usable_logits(self._logits(X))
+        logits = usable_logits(self._logits(X))
         return self.classes_[np.argmax(logits, axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = False
         return tags
-
-
-# ---------------------------------------------------------------------------- inputs
-
-def _refuse_sparse(X, name):
-    if scipy.sparse.issparse(X):
-        n_rows, n_cols = X.shape
-        raise TypeError(
-            f"HybridNTKClassifier does not accept sparse input: `{name}` is a "
-            f"{type(X).__name__} of shape {X.shape}. It trains on dense float32 arrays; "
-            f"convert it with `{name}.toarray()` (about {n_rows * n_cols * 4 / 1024**2:.1f} "
-            f"MiB dense in float32), or reduce the features first (e.g. with "
-            f"sklearn.decomposition.TruncatedSVD).")
-
-
-def _refuse_multi_column_y(y):
-    """Multilabel / multi-output ``y`` (a 2-D array of more than one column)."""
-    if y is None or isinstance(y, str) or scipy.sparse.issparse(y):
-        return
-    shape = getattr(y, "shape", None)
-    if not isinstance(shape, tuple):
-        try:
-            shape = np.asarray(y).shape
-        except (TypeError, ValueError):
-            return  # left to validate_data, which explains what is wrong
-    if len(shape) == 2 and shape[1] > 1:
-        try:
-            kind = type_of_target(y, input_name="y")
-        except (TypeError, ValueError):
-            kind = "multi-column"
-        raise ValueError(
-            f"HybridNTKClassifier predicts one label per sample, but `y` has shape "
-            f"{shape} ({kind} targets). Pass a 1-D array of class labels; for "
-            f"multilabel problems wrap the estimator in "
-            f"sklearn.multioutput.MultiOutputClassifier.")
-
-
-def _check_float32_range(X, name):
-    """Refuse finite values that overflow to inf in the float32 computation."""
-    if X.dtype == np.float64 and X.size:
-        largest = max(float(X.max()), -float(X.min()))  # no |X| copy
-        if largest > FLOAT32_MAX:
-            raise ValueError(
-                f"`{name}` holds values beyond the float32 range used for the computation "
-                f"(largest |value| {largest:.3g} > {FLOAT32_MAX:.3g}); they would overflow "
-                f"to infinity. Rescale `{name}` (e.g. with "
-                f"sklearn.preprocessing.StandardScaler).")
-
-
-def _label_repr(value):
-    """``repr`` of a label as the user wrote it (``'a'``, not ``np.str_('a')``)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _label_kind(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "missing"
-    if isinstance(value, (str, bytes)):
-        return "string"
-    if isinstance(value, numbers.Number):
-        return "number"
-    return type(value).__name__
-
-
-def _refuse_mixed_labels(y):
-    """Object labels must be of one kind: all strings or all numbers, none missing."""
-    if y.dtype != object:
-        return
-    kinds = {}
-    for value in y:
-        kinds.setdefault(_label_kind(value), value)
-    if "missing" in kinds:
-        raise ValueError(
-            f"`y` contains missing labels ({_label_repr(kinds['missing'])}). Drop those samples or "
-            f"give them a label of their own.")
-    if len(kinds) > 1:
-        examples = ", ".join(f"{kind} {_label_repr(value)}" for kind, value in kinds.items())
-        raise ValueError(
-            f"`y` mixes labels of different kinds ({examples}), which cannot be sorted "
-            f"into classes. Use labels of one kind, e.g. y.astype(str).")
-
-
-def _usable_logits(logits):
-    """The documented rule for overflowing logits (float64): NaN counts as the smallest
-    value, ``+inf`` and ``-inf`` as the largest and smallest finite float64."""
-    largest = np.finfo(np.float64).max
-    return np.clip(np.where(np.isnan(logits), -largest, logits), -largest, largest)
-
-
-def _softmax(logits):
-    """Row-wise softmax of finite float64 logits; rows sum to 1 (no NaN: the largest
-    entry of a row contributes exp(0) = 1 to its sum)."""
-    with np.errstate(over="ignore"):
-        shifted = logits - logits.max(axis=1, keepdims=True)  # may be -inf: exp -> 0
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-# ---------------------------------------------------------------------------- training
-
-class _History:
-    """Per-epoch records and the optional one-line-per-epoch report."""
-
-    def __init__(self, verbose, start, divergence):
-        self.rows = []
-        self.verbose = verbose
-        self.start = start
-        self.divergence = divergence
-
-    def record(self, phase, params_or_logits, X, Y, X_val, Y_val, statistic, logits_fn):
-        train_loss, train_acc = _metrics(logits_fn, params_or_logits, X, Y)
-        val_loss, val_acc = ((math.nan, math.nan) if X_val is None
-                             else _metrics(logits_fn, params_or_logits, X_val, Y_val))
-        if not math.isfinite(train_loss):
-            raise self.divergence("the training loss", phase, len(self.rows) + 1)
-        row = dict(epoch=len(self.rows) + 1, phase=phase, train_loss=train_loss,
-                   train_accuracy=train_acc, val_loss=val_loss, val_accuracy=val_acc,
-                   switch_statistic=statistic, elapsed_s=time.perf_counter() - self.start)
-        self.rows.append(row)
-        if self.verbose:
-            print(f"[{phase}] epoch {row['epoch']:4d}  train loss {train_loss:.4f} "
-                  f"acc {train_acc:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
-                  f"switch statistic {statistic:.4g}  {row['elapsed_s']:.2f} s")
-
-    def as_arrays(self):
-        keys = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                "switch_statistic", "elapsed_s")
-        history = {k: np.array([row[k] for row in self.rows]) for k in keys}
-        if not self.rows:
-            history = {k: np.array([], dtype=float) for k in keys}
-        history["epoch"] = history["epoch"].astype(int)
-        history["phase"] = history["phase"].astype("<U3")
-        return history
-
-
-def _metrics(logits_fn, state, X, Y):
-    loss, acc = logits_fn(state, X, Y)
-    return float(loss), float(acc)
-
-
-@jax.jit
-def _tree_is_finite(tree):
-    """Whether every leaf is finite: one fused reduction, one scalar to the host."""
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
-
-
-def _phase_state_is_finite(state):
-    if isinstance(state, KernelState):
-        return bool(np.isfinite(state.coefficients).all() and np.isfinite(state.train_logits).all())
-    return bool(_tree_is_finite(state.params))
-
-
-def _divergence_reporter(est, n_sgd_epochs):
-    """``report(what, phase, epoch) -> ValueError`` naming the phase, the epoch and the
-    learning rate to lower; ``n_sgd_epochs()`` gives the SGD epochs run so far."""
-
-    def report(what, phase, epoch):
-        if phase == "sgd":
-            where = f"the SGD phase at epoch {epoch}"
-            name, rate = "learning_rate", est.learning_rate
-        else:
-            where = (f"the NTK phase (ntk_phase={est.ntk_phase!r}) at epoch {epoch} "
-                     f"(epoch {epoch - n_sgd_epochs()} of that phase)")
-            name, rate = "ntk_learning_rate", est.ntk_learning_rate
-        return ValueError(
-            f"Training diverged: {what} became non-finite (NaN or inf) in {where}. "
-            f"Lower `{name}` (got {rate!r}; try {rate / 10:.3g} or less); if `X` is not "
-            f"standardised, scaling it (e.g. with sklearn.preprocessing.StandardScaler) "
-            f"helps too. The estimator is left unfitted.")
-
-    return report
-
-
-def _check_budgets(est, layer_sizes, n_samples, n_val):
-    """Every kernel the fit (and prediction) will build, checked before training."""
-    if est.switch in KERNEL_CRITERIA:
-        m = min(est.ntk_monitor_size, n_samples)
-        # ntk_gram holds the kernel, its Gram temporaries and the layer factors.
-        working = _working_set_bytes(layer_sizes, m, m, m, True, False,
-                                     np.dtype(COMPUTE_DTYPE).itemsize)
-        check_kernel_budget(
-            m, m, COMPUTE_DTYPE, est.max_kernel_bytes,
-            what="monitor kernel",
-            fix_hint=f"lower `ntk_monitor_size` (got {est.ntk_monitor_size}), or use "
-                     f"switch='param_norm' instead of switch={est.switch!r}: it forms no "
-                     f"kernel",
-            extra_bytes=working, budget_name="max_kernel_bytes")
-    if est.ntk_phase == "kernel":
-        check_kernel_phase_budget(layer_sizes, n_samples, est.max_kernel_bytes,
-                                  n_val=n_val, n_predict=PREDICT_BLOCK)
-
-
-def _fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
-    """Both phases on prepared float32 arrays; returns the fitted attributes."""
-    start = time.perf_counter()
-    n_samples, n_classes = Y.shape
-    layer_sizes = (X.shape[1], *layers, n_classes)
-    _check_budgets(est, layer_sizes, n_samples, 0 if X_val is None else X_val.shape[0])
-    params = params_to_jax(init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE))
-    monitor = None
-    if est.switch in KERNEL_CRITERIA:
-        m = min(est.ntk_monitor_size, n_samples)
-        monitor = jnp.asarray(X[np.sort(rng.choice(n_samples, m, replace=False))])
-    key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
-    X_j, Y_j = jnp.asarray(X), jnp.asarray(Y)
-    Xv_j = None if X_val is None else jnp.asarray(X_val)
-    Yv_j = None if Y_val is None else jnp.asarray(Y_val)
-
-    initial_loss, _ = _metrics(loss_and_accuracy, params, X_j, Y_j)
-    if not math.isfinite(initial_loss):
-        raise ValueError(
-            f"The network's outputs on `X` are already non-finite at initialisation "
-            f"(largest |x| = {float(np.max(np.abs(X))):.3g}): `X` is too large for "
-            f"float32 computation. Standardise `X` (e.g. with "
-            f"sklearn.preprocessing.StandardScaler).")
-
-    n_sgd = 0
-    divergence = _divergence_reporter(est, lambda: n_sgd)
-    history = _History(est.verbose, start, divergence)
-    criterion = SWITCH_CRITERIA[est.switch]
-    config = SwitchConfig(est.switch_window, math.nan, est.switch_epoch, monitor)
-    state = criterion.init(params, config)
-    threshold = (criterion.auto_threshold(state) if est.switch_threshold == "auto"
-                 else float(est.switch_threshold))
-    config = config._replace(threshold=threshold)
-    batch_size = min(est.batch_size, n_samples)
-    switched = False
-    for epoch in range(1, est.max_sgd_epochs + 1):
-        key, epoch_key = jax.random.split(key)
-        params = sgd_epoch(params, X_j, Y_j, epoch_key, est.learning_rate, batch_size)
-        if not bool(_tree_is_finite(params)):
-            raise divergence("the parameters", "sgd", epoch)
-        state, statistic, switched = criterion.update(state, epoch, params, config)
-        history.record("sgd", params, X_j, Y_j, Xv_j, Yv_j, statistic, loss_and_accuracy)
-        n_sgd = epoch
-        if switched:
-            if est.verbose:
-                print(f"Switch criterion {est.switch!r} met at epoch {epoch}.")
-            break
-    if est.switch is not None and not switched:
-        warnings.warn(
-            f"The switch criterion {est.switch!r} did not hold within max_sgd_epochs="
-            f"{est.max_sgd_epochs}; the NTK phase starts from the last SGD parameters. "
-            f"Raise `max_sgd_epochs` or `switch_threshold`.", ConvergenceWarning)
-    sgd_time = time.perf_counter() - start
-
-    ntk_start = time.perf_counter()
-    phase = NTK_PHASES[est.ntk_phase]
-    settings = PhaseSettings(float(est.ntk_learning_rate), est.ntk_epochs,
-                             float(est.kernel_ridge), est.max_kernel_bytes)
-    phase_state = phase.start(params, X_j, Y_j, settings)
-
-    def phase_metrics(st, X_, Y_):
-        return _logit_metrics(phase.logits(st, X_), Y_)
-
-    if est.ntk_phase is not None:
-        for epoch in phase.epochs(settings):
-            phase_state = phase.step(phase_state, epoch, settings)
-            if not _phase_state_is_finite(phase_state):
-                what = ("the kernel-flow coefficients" if isinstance(phase_state, KernelState)
-                        else "the parameters")
-                raise divergence(what, "ntk", len(history.rows) + 1)
-            history.record("ntk", phase_state, X_j, Y_j, Xv_j, Yv_j, math.nan, phase_metrics)
-    ntk_time = time.perf_counter() - ntk_start
-
-    params_star = params_to_numpy(params)
-    final = phase.network(phase_state)
-    arrays = history.as_arrays()
-    return dict(
-        coefs_=[W for W, _ in final], intercepts_=[b for _, b in final],
-        switch_coefs_=[W for W, _ in params_star], switch_intercepts_=[b for _, b in params_star],
-        history_=arrays, loss_curve_=arrays["train_loss"].tolist(),
-        switch_epoch_=n_sgd, switch_threshold_=threshold, switch_reached_=bool(switched),
-        n_iter_=len(history.rows), sgd_time_=sgd_time, ntk_time_=ntk_time,
-        _ntk_extra=phase.extra_state(phase_state),
-    )
-
-
-@jax.jit
-def _logit_metrics(logits, Y):
-    return mean_cross_entropy(logits, Y), accuracy(logits, Y)

@@ -23,9 +23,9 @@ from sklearn.exceptions import ConvergenceWarning, DataConversionWarning, NotFit
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.validation import check_is_fitted
 
-import skntk._classifier as classifier_module
+import skntk._training as training_module
 from skntk import HybridNTKClassifier
-from skntk._classifier import _softmax, _usable_logits
+from skntk._validation import softmax, usable_logits
 from skntk._mlp import cross_entropy_per_sample, init_mlp_params, mlp_forward, params_to_jax
 from skntk._phases import FrozenJacobianPhase, _check_kernel, check_kernel_phase_budget
 from skntk._sgd import sgd_epoch
@@ -327,7 +327,7 @@ def test_non_finite_parameters_with_a_finite_loss_are_caught_in_sgd(monkeypatch)
         params = sgd_epoch(params, *args)
         return _poison_first_unit(params) if len(calls) == 2 else params
 
-    monkeypatch.setattr(classifier_module, "sgd_epoch", poisoned_epoch)
+    monkeypatch.setattr(training_module, "sgd_epoch", poisoned_epoch)
     clf = fast(max_sgd_epochs=3, switch=None, ntk_phase=None)
     X_pos = np.abs(X30) + 1
     with pytest.raises(ValueError, match=r"the parameters became non-finite \(NaN or inf\) "
@@ -360,7 +360,7 @@ def test_overflowing_logits_rule():
                      [1, 0, 0]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        np.testing.assert_allclose(_softmax(_usable_logits(logits)), want, rtol=1e-15)
+        np.testing.assert_allclose(softmax(usable_logits(logits)), want, rtol=1e-15)
 
 
 @pytest.mark.parametrize("ntk_phase", [None, "frozen_jacobian", "linearized", "kernel"])

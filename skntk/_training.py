@@ -1,0 +1,207 @@
+"""The training loop: SGD phase, switch, NTK phase, history and divergence checks."""
+
+import math
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from ._mlp import (accuracy, init_mlp_params, loss_and_accuracy, mean_cross_entropy,
+                   params_to_jax, params_to_numpy)
+from ._phases import NTK_PHASES, KernelState, PhaseSettings, check_kernel_phase_budget
+from ._sgd import sgd_epoch
+from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
+from .ntk import _working_set_bytes, check_kernel_budget
+
+COMPUTE_DTYPE = np.float32
+"""Every computation runs in float32, whatever the input dtype."""
+
+PREDICT_BLOCK = 256
+"""Rows per prediction call: one compiled shape, and each sample's logits do not depend
+on how many others are predicted with it."""
+
+
+class _History:
+    """Per-epoch records and the optional one-line-per-epoch report."""
+
+    def __init__(self, verbose, start, divergence):
+        self.rows = []
+        self.verbose = verbose
+        self.start = start
+        self.divergence = divergence
+
+    def record(self, phase, params_or_logits, X, Y, X_val, Y_val, statistic, logits_fn):
+        train_loss, train_acc = _metrics(logits_fn, params_or_logits, X, Y)
+        val_loss, val_acc = ((math.nan, math.nan) if X_val is None
+                             else _metrics(logits_fn, params_or_logits, X_val, Y_val))
+        if not math.isfinite(train_loss):
+            raise self.divergence("the training loss", phase, len(self.rows) + 1)
+        row = dict(epoch=len(self.rows) + 1, phase=phase, train_loss=train_loss,
+                   train_accuracy=train_acc, val_loss=val_loss, val_accuracy=val_acc,
+                   switch_statistic=statistic, elapsed_s=time.perf_counter() - self.start)
+        self.rows.append(row)
+        if self.verbose:
+            print(f"[{phase}] epoch {row['epoch']:4d}  train loss {train_loss:.4f} "
+                  f"acc {train_acc:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
+                  f"switch statistic {statistic:.4g}  {row['elapsed_s']:.2f} s")
+
+    def as_arrays(self):
+        keys = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                "switch_statistic", "elapsed_s")
+        history = {k: np.array([row[k] for row in self.rows]) for k in keys}
+        if not self.rows:
+            history = {k: np.array([], dtype=float) for k in keys}
+        history["epoch"] = history["epoch"].astype(int)
+        history["phase"] = history["phase"].astype("<U3")
+        return history
+
+
+def _metrics(logits_fn, state, X, Y):
+    loss, acc = logits_fn(state, X, Y)
+    return float(loss), float(acc)
+
+
+@jax.jit
+def _tree_is_finite(tree):
+    """Whether every leaf is finite: one fused reduction, one scalar to the host."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def _phase_state_is_finite(state):
+    if isinstance(state, KernelState):
+        return bool(np.isfinite(state.coefficients).all() and np.isfinite(state.train_logits).all())
+    return bool(_tree_is_finite(state.params))
+
+
+def _divergence_reporter(est, n_sgd_epochs):
+    """``report(what, phase, epoch) -> ValueError`` naming the phase, the epoch and the
+    learning rate to lower; ``n_sgd_epochs()`` gives the SGD epochs run so far."""
+
+    def report(what, phase, epoch):
+        if phase == "sgd":
+            where = f"the SGD phase at epoch {epoch}"
+            name, rate = "learning_rate", est.learning_rate
+        else:
+            where = (f"the NTK phase (ntk_phase={est.ntk_phase!r}) at epoch {epoch} "
+                     f"(epoch {epoch - n_sgd_epochs()} of that phase)")
+            name, rate = "ntk_learning_rate", est.ntk_learning_rate
+        return ValueError(
+            f"Training diverged: {what} became non-finite (NaN or inf) in {where}. "
+            f"Lower `{name}` (got {rate!r}; try {rate / 10:.3g} or less); if `X` is not "
+            f"standardised, scaling it (e.g. with sklearn.preprocessing.StandardScaler) "
+            f"helps too. The estimator is left unfitted.")
+
+    return report
+
+
+def _check_budgets(est, layer_sizes, n_samples, n_val):
+    """Every kernel the fit (and prediction) will build, checked before training."""
+    if est.switch in KERNEL_CRITERIA:
+        m = min(est.ntk_monitor_size, n_samples)
+        # ntk_gram holds the kernel, its Gram temporaries and the layer factors.
+        working = _working_set_bytes(layer_sizes, m, m, m, True, False,
+                                     np.dtype(COMPUTE_DTYPE).itemsize)
+        check_kernel_budget(
+            m, m, COMPUTE_DTYPE, est.max_kernel_bytes,
+            what="monitor kernel",
+            fix_hint=f"lower `ntk_monitor_size` (got {est.ntk_monitor_size}), or use "
+                     f"switch='param_norm' instead of switch={est.switch!r}: it forms no "
+                     f"kernel",
+            extra_bytes=working, budget_name="max_kernel_bytes")
+    if est.ntk_phase == "kernel":
+        check_kernel_phase_budget(layer_sizes, n_samples, est.max_kernel_bytes,
+                                  n_val=n_val, n_predict=PREDICT_BLOCK)
+
+
+def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
+    """Both phases on prepared float32 arrays; returns the fitted attributes."""
+    start = time.perf_counter()
+    n_samples, n_classes = Y.shape
+    layer_sizes = (X.shape[1], *layers, n_classes)
+    _check_budgets(est, layer_sizes, n_samples, 0 if X_val is None else X_val.shape[0])
+    params = params_to_jax(init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE))
+    monitor = None
+    if est.switch in KERNEL_CRITERIA:
+        m = min(est.ntk_monitor_size, n_samples)
+        monitor = jnp.asarray(X[np.sort(rng.choice(n_samples, m, replace=False))])
+    key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
+    X_j, Y_j = jnp.asarray(X), jnp.asarray(Y)
+    Xv_j = None if X_val is None else jnp.asarray(X_val)
+    Yv_j = None if Y_val is None else jnp.asarray(Y_val)
+
+    initial_loss, _ = _metrics(loss_and_accuracy, params, X_j, Y_j)
+    if not math.isfinite(initial_loss):
+        raise ValueError(
+            f"The network's outputs on `X` are already non-finite at initialisation "
+            f"(largest |x| = {float(np.max(np.abs(X))):.3g}): `X` is too large for "
+            f"float32 computation. Standardise `X` (e.g. with "
+            f"sklearn.preprocessing.StandardScaler).")
+
+    n_sgd = 0
+    divergence = _divergence_reporter(est, lambda: n_sgd)
+    history = _History(est.verbose, start, divergence)
+    criterion = SWITCH_CRITERIA[est.switch]
+    config = SwitchConfig(est.switch_window, math.nan, est.switch_epoch, monitor)
+    state = criterion.init(params, config)
+    threshold = (criterion.auto_threshold(state) if est.switch_threshold == "auto"
+                 else float(est.switch_threshold))
+    config = config._replace(threshold=threshold)
+    batch_size = min(est.batch_size, n_samples)
+    switched = False
+    for epoch in range(1, est.max_sgd_epochs + 1):
+        key, epoch_key = jax.random.split(key)
+        params = sgd_epoch(params, X_j, Y_j, epoch_key, est.learning_rate, batch_size)
+        if not bool(_tree_is_finite(params)):
+            raise divergence("the parameters", "sgd", epoch)
+        state, statistic, switched = criterion.update(state, epoch, params, config)
+        history.record("sgd", params, X_j, Y_j, Xv_j, Yv_j, statistic, loss_and_accuracy)
+        n_sgd = epoch
+        if switched:
+            if est.verbose:
+                print(f"Switch criterion {est.switch!r} met at epoch {epoch}.")
+            break
+    if est.switch is not None and not switched:
+        warnings.warn(
+            f"The switch criterion {est.switch!r} did not hold within max_sgd_epochs="
+            f"{est.max_sgd_epochs}; the NTK phase starts from the last SGD parameters. "
+            f"Raise `max_sgd_epochs` or `switch_threshold`.", ConvergenceWarning)
+    sgd_time = time.perf_counter() - start
+
+    ntk_start = time.perf_counter()
+    phase = NTK_PHASES[est.ntk_phase]
+    settings = PhaseSettings(float(est.ntk_learning_rate), est.ntk_epochs,
+                             float(est.kernel_ridge), est.max_kernel_bytes)
+    phase_state = phase.start(params, X_j, Y_j, settings)
+
+    def phase_metrics(st, X_, Y_):
+        return _logit_metrics(phase.logits(st, X_), Y_)
+
+    if est.ntk_phase is not None:
+        for epoch in phase.epochs(settings):
+            phase_state = phase.step(phase_state, epoch, settings)
+            if not _phase_state_is_finite(phase_state):
+                what = ("the kernel-flow coefficients" if isinstance(phase_state, KernelState)
+                        else "the parameters")
+                raise divergence(what, "ntk", len(history.rows) + 1)
+            history.record("ntk", phase_state, X_j, Y_j, Xv_j, Yv_j, math.nan, phase_metrics)
+    ntk_time = time.perf_counter() - ntk_start
+
+    params_star = params_to_numpy(params)
+    final = phase.network(phase_state)
+    arrays = history.as_arrays()
+    return dict(
+        coefs_=[W for W, _ in final], intercepts_=[b for _, b in final],
+        switch_coefs_=[W for W, _ in params_star], switch_intercepts_=[b for _, b in params_star],
+        history_=arrays, loss_curve_=arrays["train_loss"].tolist(),
+        switch_epoch_=n_sgd, switch_threshold_=threshold, switch_reached_=bool(switched),
+        n_iter_=len(history.rows), sgd_time_=sgd_time, ntk_time_=ntk_time,
+        _ntk_extra=phase.extra_state(phase_state),
+    )
+
+
+@jax.jit
+def _logit_metrics(logits, Y):
+    return mean_cross_entropy(logits, Y), accuracy(logits, Y)
