@@ -112,6 +112,13 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         remaining samples than classes, or a rare class that stratification leaves
         out of one part), all data is used for training, ``val_loss`` and
         ``val_accuracy`` are NaN and a ``UserWarning`` says why.
+    devices : int, list of jax.Device or None, default=None
+        Devices of data-parallel training: ``None`` uses every local device of JAX's
+        default backend (``jax.local_devices()``), an int ``n`` the first ``n`` of
+        them, a list those devices. With more than one device, the arrays are placed
+        on all of them and each SGD mini-batch and each full-batch NTK step is split
+        over them (a ``jax.sharding.Mesh`` with one ``"batch"`` axis); results equal
+        one device's to float tolerance. See the user guide for GPUs and several hosts.
     random_state : int, RandomState instance or None, default=None
         Draws the initial weights, the validation split, the monitor subset and the
         SGD shuffling. Pass an int for reproducible results.
@@ -212,6 +219,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         "kernel_ridge": [Interval(Real, 0, None, closed="left")],
         "max_kernel_bytes": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left"), None],
+        "devices": [None, Interval(Integral, 1, None, closed="left"), list],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -221,7 +229,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                  switch_epoch=10, ntk_monitor_size=256, ntk_phase="frozen_jacobian",
                  ntk_epochs=20, ntk_learning_rate=0.5, kernel_ridge=0.0,
                  max_kernel_bytes=DEFAULT_MAX_KERNEL_BYTES, validation_fraction=0.1,
-                 random_state=None, verbose=0):
+                 devices=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -237,6 +245,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         self.kernel_ridge = kernel_ridge
         self.max_kernel_bytes = max_kernel_bytes
         self.validation_fraction = validation_fraction
+        self.devices = devices
         self.random_state = random_state
         self.verbose = verbose
 

@@ -27,32 +27,44 @@ import numpy as np
 
 from ._kernel_flow import (eigendecompose_kernel, flow_coefficients, flow_outputs,
                            flow_train_outputs, project_residual)
+from ._devices import shard_rows
 from ._mlp import mlp_forward, params_to_numpy
 from .ntk import _working_set_bytes, check_kernel_budget, empirical_ntk, kernel_nbytes
 
 
 class PhaseSettings(NamedTuple):
     """``learning_rate`` (eta), ``n_epochs`` (n, may be ``inf`` for the kernel phase),
-    ``ridge`` (rho) and ``max_kernel_bytes`` (budget of an N x N kernel)."""
+    ``ridge`` (rho), ``max_kernel_bytes`` (budget of an N x N kernel) and ``mesh`` (the
+    devices of data-parallel full-batch steps, ``None`` for one device)."""
 
     learning_rate: float
     n_epochs: float
     ridge: float = 0.0
     max_kernel_bytes: Any = None
+    mesh: Any = None
 
 
 def _tree_axpy(params, direction, scale):
     return jax.tree_util.tree_map(lambda p, d: p - scale * d, params, direction)
 
 
+def _mean_residual(logits, Y, weights):
+    """``(softmax(f) - Y) / N`` per sample; with ``weights`` (1 for real samples, 0 for
+    the padding rows of a multi-device split) a weighted mean over the real ones."""
+    residual = jax.nn.softmax(logits) - Y
+    if weights is None:
+        return residual / Y.shape[0]
+    return residual * (weights / jnp.sum(weights))[:, None]
+
+
 @jax.jit
-def frozen_jacobian_step(params, params_star, X, Y, learning_rate):
+def frozen_jacobian_step(params, params_star, X, Y, learning_rate, weights=None):
     """``theta <- theta - eta (1/N) sum_i J(x_i; theta*)^T (softmax(f(x_i; theta)) - y_i)``.
 
     The sum is one vector-Jacobian product at ``theta*`` (one backward pass); no
-    per-sample Jacobian is formed.
+    per-sample Jacobian is formed. ``weights`` (N,), optional, masks padding rows.
     """
-    residual = (jax.nn.softmax(mlp_forward(params, X)) - Y) / X.shape[0]
+    residual = _mean_residual(mlp_forward(params, X), Y, weights)
     _, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
     (direction,) = vjp_star(residual)
     return _tree_axpy(params, direction, learning_rate)
@@ -67,24 +79,28 @@ def linearized_logits(params_star, params, X):
 
 
 @jax.jit
-def linearized_step(params, params_star, X, Y, learning_rate):
-    """Full-batch gradient step on the mean cross-entropy of the linearised model."""
+def linearized_step(params, params_star, X, Y, learning_rate, weights=None):
+    """Full-batch gradient step on the mean cross-entropy of the linearised model;
+    ``weights`` (N,), optional, masks padding rows."""
     delta = jax.tree_util.tree_map(jnp.subtract, params, params_star)
     f_star, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
     _, jvp = jax.jvp(lambda p: mlp_forward(p, X), (params_star,), (delta,))
-    residual = (jax.nn.softmax(f_star + jvp) - Y) / X.shape[0]
+    residual = _mean_residual(f_star + jvp, Y, weights)
     (direction,) = vjp_star(residual)
     return _tree_axpy(params, direction, learning_rate)
 
 
 class NetworkState(NamedTuple):
     """``params``: current parameters; ``params_star``: the switch point; ``X``, ``Y``:
-    training inputs (N, d) and one-hot targets (N, C), jax arrays."""
+    training inputs (N', d) and one-hot targets (N', C), jax arrays, their rows split
+    over the devices of ``settings.mesh`` (padded to N' rows); ``weights``: (N',), 1
+    for the N real samples, 0 for padding, or ``None`` on one device."""
 
     params: Any
     params_star: Any
     X: Any
     Y: Any
+    weights: Any = None
 
 
 class NoPhase:
@@ -92,7 +108,12 @@ class NoPhase:
 
     @staticmethod
     def start(params_star, X, Y, settings):
-        return NetworkState(params_star, params_star, X, Y)
+        mesh = settings.mesh
+        if mesh is None:
+            return NetworkState(params_star, params_star, X, Y)
+        weights = shard_rows(np.ones(X.shape[0], np.float32), mesh)
+        return NetworkState(params_star, params_star, shard_rows(X, mesh), shard_rows(Y, mesh),
+                            weights)
 
     @staticmethod
     def epochs(settings):
@@ -125,7 +146,7 @@ class FrozenJacobianPhase(NoPhase):
     @staticmethod
     def step(state, epoch, settings):
         params = frozen_jacobian_step(state.params, state.params_star, state.X, state.Y,
-                                      settings.learning_rate)
+                                      settings.learning_rate, state.weights)
         return state._replace(params=params)
 
 
@@ -135,7 +156,7 @@ class LinearizedPhase(NoPhase):
     @staticmethod
     def step(state, epoch, settings):
         params = linearized_step(state.params, state.params_star, state.X, state.Y,
-                                 settings.learning_rate)
+                                 settings.learning_rate, state.weights)
         return state._replace(params=params)
 
     @staticmethod

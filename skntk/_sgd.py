@@ -5,6 +5,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from ._devices import constrain_rows, padded_length
 from ._mlp import cross_entropy_per_sample, mlp_forward
 
 
@@ -19,8 +20,8 @@ def _weighted_batch_loss(params, X, Y, weights):
     return jnp.sum(weights * per_sample) / jnp.sum(weights)
 
 
-@partial(jax.jit, static_argnames=("batch_size",))
-def sgd_epoch(params, X, Y, key, learning_rate, batch_size):
+@partial(jax.jit, static_argnames=("batch_size", "mesh"))
+def sgd_epoch(params, X, Y, key, learning_rate, batch_size, mesh=None):
     """One shuffled pass of mini-batch SGD on the mean cross-entropy.
 
     Every sample is used exactly once: the permutation is padded to a whole number
@@ -40,6 +41,10 @@ def sgd_epoch(params, X, Y, key, learning_rate, batch_size):
         Step size of each update.
     batch_size : int
         Static; clipped to ``n_samples``.
+    mesh : jax.sharding.Mesh or None, default=None
+        Static. With a mesh, each mini-batch is padded (weight 0) to a multiple of the
+        number of devices and split over them: data-parallel SGD. ``X`` and ``Y`` are
+        then expected replicated on every device.
 
     Returns
     -------
@@ -55,11 +60,16 @@ def sgd_epoch(params, X, Y, key, learning_rate, batch_size):
     weights = (jnp.arange(n_padded) < n_samples).astype(X.dtype)
     order = order.reshape(n_batches, batch_size)
     weights = weights.reshape(n_batches, batch_size)
+    split = padded_length(batch_size, mesh) - batch_size
+    if split:
+        order = jnp.pad(order, ((0, 0), (0, split)))
+        weights = jnp.pad(weights, ((0, 0), (0, split)))
     grad_fn = jax.grad(_weighted_batch_loss)
 
     def step(params, batch):
         idx, w = batch
-        grads = grad_fn(params, X[idx], Y[idx], w)
+        Xb, Yb, w = (constrain_rows(a, mesh) for a in (X[idx], Y[idx], w))
+        grads = grad_fn(params, Xb, Yb, w)
         params = jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, params, grads)
         return params, None
 

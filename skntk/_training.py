@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ._devices import data_mesh, replicate
 from ._mlp import (accuracy, init_mlp_params, loss_and_accuracy, mean_cross_entropy,
                    params_to_jax, params_to_numpy)
 from ._phases import NTK_PHASES, KernelState, PhaseSettings, check_kernel_phase_budget
@@ -122,15 +123,18 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     n_samples, n_classes = Y.shape
     layer_sizes = (X.shape[1], *layers, n_classes)
     _check_budgets(est, layer_sizes, n_samples, 0 if X_val is None else X_val.shape[0])
-    params = params_to_jax(init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE))
+    # With several devices every array lives on all of them (replicated) and the
+    # per-step computations split their batch over the mesh; see _devices.
+    mesh = data_mesh(est.devices)
+    params = replicate(params_to_jax(init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE)), mesh)
     monitor = None
     if est.switch in KERNEL_CRITERIA:
         m = min(est.ntk_monitor_size, n_samples)
-        monitor = jnp.asarray(X[np.sort(rng.choice(n_samples, m, replace=False))])
+        monitor = replicate(jnp.asarray(X[np.sort(rng.choice(n_samples, m, replace=False))]),
+                            mesh)
     key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
-    X_j, Y_j = jnp.asarray(X), jnp.asarray(Y)
-    Xv_j = None if X_val is None else jnp.asarray(X_val)
-    Yv_j = None if Y_val is None else jnp.asarray(Y_val)
+    X_j, Y_j, Xv_j, Yv_j = (None if a is None else replicate(jnp.asarray(a), mesh)
+                            for a in (X, Y, X_val, Y_val))
 
     initial_loss, _ = _metrics(loss_and_accuracy, params, X_j, Y_j)
     if not math.isfinite(initial_loss):
@@ -153,7 +157,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     switched = False
     for epoch in range(1, est.max_sgd_epochs + 1):
         key, epoch_key = jax.random.split(key)
-        params = sgd_epoch(params, X_j, Y_j, epoch_key, est.learning_rate, batch_size)
+        params = sgd_epoch(params, X_j, Y_j, epoch_key, est.learning_rate, batch_size, mesh)
         if not bool(_tree_is_finite(params)):
             raise divergence("the parameters", "sgd", epoch)
         state, statistic, switched = criterion.update(state, epoch, params, config)
@@ -173,7 +177,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     ntk_start = time.perf_counter()
     phase = NTK_PHASES[est.ntk_phase]
     settings = PhaseSettings(float(est.ntk_learning_rate), est.ntk_epochs,
-                             float(est.kernel_ridge), est.max_kernel_bytes)
+                             float(est.kernel_ridge), est.max_kernel_bytes, mesh)
     phase_state = phase.start(params, X_j, Y_j, settings)
 
     def phase_metrics(st, X_, Y_):

@@ -1,0 +1,81 @@
+"""Data-parallel training on 4 virtual CPU devices equals one device.
+
+JAX fixes its device count at start-up, so the multi-device run happens in a
+subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import json, warnings
+    import jax, jax.numpy as jnp, numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+    from skntk import HybridNTKClassifier
+    from skntk._devices import data_mesh, replicate, shard_rows
+    from skntk._mlp import init_mlp_params, params_to_jax
+    from skntk._phases import frozen_jacobian_step
+    from skntk._sgd import sgd_epoch
+
+    warnings.simplefilter("ignore")
+    X, y = load_digits(return_X_y=True)
+    X, y = StandardScaler().fit_transform(X)[:301], y[:301]  # 301: rows do not split evenly
+    out = {"n_devices": len(jax.devices()), "phases": {}}
+    for phase in ["frozen_jacobian", "linearized", "kernel"]:
+        kw = dict(hidden_layer_sizes=(16,), max_sgd_epochs=4, ntk_epochs=3, switch="ntk_norm",
+                  switch_threshold=0.0, ntk_phase=phase, batch_size=30, ntk_monitor_size=40,
+                  random_state=0)
+        one = HybridNTKClassifier(devices=1, **kw).fit(X, y)
+        many = HybridNTKClassifier(**kw).fit(X, y)
+        out["phases"][phase] = {
+            "proba": float(np.max(np.abs(one.predict_proba(X) - many.predict_proba(X)))),
+            "loss": float(np.max(np.abs(one.history_["train_loss"] - many.history_["train_loss"]))),
+            "statistic": float(np.nanmax(np.abs(one.history_["switch_statistic"]
+                                                 - many.history_["switch_statistic"])
+                                         / np.nanmax(one.history_["switch_statistic"]))),
+        }
+    mesh = data_mesh()
+    Xj = jnp.asarray(X, jnp.float32)
+    Yj = jnp.asarray(np.eye(10, dtype=np.float32)[y])
+    p = replicate(params_to_jax(init_mlp_params((64, 16, 10), np.random.RandomState(0))), mesh)
+    sgd = sgd_epoch.lower(p, replicate(Xj, mesh), replicate(Yj, mesh), jax.random.key(0),
+                          0.1, 30, mesh).compile().as_text()
+    step = frozen_jacobian_step.lower(p, p, shard_rows(Xj, mesh), shard_rows(Yj, mesh), 0.1,
+                                      shard_rows(np.ones(301, np.float32), mesh)).compile().as_text()
+    out["all_reduce"] = {"sgd": sgd.count("all-reduce"), "frozen_jacobian": step.count("all-reduce")}
+    print(json.dumps(out))
+""")
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_four_virtual_devices_are_used(four_devices):
+    assert four_devices["n_devices"] == 4
+
+
+@pytest.mark.parametrize("phase", ["frozen_jacobian", "linearized", "kernel"])
+def test_multi_device_fit_equals_single_device(four_devices, phase):
+    diff = four_devices["phases"][phase]
+    assert diff["proba"] < 1e-5
+    assert diff["loss"] < 1e-5
+    assert diff["statistic"] < 1e-5
+
+
+def test_sgd_epoch_and_full_batch_step_are_partitioned(four_devices):
+    # Data-parallel programs sum their gradients across devices.
+    assert four_devices["all_reduce"]["sgd"] > 0
+    assert four_devices["all_reduce"]["frozen_jacobian"] > 0
