@@ -14,6 +14,7 @@ which gives a scouting run that only records the statistic.
 """
 
 import math
+from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -33,14 +34,18 @@ class SwitchConfig(NamedTuple):
         ``tau``; switch when the statistic falls below it.
     switch_epoch : int
         Epoch of the ``"fixed_epoch"`` criterion.
-    X_monitor : jax array of shape (m, n_features) or None
-        Fixed monitor subset for the kernel criteria.
+    X_monitor : jax array of shape (m', n_features) or None
+        Fixed monitor subset for the kernel criteria; on several devices its rows are
+        split over them and padded to m' >= m rows.
+    n_monitor : int or None
+        ``m``, the real monitor samples (the first ``m`` rows of ``X_monitor``).
     """
 
     window: int
     threshold: float
     switch_epoch: int
     X_monitor: Any = None
+    n_monitor: Any = None
 
 
 class SwitchCriterion(NamedTuple):
@@ -105,24 +110,33 @@ class NTKNormState(NamedTuple):
     distances: tuple
 
 
+def _monitor_kernel(params, X_monitor, n_monitor):
+    # Rows past n_monitor pad a multi-device split of the subset; they are cut off.
+    return ntk_gram(params, X_monitor)[:n_monitor, :n_monitor]
+
+
+_monitor_kernel_jit = jax.jit(_monitor_kernel, static_argnums=2)
+
+
 def _ntk_norm_init(params0, config):
-    return NTKNormState(ntk_gram(params0, config.X_monitor), (0.0,))
+    return NTKNormState(_monitor_kernel_jit(params0, config.X_monitor, config.n_monitor), (0.0,))
 
 
-@jax.jit
-def _distance_from_initial_kernel(params, X_monitor, K0):
-    return frobenius_distance(ntk_gram(params, X_monitor), K0)
+@partial(jax.jit, static_argnums=3)
+def _distance_from_initial_kernel(params, X_monitor, K0, n_monitor):
+    return frobenius_distance(_monitor_kernel(params, X_monitor, n_monitor), K0)
 
 
-@jax.jit
-def _kernel_and_distance(params, X_monitor, K_past):
-    K = ntk_gram(params, X_monitor)
+@partial(jax.jit, static_argnums=3)
+def _kernel_and_distance(params, X_monitor, K_past, n_monitor):
+    K = _monitor_kernel(params, X_monitor, n_monitor)
     return K, kernel_distance(K, K_past)
 
 
 def _ntk_norm_update(state, epoch, params, config):
     """``|D_e - D_{e-k}|`` with ``D_e = ||K_e - K_0||_F``; defined for e >= k."""
-    D = float(_distance_from_initial_kernel(params, config.X_monitor, state.K0))
+    D = float(_distance_from_initial_kernel(params, config.X_monitor, state.K0,
+                                            config.n_monitor))
     distances = (state.distances + (D,))[-(config.window + 1):]
     statistic = abs(D - distances[0]) if epoch >= config.window else _NAN
     return state._replace(distances=distances), statistic, _below(statistic, config)
@@ -131,14 +145,14 @@ def _ntk_norm_update(state, epoch, params, config):
 # --- kernel distance (Fort et al. 2020) ------------------------------------------
 
 def _kernel_distance_init(params0, config):
-    return (ntk_gram(params0, config.X_monitor),)
+    return (_monitor_kernel_jit(params0, config.X_monitor, config.n_monitor),)
 
 
 def _kernel_distance_update(kernels, epoch, params, config):
     """``1 - <K_e, K_{e-k}>_F / (||K_e||_F ||K_{e-k}||_F)``; defined for e >= k."""
     # ``kernels`` holds the last k kernels, so kernels[0] is K_{e-k} once e >= k (before
     # that it is K_0 and the distance goes unused).
-    K, distance = _kernel_and_distance(params, config.X_monitor, kernels[0])
+    K, distance = _kernel_and_distance(params, config.X_monitor, kernels[0], config.n_monitor)
     kernels = (kernels + (K,))[-config.window:]
     statistic = float(distance) if epoch >= config.window else _NAN
     return kernels, statistic, _below(statistic, config)

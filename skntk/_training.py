@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._devices import data_mesh, replicate
+from ._devices import data_mesh, replicate, shard_rows
 from ._mlp import (accuracy, init_mlp_params, loss_and_accuracy, mean_cross_entropy,
                    params_to_jax, params_to_numpy)
 from ._phases import NTK_PHASES, KernelState, PhaseSettings, check_kernel_phase_budget
@@ -127,11 +127,10 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     # per-step computations split their batch over the mesh; see _devices.
     mesh = data_mesh(est.devices)
     params = replicate(params_to_jax(init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE)), mesh)
-    monitor = None
+    monitor, m = None, None
     if est.switch in KERNEL_CRITERIA:
         m = min(est.ntk_monitor_size, n_samples)
-        monitor = replicate(jnp.asarray(X[np.sort(rng.choice(n_samples, m, replace=False))]),
-                            mesh)
+        monitor = shard_rows(X[np.sort(rng.choice(n_samples, m, replace=False))], mesh)
     key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
     X_j, Y_j, Xv_j, Yv_j = (None if a is None else replicate(jnp.asarray(a), mesh)
                             for a in (X, Y, X_val, Y_val))
@@ -148,7 +147,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     divergence = _divergence_reporter(est, lambda: n_sgd)
     history = _History(est.verbose, start, divergence)
     criterion = SWITCH_CRITERIA[est.switch]
-    config = SwitchConfig(est.switch_window, math.nan, est.switch_epoch, monitor)
+    config = SwitchConfig(est.switch_window, math.nan, est.switch_epoch, monitor, m)
     state = criterion.init(params, config)
     threshold = (criterion.auto_threshold(state) if est.switch_threshold == "auto"
                  else float(est.switch_threshold))

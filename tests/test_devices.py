@@ -48,7 +48,10 @@ SCRIPT = textwrap.dedent("""
                           0.1, 30, mesh).compile().as_text()
     step = frozen_jacobian_step.lower(p, p, shard_rows(Xj, mesh), shard_rows(Yj, mesh), 0.1,
                                       shard_rows(np.ones(301, np.float32), mesh)).compile().as_text()
+    from skntk._switch import _monitor_kernel_jit
+    monitor = _monitor_kernel_jit.lower(p, shard_rows(Xj[:41], mesh), 41).compile().as_text()
     out["all_reduce"] = {"sgd": sgd.count("all-reduce"), "frozen_jacobian": step.count("all-reduce")}
+    out["monitor_collectives"] = monitor.count("all-gather") + monitor.count("all-reduce")
     print(json.dumps(out))
 """)
 
@@ -75,7 +78,9 @@ def test_multi_device_fit_equals_single_device(four_devices, phase):
     assert diff["statistic"] < 1e-5
 
 
-def test_sgd_epoch_and_full_batch_step_are_partitioned(four_devices):
-    # Data-parallel programs sum their gradients across devices.
+def test_sgd_epoch_full_batch_step_and_monitor_are_partitioned(four_devices):
+    # Data-parallel programs sum their gradients across devices; the monitor kernel
+    # gathers the row-split layer factors of its subset.
     assert four_devices["all_reduce"]["sgd"] > 0
     assert four_devices["all_reduce"]["frozen_jacobian"] > 0
+    assert four_devices["monitor_collectives"] > 0
