@@ -255,11 +255,13 @@ def check_kernel_phase_budget(layer_sizes, n_train, max_bytes, n_val=0, n_predic
         _check_kernel(layer_sizes, n_predict, n_train, max_bytes, _PREDICTION_KERNEL)
 
 
-def _kernel_bar(params_star, X1, X2, n_classes, max_bytes, labels, copies=1):
-    """``K_bar = K / C`` as a float64 numpy array, after a memory check."""
+def _kernel_bar(params_star, X1, X2, n_classes, max_bytes, labels, copies=1, mesh=None):
+    """``K_bar = K / C`` as a float64 numpy array, after a memory check; row blocks split
+    over ``mesh`` when given."""
     _check_kernel(_layer_sizes(params_star), X1.shape[0], X2.shape[0], max_bytes, labels,
                   copies)
-    K = empirical_ntk(params_star, X1, X2, block_size=KERNEL_BLOCK_SIZE, max_bytes=np.inf)
+    K = empirical_ntk(params_star, X1, X2, block_size=KERNEL_BLOCK_SIZE, max_bytes=np.inf,
+                      mesh=mesh)
     return np.asarray(K, dtype=np.float64) / n_classes
 
 
@@ -283,7 +285,8 @@ class KernelPhase:
         n_samples, n_classes = Y.shape
         # The float64 copy and the eigenvectors: budget 5x the float32 kernel.
         K_bar = _kernel_bar(params_star, X, X, n_classes, settings.max_kernel_bytes,
-                            _TRAINING_KERNEL, copies=TRAINING_KERNEL_COPIES)
+                            _TRAINING_KERNEL, copies=TRAINING_KERNEL_COPIES,
+                            mesh=settings.mesh)
         F0 = np.asarray(mlp_forward(params_star, X), dtype=np.float64)
         eigenvalues, eigenvectors = eigendecompose_kernel(K_bar, settings.ridge)
         projection = project_residual(eigenvectors, np.asarray(Y, dtype=np.float64) - F0)

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse
 from jax import lax
 
+from ._devices import constrain_rows
 from ._mlp import mlp_forward
 
 __all__ = [
@@ -285,15 +286,19 @@ _kernel_jit = jax.jit(_kernel, static_argnames="per_logit")
 _features_jit = jax.jit(_layer_features, static_argnames="per_logit")
 
 
-@partial(jax.jit, static_argnames=("block", "symmetric", "per_logit"), donate_argnums=0)
-def _fill_rows(K, params, X1, features2, start, *, block, symmetric, per_logit):
-    """Write rows ``start:start + block`` of ``K`` in place (``K`` is donated)."""
+@partial(jax.jit, static_argnames=("block", "symmetric", "per_logit", "mesh"),
+         donate_argnums=0)
+def _fill_rows(K, params, X1, features2, start, *, block, symmetric, per_logit, mesh=None):
+    """Write rows ``start:start + block`` of ``K`` in place (``K`` is donated). With a
+    ``mesh`` whose size divides ``block``, the block's rows are split over its devices."""
     if symmetric:
         features1 = jax.tree.map(
             lambda a: lax.dynamic_slice_in_dim(a, start, block, axis=0), features2)
     else:
         features1 = _layer_features(
             params, lax.dynamic_slice_in_dim(X1, start, block, axis=0), per_logit)
+    if mesh is not None and block % mesh.devices.size == 0:
+        features1 = jax.tree.map(lambda a: constrain_rows(a, mesh), features1)
     tile = _combine(features1, features2, params[-1][0].shape[1], per_logit)
     return lax.dynamic_update_slice_in_dim(K, tile, start, axis=0)
 
@@ -394,7 +399,8 @@ def _layer_sizes(params):
     return (params[0][0].shape[0], *(W.shape[1] for W, _ in params))
 
 
-def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_bytes=None):
+def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_bytes=None,
+                  mesh=None):
     """Empirical neural tangent kernel of the ReLU MLP, computed layer by layer.
 
     Parameters
@@ -417,6 +423,10 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     max_bytes : int, float or None, default=None
         Memory budget in bytes for the output plus the working set;
         ``None`` means :data:`DEFAULT_MAX_KERNEL_BYTES` (2 GiB).
+    mesh : jax.sharding.Mesh or None, default=None
+        Devices over which the rows of each row block are split (data-parallel), when
+        their number divides ``block_size`` and ``n1 > block_size``; the parameters and
+        inputs should then be replicated on the mesh. ``None``: one device.
 
     Returns
     -------
@@ -495,7 +505,7 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     K = jnp.zeros(shape, dtype)
     for start in _block_starts(n1, block_size):
         K = _fill_rows(K, params, X1, features2, start, block=block_size,
-                       symmetric=symmetric, per_logit=per_logit)
+                       symmetric=symmetric, per_logit=per_logit, mesh=mesh)
     return K
 
 

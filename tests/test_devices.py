@@ -52,6 +52,11 @@ SCRIPT = textwrap.dedent("""
     monitor = _monitor_kernel_jit.lower(p, shard_rows(Xj[:41], mesh), 41).compile().as_text()
     out["all_reduce"] = {"sgd": sgd.count("all-reduce"), "frozen_jacobian": step.count("all-reduce")}
     out["monitor_collectives"] = monitor.count("all-gather") + monitor.count("all-reduce")
+    from skntk.ntk import empirical_ntk
+    X_big = replicate(jnp.asarray(np.tile(X, (3, 1)), jnp.float32), mesh)  # 903 rows > 1 block
+    K_one = np.asarray(empirical_ntk(p, X_big, block_size=128))
+    K_many = np.asarray(empirical_ntk(p, X_big, block_size=128, mesh=mesh))
+    out["kernel_blocks"] = float(np.max(np.abs(K_one - K_many)) / np.max(np.abs(K_one)))
     print(json.dumps(out))
 """)
 
@@ -84,3 +89,7 @@ def test_sgd_epoch_full_batch_step_and_monitor_are_partitioned(four_devices):
     assert four_devices["all_reduce"]["sgd"] > 0
     assert four_devices["all_reduce"]["frozen_jacobian"] > 0
     assert four_devices["monitor_collectives"] > 0
+
+
+def test_kernel_row_blocks_split_over_devices_equal_one_device(four_devices):
+    assert four_devices["kernel_blocks"] < 1e-6
