@@ -55,7 +55,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         Mini-batch size of the SGD phase, clipped to the number of training samples.
         Every sample is used once per epoch; the last batch may be smaller.
     max_sgd_epochs : int, default=50
-        Budget of SGD epochs. 0 starts the NTK phase at initialisation.
+        Budget of SGD epochs. 0 starts the NTK phase at initialisation (no switch
+        criterion is evaluated and no warning is given).
     switch : {"ntk_norm", "kernel_distance", "param_norm", "fixed_epoch"} or None, \
             default="ntk_norm"
         Criterion that ends the SGD phase, evaluated after every epoch ``e``:

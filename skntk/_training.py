@@ -166,7 +166,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
             if est.verbose:
                 print(f"Switch criterion {est.switch!r} met at epoch {epoch}.")
             break
-    if est.switch is not None and not switched:
+    if est.switch is not None and not switched and est.max_sgd_epochs > 0:
         warnings.warn(
             f"The switch criterion {est.switch!r} did not hold within max_sgd_epochs="
             f"{est.max_sgd_epochs}; the NTK phase starts from the last SGD parameters. "

@@ -10,7 +10,7 @@ For a dense layer ``z_l = h_{l-1} W_l + b_l`` the gradient of ``f_c`` with respe
 ``W_l`` is the outer product ``h_{l-1} ⊗ δ_{l,c}`` with ``δ_{l,c} = ∂f_c/∂z_l``, and with
 respect to ``b_l`` it is ``δ_{l,c}``. Inner products of outer products factor, so the
 kernel of the ReLU MLP is a sum over layers of Hadamard products of two small Gram
-matrices (the structure exploited by Novak, Sohl-Dickstein and Schoenholz, ICLR 2022,
+matrices (the structure exploited by Novak, Sohl-Dickstein and Schoenholz, ICML 2022,
 "Fast finite width neural tangent kernel"):
 
     K(x, x') = Σ_l (⟨h_{l-1}(x), h_{l-1}(x')⟩ + 1) · Σ_c ⟨δ_{l,c}(x), δ_{l,c}(x')⟩,
@@ -275,7 +275,7 @@ def ntk_gram(params, X):
     Notes
     -----
     Computed layer-wise as in :func:`empirical_ntk` (Jacot et al., NeurIPS 2018;
-    Novak et al., ICLR 2022). Peak memory is about
+    Novak et al., ICML 2022). Peak memory is about
     ``itemsize · (4 · m² + 2 · m · F)`` bytes with ``F`` as in :func:`empirical_ntk`;
     callers check it with :func:`check_kernel_budget`.
     """
@@ -460,7 +460,7 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     With ``h_0 = x``, ``z_l = h_{l-1} W_l + b_l``, ``h_l = relu(z_l)``, ``f = z_L`` and
     ``δ_{l,c} = ∂f_c/∂z_l``, the gradient with respect to ``W_l`` is the outer product
     ``h_{l-1} ⊗ δ_{l,c}``, so (Jacot et al., NeurIPS 2018; for the structured
-    computation, Novak et al., ICLR 2022, "Fast finite width neural tangent kernel")
+    computation, Novak et al., ICML 2022, "Fast finite width neural tangent kernel")
 
         K(x, x') = Σ_l (⟨h_{l-1}(x), h_{l-1}(x')⟩ + 1) · Σ_c ⟨δ_{l,c}(x), δ_{l,c}(x')⟩.
 
