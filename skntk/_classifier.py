@@ -14,7 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._mlp import params_to_jax
-from ._phases import NTK_PHASES
+from ._phases import NTK_PHASES, phase_class
 from ._switch import SWITCH_CRITERIA
 from ._training import COMPUTE_DTYPE, PREDICT_BLOCK, fit_hybrid
 from ._validation import (FLOAT32_MAX, check_float32_range, label_repr, refuse_mixed_labels,
@@ -24,7 +24,8 @@ from .ntk import DEFAULT_MAX_KERNEL_BYTES
 _FITTED_ATTRIBUTES = (
     "classes_", "coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_", "history_",
     "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_",
-    "sgd_time_", "ntk_time_", "_ntk_extra", "n_features_in_", "feature_names_in_",
+    "sgd_time_", "ntk_time_", "_ntk_extra", "kernel_solver_", "kernel_solver_info_",
+    "n_features_in_", "feature_names_in_",
 )
 
 
@@ -95,6 +96,19 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         Step size ``eta`` of the NTK phase.
     kernel_ridge : float, default=0.0
         Ridge ``rho`` added to the kernel of the ``"kernel"`` phase.
+    kernel_solver : {"auto", "dense", "matrix_free"}, default="auto"
+        How the ``"kernel"`` phase is solved. ``"dense"`` forms the N x N training
+        kernel and takes one eigendecomposition (exact, O(N^3) time, about 20 N^2
+        bytes). ``"matrix_free"`` never forms it: conjugate gradients at
+        ``ntk_epochs=inf`` and a Lanczos approximation at finite flow time, through
+        kernel-block products (O(N (d + sum of widths)) memory); use a ridge > 0 at
+        ``ntk_epochs=inf`` so that it converges. ``"auto"``: dense unless its kernels
+        exceed ``max_kernel_bytes``.
+    kernel_tol : float, default=1e-5
+        Relative tolerance of the matrix-free solver (CG residual; change of the
+        Lanczos coefficients between steps). About 1e-6 is the floor in float32.
+    kernel_max_iter : int, default=500
+        Most iterations (kernel-block products) of the matrix-free solver.
     max_kernel_bytes : int, default=2 GiB
         Memory budget, in bytes, of one kernel matrix with its working memory. It
         covers every kernel the estimator builds: the ``ntk_monitor_size`` x
@@ -142,12 +156,19 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         One entry per epoch of either phase: ``epoch`` (1-based, continuing through
         the NTK phase), ``phase`` (``"sgd"`` or ``"ntk"``), ``train_loss``,
         ``train_accuracy``, ``val_loss``, ``val_accuracy`` (NaN without validation
-        data), ``switch_statistic`` (NaN where undefined) and ``elapsed_s`` (seconds
-        since the start of ``fit``). Losses are mean cross-entropy.
+        data), ``switch_statistic`` (NaN where undefined), ``kernel_iterations``
+        (Krylov iterations of the matrix-free kernel solver behind the row, NaN
+        elsewhere) and ``elapsed_s`` (seconds since the start of ``fit``). Losses are
+        mean cross-entropy.
     loss_curve_ : list of float
         ``history_["train_loss"]``.
     switch_epoch_ : int
         Last SGD epoch (the expansion point of the NTK phase).
+    kernel_solver_ : {"dense", "matrix_free"} or None
+        Solver used by the ``"kernel"`` phase (``None`` for the other phases).
+    kernel_solver_info_ : dict or None
+        Matrix-free solver's record: ``method`` ("cg" or "lanczos"), ``iterations``,
+        ``residual_norm`` and ``converged`` per output, ``tol``; ``None`` otherwise.
     switch_threshold_ : float
         Threshold used (``switch_threshold`` with ``"auto"`` resolved; NaN for
         ``"fixed_epoch"`` and ``None``).
@@ -218,6 +239,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         "ntk_epochs": [Interval(Real, 0, None, closed="both")],
         "ntk_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "kernel_ridge": [Interval(Real, 0, None, closed="left")],
+        "kernel_solver": [StrOptions({"auto", "dense", "matrix_free"})],
+        "kernel_tol": [Interval(Real, 0, None, closed="neither")],
+        "kernel_max_iter": [Interval(Integral, 1, None, closed="left")],
         "max_kernel_bytes": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left"), None],
         "devices": [None, Interval(Integral, 1, None, closed="left"), list],
@@ -229,6 +253,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                  max_sgd_epochs=50, switch="ntk_norm", switch_window=3, switch_threshold="auto",
                  switch_epoch=10, ntk_monitor_size=256, ntk_phase="frozen_jacobian",
                  ntk_epochs=20, ntk_learning_rate=0.5, kernel_ridge=0.0,
+                 kernel_solver="auto", kernel_tol=1e-5, kernel_max_iter=500,
                  max_kernel_bytes=DEFAULT_MAX_KERNEL_BYTES, validation_fraction=0.1,
                  devices=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -244,6 +269,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         self.ntk_epochs = ntk_epochs
         self.ntk_learning_rate = ntk_learning_rate
         self.kernel_ridge = kernel_ridge
+        self.kernel_solver = kernel_solver
+        self.kernel_tol = kernel_tol
+        self.kernel_max_iter = kernel_max_iter
         self.max_kernel_bytes = max_kernel_bytes
         self.validation_fraction = validation_fraction
         self.devices = devices
@@ -433,7 +461,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         X = np.asarray(X, dtype=COMPUTE_DTYPE)
         params = params_to_jax(list(zip(self.coefs_, self.intercepts_)))
         params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
-        phase = NTK_PHASES[self.ntk_phase]
+        phase = phase_class(self.ntk_phase, self._ntk_extra.get("solver"))
         extra = dict(self._ntk_extra, max_kernel_bytes=self.max_kernel_bytes)
         # Fixed-size row blocks: one compiled shape, and each sample's logits do not
         # depend on how many others are predicted with it.

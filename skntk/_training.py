@@ -12,7 +12,8 @@ from sklearn.exceptions import ConvergenceWarning
 from ._devices import data_mesh, replicate, shard_rows
 from ._mlp import (accuracy, init_mlp_params, loss_and_accuracy, mean_cross_entropy,
                    params_to_jax, params_to_numpy)
-from ._phases import NTK_PHASES, KernelState, PhaseSettings, check_kernel_phase_budget
+from ._kernel_phase import KernelState, MatrixFreeState, check_kernel_phase_budget
+from ._phases import PhaseSettings, phase_class
 from ._sgd import sgd_epoch
 from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
 from .ntk import _working_set_bytes, check_kernel_budget
@@ -34,13 +35,15 @@ class _History:
         self.start = start
         self.divergence = divergence
 
-    def record(self, phase, params_or_logits, X, Y, X_val, Y_val, statistic, logits_fn):
+    def record(self, phase, params_or_logits, X, Y, X_val, Y_val, statistic, logits_fn,
+               kernel_iterations=math.nan):
         train_loss, train_acc = _metrics(logits_fn, params_or_logits, X, Y)
         val_loss, val_acc = ((math.nan, math.nan) if X_val is None
                              else _metrics(logits_fn, params_or_logits, X_val, Y_val))
         if not math.isfinite(train_loss):
             raise self.divergence("the training loss", phase, len(self.rows) + 1)
         row = dict(epoch=len(self.rows) + 1, phase=phase, train_loss=train_loss,
+                   kernel_iterations=kernel_iterations,
                    train_accuracy=train_acc, val_loss=val_loss, val_accuracy=val_acc,
                    switch_statistic=statistic, elapsed_s=time.perf_counter() - self.start)
         self.rows.append(row)
@@ -51,6 +54,7 @@ class _History:
 
     def as_arrays(self):
         keys = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                "kernel_iterations",
                 "switch_statistic", "elapsed_s")
         history = {k: np.array([row[k] for row in self.rows]) for k in keys}
         if not self.rows:
@@ -58,6 +62,13 @@ class _History:
         history["epoch"] = history["epoch"].astype(int)
         history["phase"] = history["phase"].astype("<U3")
         return history
+
+
+def _solver_iterations(state):
+    """Krylov iterations behind the matrix-free kernel phase's outputs (NaN otherwise)."""
+    if isinstance(state, MatrixFreeState):
+        return float(np.max(state.info.get("iterations", 0)))
+    return math.nan
 
 
 def _metrics(logits_fn, state, X, Y):
@@ -72,7 +83,7 @@ def _tree_is_finite(tree):
 
 
 def _phase_state_is_finite(state):
-    if isinstance(state, KernelState):
+    if isinstance(state, (KernelState, MatrixFreeState)):
         return bool(np.isfinite(state.coefficients).all() and np.isfinite(state.train_logits).all())
     return bool(_tree_is_finite(state.params))
 
@@ -99,7 +110,11 @@ def _divergence_reporter(est, n_sgd_epochs):
 
 
 def _check_budgets(est, layer_sizes, n_samples, n_val):
-    """Every kernel the fit (and prediction) will build, checked before training."""
+    """Every kernel the fit (and prediction) will build, checked before training.
+
+    Returns the kernel-phase solver, ``"dense"`` or ``"matrix_free"`` (``None`` for the
+    other phases): with ``kernel_solver="auto"``, matrix-free exactly when the dense
+    kernels would exceed ``max_kernel_bytes``."""
     if est.switch in KERNEL_CRITERIA:
         m = min(est.ntk_monitor_size, n_samples)
         # ntk_gram holds the kernel, its Gram temporaries and the layer factors.
@@ -112,9 +127,18 @@ def _check_budgets(est, layer_sizes, n_samples, n_val):
                      f"switch='param_norm' instead of switch={est.switch!r}: it forms no "
                      f"kernel",
             extra_bytes=working, budget_name="max_kernel_bytes")
-    if est.ntk_phase == "kernel":
+    if est.ntk_phase != "kernel":
+        return None
+    if est.kernel_solver == "matrix_free":
+        return "matrix_free"
+    try:
         check_kernel_phase_budget(layer_sizes, n_samples, est.max_kernel_bytes,
                                   n_val=n_val, n_predict=PREDICT_BLOCK)
+    except ValueError:
+        if est.kernel_solver == "dense":
+            raise
+        return "matrix_free"  # "auto": too large to form, so never formed
+    return "dense"
 
 
 def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
@@ -122,7 +146,8 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     start = time.perf_counter()
     n_samples, n_classes = Y.shape
     layer_sizes = (X.shape[1], *layers, n_classes)
-    _check_budgets(est, layer_sizes, n_samples, 0 if X_val is None else X_val.shape[0])
+    kernel_solver = _check_budgets(est, layer_sizes, n_samples,
+                                   0 if X_val is None else X_val.shape[0])
     # With several devices every array lives on all of them (replicated) and the
     # per-step computations split their batch over the mesh; see _devices.
     mesh = data_mesh(est.devices)
@@ -174,9 +199,10 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     sgd_time = time.perf_counter() - start
 
     ntk_start = time.perf_counter()
-    phase = NTK_PHASES[est.ntk_phase]
+    phase = phase_class(est.ntk_phase, kernel_solver)
     settings = PhaseSettings(float(est.ntk_learning_rate), est.ntk_epochs,
-                             float(est.kernel_ridge), est.max_kernel_bytes, mesh)
+                             float(est.kernel_ridge), est.max_kernel_bytes, mesh,
+                             float(est.kernel_tol), int(est.kernel_max_iter))
     phase_state = phase.start(params, X_j, Y_j, settings)
 
     def phase_metrics(st, X_, Y_):
@@ -186,10 +212,12 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
         for epoch in phase.epochs(settings):
             phase_state = phase.step(phase_state, epoch, settings)
             if not _phase_state_is_finite(phase_state):
-                what = ("the kernel-flow coefficients" if isinstance(phase_state, KernelState)
+                what = ("the kernel-flow coefficients"
+                        if isinstance(phase_state, (KernelState, MatrixFreeState))
                         else "the parameters")
                 raise divergence(what, "ntk", len(history.rows) + 1)
-            history.record("ntk", phase_state, X_j, Y_j, Xv_j, Yv_j, math.nan, phase_metrics)
+            history.record("ntk", phase_state, X_j, Y_j, Xv_j, Yv_j, math.nan, phase_metrics,
+                           _solver_iterations(phase_state))
     ntk_time = time.perf_counter() - ntk_start
 
     params_star = params_to_numpy(params)
@@ -201,7 +229,8 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
         history_=arrays, loss_curve_=arrays["train_loss"].tolist(),
         switch_epoch_=n_sgd, switch_threshold_=threshold, switch_reached_=bool(switched),
         n_iter_=len(history.rows), sgd_time_=sgd_time, ntk_time_=ntk_time,
-        _ntk_extra=phase.extra_state(phase_state),
+        _ntk_extra=phase.extra_state(phase_state), kernel_solver_=kernel_solver,
+        kernel_solver_info_=getattr(phase_state, "info", None),
     )
 
 

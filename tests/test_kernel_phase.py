@@ -1,5 +1,7 @@
 """The closed-form kernel phase against independent float64 references."""
 
+import pickle
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,7 +101,39 @@ def test_duplicate_rows_with_zero_ridge_and_long_flow_stay_finite():
 def test_kernel_memory_guard_refuses_before_allocating():
     X, y = blobs(n_samples=60)
     clf = HybridNTKClassifier(hidden_layer_sizes=(8,), max_sgd_epochs=1, switch=None,
-                              ntk_phase="kernel", max_kernel_bytes=10_000, random_state=0)
+                              ntk_phase="kernel", kernel_solver="dense", max_kernel_bytes=10_000,
+                              random_state=0)
     with pytest.raises(ValueError, match="frozen_jacobian"):
         clf.fit(X, y)
     assert not hasattr(clf, "coefs_")
+
+
+@pytest.mark.parametrize("ntk_epochs, ridge", [(6, 0.0), (np.inf, 1.0)])
+def test_matrix_free_solver_agrees_with_dense(ntk_epochs, ridge):
+    X, y = blobs(n_samples=90, n_features=5)
+    kw = dict(hidden_layer_sizes=(16,), max_sgd_epochs=3, switch=None, ntk_phase="kernel",
+              ntk_learning_rate=2.0, ntk_epochs=ntk_epochs, kernel_ridge=ridge,
+              random_state=0)
+    dense = HybridNTKClassifier(kernel_solver="dense", **kw).fit(X, y)
+    matrix_free = HybridNTKClassifier(kernel_solver="matrix_free", **kw).fit(X, y)
+    assert dense.kernel_solver_ == "dense" and matrix_free.kernel_solver_ == "matrix_free"
+    np.testing.assert_allclose(matrix_free.predict_proba(X + 0.2), dense.predict_proba(X + 0.2),
+                               atol=1e-4)
+    np.testing.assert_allclose(matrix_free.history_["train_loss"], dense.history_["train_loss"],
+                               rtol=1e-4)
+    iterations = matrix_free.history_["kernel_iterations"]
+    assert np.isnan(iterations[:3]).all() and (iterations[3:] >= 1).all()
+    assert np.all(matrix_free.kernel_solver_info_["converged"])
+
+
+def test_auto_solver_goes_matrix_free_when_the_kernel_exceeds_the_budget():
+    X, y = blobs(n_samples=120, n_features=5)
+    kw = dict(hidden_layer_sizes=(8,), max_sgd_epochs=1, switch=None, ntk_phase="kernel",
+              ntk_epochs=np.inf, kernel_ridge=1.0, random_state=0)
+    assert HybridNTKClassifier(**kw).fit(X, y).kernel_solver_ == "dense"
+    small = HybridNTKClassifier(max_kernel_bytes=50_000, **kw).fit(X, y)
+    assert small.kernel_solver_ == "matrix_free"
+    restored = pickle.loads(pickle.dumps(small))
+    np.testing.assert_array_equal(restored.predict_proba(X), small.predict_proba(X))
+    with pytest.raises(ValueError, match="max_kernel_bytes"):
+        HybridNTKClassifier(max_kernel_bytes=50_000, kernel_solver="dense", **kw).fit(X, y)

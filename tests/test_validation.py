@@ -27,7 +27,8 @@ import skntk._training as training_module
 from skntk import HybridNTKClassifier
 from skntk._validation import softmax, usable_logits
 from skntk._mlp import cross_entropy_per_sample, init_mlp_params, mlp_forward, params_to_jax
-from skntk._phases import FrozenJacobianPhase, _check_kernel, check_kernel_phase_budget
+from skntk._kernel_phase import _check_kernel, check_kernel_phase_budget
+from skntk._phases import FrozenJacobianPhase
 from skntk._sgd import sgd_epoch
 from skntk.ntk import empirical_ntk, ntk_vector_product
 
@@ -397,7 +398,8 @@ def test_kernel_phase_kernels_over_budget_are_refused_before_training(capsys):
     train_bytes = _check_kernel(layer_sizes, 30, 30, np.inf, ("k", "h"), copies=5)
     predict_bytes = _check_kernel(layer_sizes, 256, 30, np.inf, ("k", "h"))
     assert train_bytes < predict_bytes
-    clf = fast(switch=None, ntk_phase="kernel", max_kernel_bytes=train_bytes - 1, verbose=1)
+    clf = fast(switch=None, ntk_phase="kernel", kernel_solver="dense",
+               max_kernel_bytes=train_bytes - 1, verbose=1)
     with pytest.raises(ValueError, match=(
             r"training kernel of ntk_phase='kernel' of shape \(30, 30\).*"
             r"ntk_phase='frozen_jacobian'.*raise `max_kernel_bytes`")):
@@ -416,6 +418,9 @@ def test_kernel_phase_kernels_over_budget_are_refused_before_training(capsys):
         check_kernel_phase_budget(layer_sizes, 30, predict_bytes, n_val=300)
     with pytest.raises(ValueError, match=r"validation cross kernel .* \(300, 30\)"):
         clf.fit(X30, y30, X_val, np.tile(y30, 10))
+    # kernel_solver="auto" never forms a kernel that is over the budget
+    auto = clf.set_params(kernel_solver="auto", max_kernel_bytes=train_bytes - 1).fit(X30, y30)
+    assert auto.kernel_solver_ == "matrix_free"
 
 
 def test_ntk_module_refuses_faulty_inputs():
