@@ -68,6 +68,9 @@ import numpy as np
 import scipy.linalg
 from jax import lax
 
+from ._kernel_flow import _check_flow_time, _check_ridge
+from .ntk import _row_blocks
+
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
     "KrylovFlow",
@@ -95,22 +98,6 @@ def _check_positive_int(value, name):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
     return int(value)
-
-
-def _check_time(t):
-    if np.ndim(t) != 0 or np.iscomplexobj(t):
-        raise ValueError(f"The flow time t must be a real scalar, got {t!r}.")
-    t = float(t)
-    if np.isnan(t) or t < 0:
-        raise ValueError(f"The flow time t must be >= 0 (numpy.inf allowed), got {t}.")
-    return t
-
-
-def _check_ridge(ridge):
-    ridge = float(ridge)
-    if not np.isfinite(ridge) or ridge < 0:
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge}.")
-    return ridge
 
 
 def _check_tol(tol):
@@ -275,16 +262,6 @@ _diagonal_from_inputs = jax.jit(lambda params, X_blocks: lax.map(
     lambda Xb: _diagonal_block(_factor_pairs(params, Xb)), X_blocks))
 
 
-def _blocks(A, block):
-    """Rows of ``A`` as ``(n_blocks, block, ...)``, zero-padded at the end."""
-    n = A.shape[0]
-    n_blocks = -(-n // block)
-    pad = n_blocks * block - n
-    if pad:
-        A = jnp.pad(A, [(0, pad)] + [(0, 0)] * (A.ndim - 1))
-    return A.reshape(n_blocks, block, *A.shape[1:])
-
-
 def fast_ntk_vector_product(params, X, V, *, X2=None, block_size=DEFAULT_BLOCK_SIZE):
     """Traced NTK times a matrix, ``K(X, X2) @ V``, layer by layer, without forming ``K``.
 
@@ -343,9 +320,9 @@ def fast_ntk_vector_product(params, X, V, *, X2=None, block_size=DEFAULT_BLOCK_S
     V2 = V[:, None] if vector else V
     k = V2.shape[1]
     block2 = min(block_size, X2.shape[0])
-    moments = _moments_from_inputs(params, _blocks(X2, block2), _blocks(V2, block2))
+    moments = _moments_from_inputs(params, _row_blocks(X2, block2), _row_blocks(V2, block2))
     block1 = min(block_size, X.shape[0])
-    out = _apply_to_inputs(params, _blocks(X, block1), moments, k)
+    out = _apply_to_inputs(params, _row_blocks(X, block1), moments, k)
     out = out.reshape(-1, k)[:X.shape[0]]
     return out[:, 0] if vector else out
 
@@ -398,7 +375,7 @@ class TrainingKernel:
         self.n_samples = X.shape[0]
         self.width = self.params[-1][0].shape[1]
         self.block = min(block_size, self.n_samples)
-        self._X_blocks = _blocks(X, self.block)
+        self._X_blocks = _row_blocks(X, self.block)
         widths = _pair_widths(_layer_sizes(self.params))
         self.factor_bytes = (np.dtype(self.dtype).itemsize * self._X_blocks.shape[0]
                              * self.block * sum(a + f for a, f in widths))
@@ -417,7 +394,7 @@ class TrainingKernel:
         """
         V = np.asarray(V)
         k = V.shape[1]
-        V_blocks = _blocks(jnp.asarray(V, dtype=self.dtype), self.block)
+        V_blocks = _row_blocks(jnp.asarray(V, dtype=self.dtype), self.block)
         if self.stores_factors:
             moments = _moments_from_pairs(self._pairs, V_blocks)
             out = _apply_to_pairs(self._pairs, moments, k)
@@ -697,7 +674,7 @@ class KrylovFlow(NamedTuple):
             ``‖A_m - A_{m-1}‖ / ‖A_m‖`` per column: the change of the coefficients
             over the last Lanczos step.
         """
-        t = _check_time(t)
+        t = _check_flow_time(t)
         n_outputs = self.lengths.shape[0]
         A = np.zeros((self.n_samples, n_outputs))
         KA = np.zeros_like(A)
@@ -774,7 +751,7 @@ def krylov_kernel_flow(params_star, X, residual, t, ridge, n_classes, *, tol=1e-
     The ``t = inf`` limit with ``ρ = 0`` differs from the dense pseudo-inverse only on
     null directions of ``K_bar``, which never reach an output.
     """
-    t = _check_time(t)
+    t = _check_flow_time(t)
     tol = _check_tol(tol)
     max_iter = _check_positive_int(max_iter, "max_iter")
     operator = _operator(operator, params_star, X, n_classes, ridge, block_size, max_bytes)
@@ -921,7 +898,7 @@ def solve_kernel_flow_matrix_free(params_star, X, residual, t, ridge, n_classes,
     Stiefel 1952; the preconditioner: Frangella, Tropp and Udell 2023; the flow: Lee et
     al., NeurIPS 2019; the Lanczos approximation of ``g``: Saad 1992.
     """
-    t = _check_time(t)
+    t = _check_flow_time(t)
     tol = _check_tol(tol)
     max_iter = _check_positive_int(max_iter, "max_iter")
     operator = _operator(operator, params_star, X, n_classes, ridge, block_size, max_bytes)

@@ -590,14 +590,19 @@ def _push_forward(params, X, tangents):
     return jnp.einsum("cknc->nk", out)
 
 
-def _padded_blocks(X, block):
-    """Split rows into blocks of size ``block``, zero-padding the last one."""
-    n = X.shape[0]
+def _row_blocks(A, block):
+    """Rows of ``A`` as ``(n_blocks, block, ...)``, zero-padded at the end."""
+    n = A.shape[0]
     n_blocks = -(-n // block)
     pad = n_blocks * block - n
     if pad:
-        X = jnp.pad(X, [(0, pad)] + [(0, 0)] * (X.ndim - 1))
-    return [X[i * block:(i + 1) * block] for i in range(n_blocks)]
+        A = jnp.pad(A, [(0, pad)] + [(0, 0)] * (A.ndim - 1))
+    return A.reshape(n_blocks, block, *A.shape[1:])
+
+
+def _padded_blocks(X, block):
+    """Split rows into blocks of size ``block``, zero-padding the last one."""
+    return list(_row_blocks(X, block))
 
 
 def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
