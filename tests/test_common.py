@@ -12,6 +12,9 @@ from skntk import HybridNTKClassifier
     HybridNTKClassifier(switch="fixed_epoch", switch_epoch=5, ntk_phase="kernel",
                         validation_fraction=None),
     HybridNTKClassifier(switch="ntk_norm", ntk_phase="linearized", hidden_layer_sizes=(32,)),
+    HybridNTKClassifier(switch=None, max_sgd_epochs=10, ntk_phase="kernel",
+                        kernel_solver="matrix_free", ntk_epochs=float("inf"), kernel_ridge=1.0,
+                        hidden_layer_sizes=(16,)),
 ])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
