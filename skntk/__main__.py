@@ -6,6 +6,8 @@ hybrid with the same seed and epoch budget, and prints a table.
 """
 
 import argparse
+import csv
+import importlib.util
 import sys
 import time
 import warnings
@@ -48,30 +50,80 @@ def build_parser():
                         choices=[p if p else "none" for p in NTK_PHASES],
                         help="NTK phase (default: frozen_jacobian)")
     parser.add_argument("--switch-threshold", type=float, default=None,
-                        help="switch threshold (default: the estimator's)")
-    parser.add_argument("--max-sgd-epochs", type=int, default=30, help="SGD epoch budget (default: 30)")
+                        help="switch threshold; its scale depends on the criterion and the "
+                             "data (default: 'auto', 0.25*||K_0||_F for ntk_norm)")
+    parser.add_argument("--max-sgd-epochs", type=int, default=30,
+                        help="SGD epoch budget of both methods (default: 30)")
     parser.add_argument("--ntk-epochs", type=float, default=None,
-                        help="NTK epochs; 'inf' for kernel regression with --ntk-phase kernel")
+                        help="NTK epochs (default: 20); 'inf' for kernel regression with "
+                             "--ntk-phase kernel")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--plot", metavar="PNG", help="save the hybrid's training history plot")
     return parser
 
 
+def _parse_float(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_csv(path, target):
+    """Numeric feature columns and the label column of a CSV file with a header row.
+
+    Returns ``(X, y, ignored)``: ``X`` float64 of shape (n_rows, n_numeric_columns),
+    ``y`` the labels (numbers when every label parses as one, else strings) and the
+    names of the non-numeric feature columns left out. Raises ``ValueError`` for a
+    missing target column, empty or missing cells, or no numeric feature column.
+    """
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        raise ValueError(f"{path} is empty.")
+    header, body = rows[0], [row for row in rows[1:] if row]
+    if target not in header:
+        raise ValueError(f"--target {target!r} is not a column of {path}; columns: "
+                         f"{', '.join(header)}")
+    bad = [i + 2 for i, row in enumerate(body)
+           if len(row) != len(header) or any(not cell.strip() for cell in row)]
+    if bad:
+        raise ValueError(f"{path} has missing or empty cells on line(s) "
+                         f"{', '.join(map(str, bad[:5]))}; remove or fill them first.")
+    columns = list(zip(*body))
+    labels = columns[header.index(target)]
+    numeric_labels = [_parse_float(v) for v in labels]
+    y = np.array(numeric_labels if None not in numeric_labels else labels)
+    features, ignored = [], []
+    for name, column in zip(header, columns):
+        if name == target:
+            continue
+        values = [_parse_float(v) for v in column]
+        if None in values:
+            ignored.append(name)
+        else:
+            features.append(values)
+    if not features:
+        raise ValueError(f"{path} has no numeric feature column besides {target!r}.")
+    return np.array(features, dtype=float).T, y, ignored
+
+
 def load_data(args, parser):
     """Features and labels from a bundled dataset or a CSV file."""
     if args.csv is None:
+        if args.target:
+            parser.error("--target goes with --csv PATH")
         data = BUNDLED[args.dataset]()
         return data.data, data.target, args.dataset
     if not args.target:
         parser.error("--csv needs --target COLUMN (the label column)")
-    import pandas as pd  # optional: only for user CSV files
-
-    frame = pd.read_csv(args.csv)
-    if args.target not in frame.columns:
-        parser.error(f"--target {args.target!r} is not a column of {args.csv}; "
-                     f"columns: {', '.join(map(str, frame.columns))}")
-    X = frame.drop(columns=[args.target]).select_dtypes("number")
-    return X.to_numpy(dtype=float), frame[args.target].to_numpy(), args.csv
+    try:
+        X, y, ignored = read_csv(args.csv, args.target)
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
+    if ignored:
+        print(f"ignored non-numeric column(s): {', '.join(ignored)}")
+    return X, y, args.csv
 
 
 def _fit_timed(clf, X_train, y_train, X_test, y_test):
@@ -89,6 +141,8 @@ def _fit_timed(clf, X_train, y_train, X_test, y_test):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        parser.error("--plot needs matplotlib: pip install matplotlib")
     X, y, name = load_data(args, parser)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.25, stratify=y, random_state=args.seed)
@@ -107,15 +161,18 @@ def main(argv=None):
 
     print(f"dataset: {name}  train: {X_train.shape[0]}  test: {X_test.shape[0]}  "
           f"features: {X.shape[1]}  classes: {len(np.unique(y))}  seed: {args.seed}")
-    header = f"{'method':<40} {'switch epoch':>12} {'test acc':>9} {'SGD s':>7} {'NTK s':>7} {'total s':>8}"
+    header = f"{'method':<46} {'switch epoch':>12} {'test acc':>9} {'SGD s':>7} {'NTK s':>7} {'total s':>8}"
     print(header)
     print("-" * len(header))
     for label, clf in runs:
-        acc, total = _fit_timed(clf, X_train, y_train, X_test, y_test)
+        try:
+            acc, total = _fit_timed(clf, X_train, y_train, X_test, y_test)
+        except ValueError as exc:  # invalid parameters or data: the message says why
+            parser.error(str(exc))
         switch = str(clf.switch_epoch_) + ("" if clf.switch_reached_ or clf.switch is None else "*")
-        if clf.ntk_phase is None:
+        if clf.switch is None:
             switch = "-"
-        print(f"{label:<40} {switch:>12} {acc:>9.4f} {clf.sgd_time_:>7.2f} "
+        print(f"{label:<46} {switch:>12} {acc:>9.4f} {clf.sgd_time_:>7.2f} "
               f"{clf.ntk_time_:>7.2f} {total:>8.2f}")
     print("times in seconds, JIT compilation excluded")
     if any(c.switch is not None and not c.switch_reached_ for _, c in runs):
@@ -124,7 +181,10 @@ def main(argv=None):
         from .plotting import TrainingHistoryDisplay
 
         display = TrainingHistoryDisplay.from_estimator(runs[-1][1])
-        display.figure_.savefig(args.plot, dpi=120, bbox_inches="tight")
+        try:
+            display.figure_.savefig(args.plot, dpi=120, bbox_inches="tight")
+        except OSError as exc:
+            parser.error(f"cannot write --plot {args.plot}: {exc}")
         print(f"history plot saved to {args.plot}")
     return 0
 

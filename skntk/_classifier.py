@@ -177,7 +177,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     n_iter_ : int
         Epochs run in both phases.
     sgd_time_, ntk_time_ : float
-        Seconds spent in each phase.
+        Seconds spent in each phase, wall clock. The first fit in a process includes
+        JAX's compilation of the jitted functions; later fits on the same shapes reuse
+        it.
 
     See Also
     --------

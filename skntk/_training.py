@@ -64,6 +64,16 @@ class _History:
         return history
 
 
+def _warn_if_loss_rose(phase, loss_before, loss_after, parameter, value):
+    """A phase that ends with a higher training loss than it started with has most likely
+    diverged without overflowing: say so rather than return it as a result."""
+    if loss_after > loss_before:
+        warnings.warn(
+            f"The {phase} phase raised the training loss from {loss_before:.4g} to "
+            f"{loss_after:.4g}: the step size is probably too large. Lower `{parameter}` "
+            f"(got {value!r}).", ConvergenceWarning)
+
+
 def _solver_iterations(state):
     """Krylov iterations behind the matrix-free kernel phase's outputs (NaN otherwise)."""
     if isinstance(state, MatrixFreeState):
@@ -197,6 +207,8 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
             f"{est.max_sgd_epochs}; the NTK phase starts from the last SGD parameters. "
             f"Raise `max_sgd_epochs` or `switch_threshold`.", ConvergenceWarning)
     sgd_time = time.perf_counter() - start
+    switch_loss = history.rows[-1]["train_loss"] if history.rows else initial_loss
+    _warn_if_loss_rose("SGD", initial_loss, switch_loss, "learning_rate", est.learning_rate)
 
     ntk_start = time.perf_counter()
     phase = phase_class(est.ntk_phase, kernel_solver)
@@ -219,6 +231,10 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
             history.record("ntk", phase_state, X_j, Y_j, Xv_j, Yv_j, math.nan, phase_metrics,
                            _solver_iterations(phase_state))
     ntk_time = time.perf_counter() - ntk_start
+    if est.ntk_phase in ("frozen_jacobian", "linearized") and len(history.rows) > n_sgd:
+        # The kernel phase minimises the squared error, so its cross-entropy may rise.
+        _warn_if_loss_rose("NTK", switch_loss, history.rows[-1]["train_loss"],
+                           "ntk_learning_rate", est.ntk_learning_rate)
 
     params_star = params_to_numpy(params)
     final = phase.network(phase_state)

@@ -9,7 +9,8 @@ arrays with its constructor followed by :meth:`plot`. After drawing, ``figure_``
 - :class:`SwitchStatisticDisplay`: the monitored switch statistic per epoch on a log
   scale, with the threshold and the switch epoch marked.
 
-matplotlib is optional (``pip install "skntk[plot]"``); it is imported only when a
+matplotlib is optional (``pip install matplotlib``, or the ``plot`` extra:
+``pip install ".[plot]"`` in a checkout of skntk); it is imported only when a
 display draws.
 """
 
@@ -29,8 +30,8 @@ def _require_matplotlib():
         import matplotlib  # noqa: F401
     except ImportError as exc:
         raise ImportError(
-            'skntk.plotting needs matplotlib. Install it with pip install "skntk[plot]" '
-            "(or pip install matplotlib).") from exc
+            "skntk.plotting needs matplotlib. Install it with pip install matplotlib "
+            '(or the plot extra: pip install ".[plot]" in a checkout of skntk).') from exc
 
 
 def _new_axes(ncols):

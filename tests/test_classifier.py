@@ -128,3 +128,12 @@ def test_grid_search_in_pipeline_parallel_equals_serial(digits_small):
     np.testing.assert_allclose(serial.cv_results_["mean_test_score"],
                                parallel.cv_results_["mean_test_score"])
     assert serial.best_score_ > 0.6
+
+
+def test_a_phase_that_raises_the_loss_warns(digits_small):
+    X, y = digits_small
+    with pytest.warns(ConvergenceWarning, match=r"SGD phase raised the training loss.*learning_rate"):
+        HybridNTKClassifier(**{**FAST, "ntk_epochs": 0}, learning_rate=30.0, switch=None,
+                            batch_size=500).fit(X * 10, y)
+    with pytest.warns(ConvergenceWarning, match=r"NTK phase raised.*ntk_learning_rate"):
+        HybridNTKClassifier(**FAST, switch=None, ntk_learning_rate=1000.0).fit(X, y)

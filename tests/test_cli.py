@@ -19,17 +19,38 @@ def test_bundled_dataset_prints_both_methods(capsys):
     assert 0.5 < accuracy <= 1.0
 
 
-def test_csv_with_string_target(tmp_path, capsys):
-    pd = pytest.importorskip("pandas")
+def _write_iris_csv(path, extra_text_column=False):
     iris = load_iris()
-    frame = pd.DataFrame(iris.data, columns=["a", "b", "c", "d"])
-    frame["species"] = np.array(["setosa", "versicolor", "virginica"])[iris.target]
+    names = np.array(["setosa", "versicolor", "virginica"])[iris.target]
+    header = "a,b,c,d," + ("colour," if extra_text_column else "") + "species"
+    lines = [header] + [
+        ",".join(map(str, row)) + (",red" if extra_text_column else "") + f",{label}"
+        for row, label in zip(iris.data, names)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_csv_with_string_target(tmp_path, capsys):
     path = tmp_path / "iris.csv"
-    frame.to_csv(path, index=False)
+    _write_iris_csv(path, extra_text_column=True)
     main(["--csv", str(path), "--target", "species", "--max-sgd-epochs", "4",
           "--ntk-phase", "kernel", "--ntk-epochs", "inf"])
     out = capsys.readouterr().out
+    assert "ignored non-numeric column(s): colour" in out
     assert "features: 4" in out and "classes: 3" in out and len(_rows(out)) == 2
+
+
+def test_csv_with_empty_cells_is_a_usage_error(tmp_path, capsys):
+    path = tmp_path / "x.csv"
+    path.write_text("a,b,label\n1,2,x\n3,,y\n")
+    with pytest.raises(SystemExit):
+        main(["--csv", str(path), "--target", "label"])
+    assert "empty cells on line(s) 3" in capsys.readouterr().err
+
+
+def test_invalid_parameter_is_a_usage_error_not_a_traceback(capsys):
+    with pytest.raises(SystemExit):
+        main(["--dataset", "iris", "--max-sgd-epochs", "2", "--ntk-epochs", "2.5"])
+    assert "ntk_epochs" in capsys.readouterr().err
 
 
 def test_unknown_target_column_is_a_usage_error(tmp_path):
