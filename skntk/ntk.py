@@ -34,7 +34,6 @@ import scipy.sparse
 from jax import lax
 
 from ._devices import constrain_rows
-from ._mlp import mlp_forward
 
 __all__ = [
     "DEFAULT_MAX_KERNEL_BYTES",
@@ -572,24 +571,6 @@ def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
 # Kernel-vector products
 # --------------------------------------------------------------------------------------
 
-@jax.jit
-def _pull_back(params, X, V):
-    """``t[c, k] = J_c(X)ᵀ V[:, k]`` for every logit ``c`` and column ``k`` (a pytree
-    shaped like ``params`` with leading axes ``(C, k)``)."""
-    logits, vjp = jax.vjp(lambda p: mlp_forward(p, X), params)
-    eye = jnp.eye(logits.shape[1], dtype=logits.dtype)
-    cotangents = V.T[None, :, :, None] * eye[:, None, None, :]
-    return jax.vmap(jax.vmap(lambda ct: vjp(ct)[0]))(cotangents)
-
-
-@jax.jit
-def _push_forward(params, X, tangents):
-    """``Σ_c J_c(X) t[c, k]``, shape ``(n, k)``."""
-    _, jvp = jax.linearize(lambda p: mlp_forward(p, X), params)
-    out = jax.vmap(jax.vmap(jvp))(tangents)
-    return jnp.einsum("cknc->nk", out)
-
-
 def _row_blocks(A, block):
     """Rows of ``A`` as ``(n_blocks, block, ...)``, zero-padded at the end."""
     n = A.shape[0]
@@ -598,11 +579,6 @@ def _row_blocks(A, block):
     if pad:
         A = jnp.pad(A, [(0, pad)] + [(0, 0)] * (A.ndim - 1))
     return A.reshape(n_blocks, block, *A.shape[1:])
-
-
-def _padded_blocks(X, block):
-    """Split rows into blocks of size ``block``, zero-padding the last one."""
-    return list(_row_blocks(X, block))
 
 
 def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
@@ -619,8 +595,8 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
     X2 : array-like of shape (n2, n_features), default=None
         Column inputs; ``None`` means ``X``.
     block_size : int, default=512
-        Samples per vector-Jacobian / Jacobian-vector product (at most the number of
-        samples); the last block is zero-padded so one block shape compiles.
+        Rows processed at a time (at most the number of samples); the last block is
+        zero-padded so one block shape compiles.
 
     Returns
     -------
@@ -640,13 +616,15 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
 
     Notes
     -----
-    Since ``K = Σ_c J_c(X) J_c(X2)ᵀ``, each column is
-    ``Σ_c J_c(X) (J_c(X2)ᵀ V[:, k])``: one vector-Jacobian product per logit and
-    column, accumulated over blocks of ``X2``, then one Jacobian-vector product per
-    logit and column over blocks of ``X`` (Jacot et al., NeurIPS 2018, for the kernel).
-    Time ``O((n1 + n2) · C · k · P)``; memory
-    ``O(itemsize · C · k · (P + block_size · Σ_l w_l))`` for ``P`` parameters and
-    hidden widths ``w_l``, never ``O(n1 · n2)``.
+    Layer by layer: with the kernel written as ``Σ_l (A_l A_lᵀ) ∘ (B_l B_lᵀ)`` of layer
+    inputs ``A_l`` and back-propagated signals ``B_l`` (see :func:`empirical_ntk`),
+    ``((A Aᵀ) ∘ (B Bᵀ)) v`` is the row-wise sum of ``(A M) ∘ B`` with
+    ``M = Aᵀ diag(v) B``, accumulated over blocks of ``X2`` and applied over blocks
+    of ``X`` (Jacot et al., NeurIPS 2018, for the kernel; the Hadamard-product identity
+    is standard, e.g. Horn and Johnson, *Topics in Matrix Analysis*, Lemma 5.1.5).
+    Time ``O((n1 + n2) · k · Σ_l a_l b_l)`` for factor widths ``a_l``, ``b_l``;
+    memory ``O(itemsize · (block_size · Σ_l (a_l + b_l) + k · Σ_l a_l b_l))``, never
+    ``O(n1 · n2)``. Implemented by :func:`skntk._matrix_free.fast_ntk_vector_product`.
     """
     block_size = _check_block_size(block_size)
     params, X, X2, dtype = _prepare_inputs(params, X, X2, names=("X", "X2"))
@@ -658,19 +636,9 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
         raise ValueError(
             f"`V` must have shape ({X2.shape[0]},) or ({X2.shape[0]}, k) to match the "
             f"columns of the kernel, got shape {V.shape}.")
-    vector = V.ndim == 1
-    V2 = V[:, None] if vector else V
+    from ._matrix_free import fast_ntk_vector_product  # it builds on this module
 
-    block2 = min(block_size, X2.shape[0])
-    tangents = None
-    for Xb, Vb in zip(_padded_blocks(X2, block2), _padded_blocks(V2, block2)):
-        t = _pull_back(params, Xb, Vb)
-        tangents = t if tangents is None else jax.tree.map(jnp.add, tangents, t)
-    block1 = min(block_size, X.shape[0])
-    out = jnp.concatenate(
-        [_push_forward(params, Xb, tangents) for Xb in _padded_blocks(X, block1)])
-    out = out[:X.shape[0]]
-    return out[:, 0] if vector else out
+    return fast_ntk_vector_product(params, X, V, X2=X2, block_size=block_size)
 
 
 # --------------------------------------------------------------------------------------
