@@ -60,13 +60,15 @@ def accuracy(logits, Y):
 
 
 @jax.jit
-def loss_and_accuracy(params, X, Y):
-    """Mean cross-entropy and accuracy of the network on ``(X, Y)``, jitted."""
-    logits = mlp_forward(params, X)
+def logits_loss_and_accuracy(logits, Y):
+    """Mean cross-entropy and accuracy of ``logits`` against one-hot ``Y``, jitted."""
     return mean_cross_entropy(logits, Y), accuracy(logits, Y)
 
 
-predict_logits = jax.jit(mlp_forward)
+@jax.jit
+def loss_and_accuracy(params, X, Y):
+    """Mean cross-entropy and accuracy of the network on ``(X, Y)``, jitted."""
+    return logits_loss_and_accuracy(mlp_forward(params, X), Y)
 
 
 def params_to_numpy(params):
@@ -77,9 +79,3 @@ def params_to_numpy(params):
 def params_to_jax(params, dtype=None):
     """Put a parameter list on the default device as jax arrays."""
     return [(jnp.asarray(W, dtype=dtype), jnp.asarray(b, dtype=dtype)) for W, b in params]
-
-
-def params_sq_distance(params_a, params_b):
-    """Squared Euclidean distance between two parameter lists over all weights and biases."""
-    return sum(jnp.sum((Wa - Wb) ** 2) + jnp.sum((ba - bb) ** 2)
-               for (Wa, ba), (Wb, bb) in zip(params_a, params_b))

@@ -140,24 +140,28 @@ class NoPhase:
         return mlp_forward(params, X)
 
 
-class FrozenJacobianPhase(NoPhase):
+class _FullBatchPhase(NoPhase):
+    """A phase of full-batch steps ``update(params, params_star, X, Y, eta, weights)``."""
+
+    update = None
+
+    @classmethod
+    def step(cls, state, epoch, settings):
+        params = cls.update(state.params, state.params_star, state.X, state.Y,
+                            settings.learning_rate, state.weights)
+        return state._replace(params=params)
+
+
+class FrozenJacobianPhase(_FullBatchPhase):
     """``ntk_phase="frozen_jacobian"``: the network trained with the Jacobian frozen at ``theta*``."""
 
-    @staticmethod
-    def step(state, epoch, settings):
-        params = frozen_jacobian_step(state.params, state.params_star, state.X, state.Y,
-                                      settings.learning_rate, state.weights)
-        return state._replace(params=params)
+    update = staticmethod(frozen_jacobian_step)
 
 
-class LinearizedPhase(NoPhase):
+class LinearizedPhase(_FullBatchPhase):
     """``ntk_phase="linearized"``: the first-order Taylor model around ``theta*``."""
 
-    @staticmethod
-    def step(state, epoch, settings):
-        params = linearized_step(state.params, state.params_star, state.X, state.Y,
-                                 settings.learning_rate, state.weights)
-        return state._replace(params=params)
+    update = staticmethod(linearized_step)
 
     @staticmethod
     def logits(state, X):

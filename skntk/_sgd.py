@@ -53,7 +53,7 @@ def sgd_epoch(params, X, Y, key, learning_rate, batch_size, mesh=None):
     """
     n_samples = X.shape[0]
     batch_size = min(batch_size, n_samples)
-    n_batches = -(-n_samples // batch_size)
+    n_batches = n_batches_per_epoch(n_samples, batch_size)
     n_padded = n_batches * batch_size
     order = jax.random.permutation(key, n_samples)
     order = jnp.concatenate([order, jnp.zeros(n_padded - n_samples, order.dtype)])

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ._devices import data_mesh, replicate, shard_rows
-from ._mlp import (accuracy, init_mlp_params, loss_and_accuracy, mean_cross_entropy,
+from ._mlp import (init_mlp_params, logits_loss_and_accuracy, loss_and_accuracy,
                    params_to_jax, params_to_numpy)
 from ._kernel_phase import KernelState, MatrixFreeState, check_kernel_phase_budget
 from ._phases import PhaseSettings, phase_class
@@ -29,11 +29,10 @@ on how many others are predicted with it."""
 class _History:
     """Per-epoch records and the optional one-line-per-epoch report."""
 
-    def __init__(self, verbose, start, divergence):
+    def __init__(self, est, start):
         self.rows = []
-        self.verbose = verbose
+        self.est = est
         self.start = start
-        self.divergence = divergence
 
     def record(self, phase, params_or_logits, X, Y, X_val, Y_val, statistic, logits_fn,
                kernel_iterations=math.nan):
@@ -41,21 +40,38 @@ class _History:
         val_loss, val_acc = ((math.nan, math.nan) if X_val is None
                              else _metrics(logits_fn, params_or_logits, X_val, Y_val))
         if not math.isfinite(train_loss):
-            raise self.divergence("the training loss", phase, len(self.rows) + 1)
+            raise self.divergence("the training loss", phase)
         row = dict(epoch=len(self.rows) + 1, phase=phase, train_loss=train_loss,
-                   kernel_iterations=kernel_iterations,
                    train_accuracy=train_acc, val_loss=val_loss, val_accuracy=val_acc,
-                   switch_statistic=statistic, elapsed_s=time.perf_counter() - self.start)
+                   switch_statistic=statistic, kernel_iterations=kernel_iterations,
+                   elapsed_s=time.perf_counter() - self.start)
         self.rows.append(row)
-        if self.verbose:
+        if self.est.verbose:
             print(f"[{phase}] epoch {row['epoch']:4d}  train loss {train_loss:.4f} "
                   f"acc {train_acc:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
                   f"switch statistic {statistic:.4g}  {row['elapsed_s']:.2f} s")
 
+    def divergence(self, what, phase):
+        """The ``ValueError`` for ``what`` turning non-finite in the epoch being run,
+        naming the phase, the epoch and the learning rate to lower."""
+        est, epoch = self.est, len(self.rows) + 1
+        if phase == "sgd":
+            where = f"the SGD phase at epoch {epoch}"
+            name, rate = "learning_rate", est.learning_rate
+        else:
+            n_sgd = sum(row["phase"] == "sgd" for row in self.rows)
+            where = (f"the NTK phase (ntk_phase={est.ntk_phase!r}) at epoch {epoch} "
+                     f"(epoch {epoch - n_sgd} of that phase)")
+            name, rate = "ntk_learning_rate", est.ntk_learning_rate
+        return ValueError(
+            f"Training diverged: {what} became non-finite (NaN or inf) in {where}. "
+            f"Lower `{name}` (got {rate!r}; try {rate / 10:.3g} or less); if `X` is not "
+            f"standardised, scaling it (e.g. with sklearn.preprocessing.StandardScaler) "
+            f"helps too. The estimator is left unfitted.")
+
     def as_arrays(self):
         keys = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                "kernel_iterations",
-                "switch_statistic", "elapsed_s")
+                "switch_statistic", "kernel_iterations", "elapsed_s")
         history = {k: np.array([row[k] for row in self.rows]) for k in keys}
         if not self.rows:
             history = {k: np.array([], dtype=float) for k in keys}
@@ -92,31 +108,12 @@ def _tree_is_finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def _phase_state_is_finite(state):
+def _nonfinite_part(state):
+    """What of an NTK-phase state holds NaN or inf, or ``None`` when all is finite."""
     if isinstance(state, (KernelState, MatrixFreeState)):
-        return bool(np.isfinite(state.coefficients).all() and np.isfinite(state.train_logits).all())
-    return bool(_tree_is_finite(state.params))
-
-
-def _divergence_reporter(est, n_sgd_epochs):
-    """``report(what, phase, epoch) -> ValueError`` naming the phase, the epoch and the
-    learning rate to lower; ``n_sgd_epochs()`` gives the SGD epochs run so far."""
-
-    def report(what, phase, epoch):
-        if phase == "sgd":
-            where = f"the SGD phase at epoch {epoch}"
-            name, rate = "learning_rate", est.learning_rate
-        else:
-            where = (f"the NTK phase (ntk_phase={est.ntk_phase!r}) at epoch {epoch} "
-                     f"(epoch {epoch - n_sgd_epochs()} of that phase)")
-            name, rate = "ntk_learning_rate", est.ntk_learning_rate
-        return ValueError(
-            f"Training diverged: {what} became non-finite (NaN or inf) in {where}. "
-            f"Lower `{name}` (got {rate!r}; try {rate / 10:.3g} or less); if `X` is not "
-            f"standardised, scaling it (e.g. with sklearn.preprocessing.StandardScaler) "
-            f"helps too. The estimator is left unfitted.")
-
-    return report
+        finite = np.isfinite(state.coefficients).all() and np.isfinite(state.train_logits).all()
+        return None if finite else "the kernel-flow coefficients"
+    return None if bool(_tree_is_finite(state.params)) else "the parameters"
 
 
 def _check_budgets(est, layer_sizes, n_samples, n_val):
@@ -179,8 +176,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
             f"sklearn.preprocessing.StandardScaler).")
 
     n_sgd = 0
-    divergence = _divergence_reporter(est, lambda: n_sgd)
-    history = _History(est.verbose, start, divergence)
+    history = _History(est, start)
     criterion = SWITCH_CRITERIA[est.switch]
     config = SwitchConfig(est.switch_window, math.nan, est.switch_epoch, monitor, m)
     state = criterion.init(params, config)
@@ -193,7 +189,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
         key, epoch_key = jax.random.split(key)
         params = sgd_epoch(params, X_j, Y_j, epoch_key, est.learning_rate, batch_size, mesh)
         if not bool(_tree_is_finite(params)):
-            raise divergence("the parameters", "sgd", epoch)
+            raise history.divergence("the parameters", "sgd")
         state, statistic, switched = criterion.update(state, epoch, params, config)
         history.record("sgd", params, X_j, Y_j, Xv_j, Yv_j, statistic, loss_and_accuracy)
         n_sgd = epoch
@@ -218,16 +214,14 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     phase_state = phase.start(params, X_j, Y_j, settings)
 
     def phase_metrics(st, X_, Y_):
-        return _logit_metrics(phase.logits(st, X_), Y_)
+        return logits_loss_and_accuracy(phase.logits(st, X_), Y_)
 
     if est.ntk_phase is not None:
         for epoch in phase.epochs(settings):
             phase_state = phase.step(phase_state, epoch, settings)
-            if not _phase_state_is_finite(phase_state):
-                what = ("the kernel-flow coefficients"
-                        if isinstance(phase_state, (KernelState, MatrixFreeState))
-                        else "the parameters")
-                raise divergence(what, "ntk", len(history.rows) + 1)
+            what = _nonfinite_part(phase_state)
+            if what is not None:
+                raise history.divergence(what, "ntk")
             history.record("ntk", phase_state, X_j, Y_j, Xv_j, Yv_j, math.nan, phase_metrics,
                            _solver_iterations(phase_state))
     ntk_time = time.perf_counter() - ntk_start
@@ -249,7 +243,3 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
         kernel_solver_info_=getattr(phase_state, "info", None),
     )
 
-
-@jax.jit
-def _logit_metrics(logits, Y):
-    return mean_cross_entropy(logits, Y), accuracy(logits, Y)

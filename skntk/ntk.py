@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse
 from jax import lax
 
-from ._devices import constrain_rows
+from ._devices import constrain_rows, mesh_size
 
 __all__ = [
     "DEFAULT_MAX_KERNEL_BYTES",
@@ -296,7 +296,7 @@ def _fill_rows(K, params, X1, features2, start, *, block, symmetric, per_logit, 
     else:
         features1 = _layer_features(
             params, lax.dynamic_slice_in_dim(X1, start, block, axis=0), per_logit)
-    if mesh is not None and block % mesh.devices.size == 0:
+    if mesh is not None and block % mesh_size(mesh) == 0:
         features1 = jax.tree.map(lambda a: constrain_rows(a, mesh), features1)
     tile = _combine(features1, features2, params[-1][0].shape[1], per_logit)
     return lax.dynamic_update_slice_in_dim(K, tile, start, axis=0)
