@@ -24,7 +24,8 @@ from .ntk import DEFAULT_MAX_KERNEL_BYTES
 _FITTED_ATTRIBUTES = (
     "classes_", "coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_", "history_",
     "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_",
-    "sgd_time_", "ntk_time_", "_ntk_extra", "kernel_solver_", "kernel_solver_info_",
+    "sgd_time_", "ntk_time_", "ntk_learning_rate_", "ntk_solver_", "ntk_stop_reason_",
+    "ntk_best_epoch_", "_ntk_extra", "kernel_solver_", "kernel_solver_info_",
     "n_features_in_", "feature_names_in_",
 )
 
@@ -33,14 +34,20 @@ _FITTED_ATTRIBUTES = (
 class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     """MLP classifier trained by SGD until its NTK settles, then in the NTK regime.
 
-    Training has two phases (see the user guide and ``DESIGN.md``):
+    Training has two phases (see the user guide, "Method"):
 
     1. **SGD phase.** Mini-batch SGD on the mean cross-entropy, one shuffled pass per
        epoch. After each epoch the ``switch`` criterion is evaluated.
     2. **NTK phase.** From the parameters ``theta*`` at the switch, training continues
-       around ``theta*``: with the Jacobian frozen at ``theta*``
-       (``"frozen_jacobian"``), on the linearised network (``"linearized"``), or in
-       closed form as kernel gradient flow (``"kernel"``).
+       around ``theta*``: on the linearised network (``"linearized"``, the default,
+       solved by L-BFGS), with the Jacobian frozen at ``theta*``
+       (``"frozen_jacobian"``), or in closed form as kernel regression or kernel
+       gradient flow (``"kernel"``).
+
+    With the defaults, the switch waits for the kernel to settle
+    (``switch="kernel_velocity"``) and the NTK phase stops by itself
+    (``ntk_epochs="auto"``); benchmarks/bench_hybrid.py and the user guide ("When does
+    the hybrid pay off") give the evidence for each default.
 
     Computation runs in float32 on JAX's default device, whatever the input dtype
     (integers, booleans, float64); JAX's global configuration is never changed. See
@@ -58,10 +65,18 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     max_sgd_epochs : int, default=50
         Budget of SGD epochs. 0 starts the NTK phase at initialisation (no switch
         criterion is evaluated and no warning is given).
-    switch : {"ntk_norm", "kernel_distance", "param_norm", "fixed_epoch"} or None, \
-            default="ntk_norm"
+    switch : {"kernel_velocity", "ntk_norm", "kernel_distance", "param_norm", \
+            "fixed_epoch"} or None, default="kernel_velocity"
         Criterion that ends the SGD phase, evaluated after every epoch ``e``:
 
+        - ``"kernel_velocity"``: every ``k`` epochs, the relative kernel velocity
+          ``v_e / d_e < switch_threshold`` with ``v_e = 1 - cos(K_e, K_{e-k})`` and
+          ``d_e = 1 - cos(K_e, K_0)`` (cosines of the monitor kernels in the Frobenius
+          inner product), and ``v_e`` at most half the largest ``v`` of the earlier
+          checks: the kernel has moved, has passed its fastest change and now moves
+          little compared with how far it has come. Scale-free; it cannot hold while
+          the network has not started learning (a kernel drifting at constant speed
+          never slows down). After Fort et al. 2020, who track these distances;
         - ``"fixed_epoch"``: ``e >= switch_epoch``;
         - ``"param_norm"``: ``||theta_e - theta_{e-k}||_2 < switch_threshold``;
         - ``"ntk_norm"``: ``|D_e - D_{e-k}| < switch_threshold`` with
@@ -71,31 +86,66 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
           < switch_threshold`` (Fort et al. 2020);
         - ``None``: no switch; SGD runs all ``max_sgd_epochs``.
 
-        ``k`` is ``switch_window``; the statistics need ``e >= k``.
+        ``k`` is ``switch_window``; the statistics need ``e >= k``. The statistic of
+        every epoch is recorded in ``history_["switch_statistic"]``.
     switch_window : int, default=3
         ``k``, in epochs.
     switch_threshold : float or "auto", default="auto"
         Threshold of the switch statistic. 0 never triggers: a scouting run that only
-        records the statistic in ``history_["switch_statistic"]``. ``"auto"`` scales
-        with the initial state so that one default serves data of any scale:
-        ``0.25 * ||K_0||_F`` for ``"ntk_norm"``, ``0.01 * ||theta_0||_2`` for
-        ``"param_norm"`` and ``1e-3`` for ``"kernel_distance"``; the value used is
-        ``switch_threshold_``.
+        records the statistic in ``history_["switch_statistic"]`` (no warning is
+        given). ``"auto"``: 0.05 for ``"kernel_velocity"``, 1e-3 for
+        ``"kernel_distance"``, and for the criteria whose statistic has the scale of
+        what it measures a share of the movement since initialisation, so that they
+        cannot hold before the network moves: ``0.1 * D_e`` for ``"ntk_norm"`` and
+        ``0.1 * ||theta_e - theta_0||_2`` for ``"param_norm"``. The threshold of each
+        epoch is in ``history_["switch_threshold"]``.
     switch_epoch : int, default=10
         Epoch of the ``"fixed_epoch"`` criterion.
     ntk_monitor_size : int, default=256
         Training samples (drawn once, from ``random_state``) on which the kernel
         criteria compute the NTK; clipped to the training set.
-    ntk_phase : {"frozen_jacobian", "linearized", "kernel"} or None, \
-            default="frozen_jacobian"
+    ntk_phase : {"linearized", "frozen_jacobian", "kernel"} or None, \
+            default="linearized"
         How training continues after the switch; ``None`` stops after SGD.
-    ntk_epochs : int or numpy.inf, default=20
-        Full-batch epochs of the NTK phase; for ``"kernel"``, the flow time is
-        ``t = ntk_learning_rate * ntk_epochs`` and ``numpy.inf`` gives kernel regression.
-    ntk_learning_rate : float, default=0.5
-        Step size ``eta`` of the NTK phase.
+    ntk_epochs : int, numpy.inf or "auto", default="auto"
+        Full-batch epochs of the NTK phase. ``"auto"`` stops by itself: when an epoch
+        lowers the training loss by less than ``ntk_tol`` times its value at the
+        switch (the last state is kept), or, with validation data, when the
+        validation accuracy has not improved for ``ntk_patience`` epochs (the best
+        state is kept, the switch point included), and after at most 100 epochs;
+        ``ntk_stop_reason_`` says which. For ``"kernel"``, the flow time is
+        ``t = ntk_learning_rate * ntk_epochs``; ``numpy.inf`` (and ``"auto"``) give
+        kernel regression.
+    ntk_learning_rate : float or "auto", default="auto"
+        Step size ``eta`` of the gradient-descent NTK phases. ``"auto"``:
+        ``eta = 2 m / lambda_max(Theta_m)``, with ``Theta_m`` the per-logit NTK on
+        the ``m`` monitor samples, whose top eigenvalue is found by Lanczos
+        iterations on NTK-vector products (no kernel matrix is formed). Since the
+        softmax Hessian is at most ``I / 2`` (Boehning 1992), this is the step
+        ``1 / L`` for the smoothness ``L`` of the linearised cross-entropy, which
+        never raises its loss; half of it for the squared error of ``"kernel"``. The
+        value used is ``ntk_learning_rate_`` (NaN where no step is taken).
+    ntk_solver : {"auto", "lbfgs", "gd"}, default="auto"
+        Solver of ``"linearized"``: ``"lbfgs"`` (``"auto"``) minimises its convex
+        cross-entropy by L-BFGS with an exact line search, one Jacobian-vector and
+        one vector-Jacobian product per epoch; ``"gd"`` takes gradient steps of size
+        ``ntk_learning_rate``. ``"frozen_jacobian"`` always uses ``"gd"`` (its update
+        is not the gradient of a loss; ``"lbfgs"`` with it raises a ``ValueError``).
+    ntk_tol : float, default=1e-2
+        Convergence tolerance of ``ntk_epochs="auto"``, relative to the training loss
+        at the switch.
+    ntk_patience : int, default=5
+        Epochs without a better validation accuracy before ``ntk_epochs="auto"``
+        stops.
     kernel_ridge : float, default=0.0
         Ridge ``rho`` added to the kernel of the ``"kernel"`` phase.
+    kernel_offset : {"zero", "network"}, default="zero"
+        Function the ``"kernel"`` phase's regression starts from: zero (kernel
+        regression of the one-hot targets with the NTK at ``theta*``) or the network
+        at ``theta*`` (``f_0`` in the flow formula of the user guide). The network's
+        logits are trained for the cross-entropy and their scale does not match the
+        one-hot targets of the squared loss, so the zero function does better
+        (benchmarks/bench_hybrid.py ``--kernel``).
     kernel_solver : {"auto", "dense", "matrix_free"}, default="auto"
         How the ``"kernel"`` phase is solved. ``"dense"`` forms the N x N training
         kernel and takes one eigendecomposition (exact, O(N^3) time, about 20 N^2
@@ -156,10 +206,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         One entry per epoch of either phase: ``epoch`` (1-based, continuing through
         the NTK phase), ``phase`` (``"sgd"`` or ``"ntk"``), ``train_loss``,
         ``train_accuracy``, ``val_loss``, ``val_accuracy`` (NaN without validation
-        data), ``switch_statistic`` (NaN where undefined), ``kernel_iterations``
-        (Krylov iterations of the matrix-free kernel solver behind the row, NaN
-        elsewhere) and ``elapsed_s`` (seconds since the start of ``fit``). Losses are
-        mean cross-entropy.
+        data), ``switch_statistic`` (NaN where undefined), ``switch_threshold`` (the
+        threshold it was compared with, NaN where none), ``kernel_iterations`` (Krylov
+        iterations of the matrix-free kernel solver behind the row, NaN elsewhere) and
+        ``elapsed_s`` (seconds since the start of ``fit``). Losses are mean
+        cross-entropy.
     loss_curve_ : list of float
         ``history_["train_loss"]``.
     switch_epoch_ : int
@@ -170,10 +221,21 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         Matrix-free solver's record: ``method`` ("cg" or "lanczos"), ``iterations``,
         ``residual_norm`` and ``converged`` per output, ``tol``; ``None`` otherwise.
     switch_threshold_ : float
-        Threshold used (``switch_threshold`` with ``"auto"`` resolved; NaN for
+        Threshold of the last check (``switch_threshold`` with ``"auto"`` resolved;
+        for the relative automatic thresholds, the value at the last check; NaN for
         ``"fixed_epoch"`` and ``None``).
     switch_reached_ : bool
         Whether the criterion held before the budget ran out.
+    ntk_learning_rate_ : float
+        Step size used by the NTK phase (``ntk_learning_rate`` with ``"auto"``
+        resolved; NaN for L-BFGS and kernel regression, which take no fixed step).
+    ntk_solver_ : {"lbfgs", "gd"} or None
+        Solver of the ``"linearized"`` and ``"frozen_jacobian"`` phases.
+    ntk_stop_reason_ : {"n_epochs", "converged", "validation_score", "max_epochs"} or None
+        Why the NTK phase stopped (``None`` without one).
+    ntk_best_epoch_ : int
+        Epoch of the NTK phase (1-based; 0: the switch point) whose state the final
+        model is.
     n_iter_ : int
         Epochs run in both phases.
     sgd_time_, ntk_time_ : float
@@ -238,10 +300,14 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         "switch_epoch": [Interval(Integral, 1, None, closed="left")],
         "ntk_monitor_size": [Interval(Integral, 2, None, closed="left")],
         "ntk_phase": [StrOptions(set(p for p in NTK_PHASES if p is not None)), None],
-        "ntk_epochs": [Interval(Real, 0, None, closed="both")],
-        "ntk_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "ntk_epochs": [Interval(Real, 0, None, closed="both"), StrOptions({"auto"})],
+        "ntk_learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "ntk_solver": [StrOptions({"auto", "lbfgs", "gd"})],
+        "ntk_tol": [Interval(Real, 0, None, closed="left")],
+        "ntk_patience": [Interval(Integral, 1, None, closed="left")],
         "kernel_ridge": [Interval(Real, 0, None, closed="left")],
         "kernel_solver": [StrOptions({"auto", "dense", "matrix_free"})],
+        "kernel_offset": [StrOptions({"zero", "network"})],
         "kernel_tol": [Interval(Real, 0, None, closed="neither")],
         "kernel_max_iter": [Interval(Integral, 1, None, closed="left")],
         "max_kernel_bytes": [Interval(Integral, 1, None, closed="left")],
@@ -252,10 +318,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, hidden_layer_sizes=(128, 128), learning_rate=0.05, batch_size=64,
-                 max_sgd_epochs=50, switch="ntk_norm", switch_window=3, switch_threshold="auto",
-                 switch_epoch=10, ntk_monitor_size=256, ntk_phase="frozen_jacobian",
-                 ntk_epochs=20, ntk_learning_rate=0.5, kernel_ridge=0.0,
-                 kernel_solver="auto", kernel_tol=1e-5, kernel_max_iter=500,
+                 max_sgd_epochs=50, switch="kernel_velocity", switch_window=3,
+                 switch_threshold="auto", switch_epoch=10, ntk_monitor_size=256,
+                 ntk_phase="linearized", ntk_epochs="auto", ntk_learning_rate="auto",
+                 ntk_solver="auto", ntk_tol=1e-2, ntk_patience=5, kernel_ridge=0.0,
+                 kernel_solver="auto", kernel_offset="zero", kernel_tol=1e-5, kernel_max_iter=500,
                  max_kernel_bytes=DEFAULT_MAX_KERNEL_BYTES, validation_fraction=0.1,
                  devices=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -270,8 +337,12 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         self.ntk_phase = ntk_phase
         self.ntk_epochs = ntk_epochs
         self.ntk_learning_rate = ntk_learning_rate
+        self.ntk_solver = ntk_solver
+        self.ntk_tol = ntk_tol
+        self.ntk_patience = ntk_patience
         self.kernel_ridge = kernel_ridge
         self.kernel_solver = kernel_solver
+        self.kernel_offset = kernel_offset
         self.kernel_tol = kernel_tol
         self.kernel_max_iter = kernel_max_iter
         self.max_kernel_bytes = max_kernel_bytes
@@ -367,7 +438,14 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         return tuple(int(s) for s in sizes)
 
     def _check_ntk_epochs(self):
+        if self.ntk_solver == "lbfgs" and self.ntk_phase == "frozen_jacobian":
+            raise ValueError(
+                "ntk_solver='lbfgs' needs a loss to minimise, and the frozen-Jacobian "
+                "update is not the gradient of one; use ntk_phase='linearized' with it, or "
+                "ntk_solver='auto' (gradient descent for 'frozen_jacobian').")
         n = self.ntk_epochs
+        if n == "auto":
+            return
         if math.isinf(n) and self.ntk_phase != "kernel":
             raise ValueError(
                 f"`ntk_epochs=inf` is only defined for ntk_phase='kernel' (kernel "

@@ -50,6 +50,7 @@ class KernelState(NamedTuple):
     train_logits: Any
     cross_kernels: dict
     max_kernel_bytes: Any = None
+    offset: str = "network"
 
 
 KERNEL_BLOCK_SIZE = 512
@@ -117,6 +118,13 @@ def check_kernel_phase_budget(layer_sizes, n_train, max_bytes, n_val=0, n_predic
         _check_kernel(layer_sizes, n_predict, n_train, max_bytes, _PREDICTION_KERNEL)
 
 
+def offset_outputs(params_star, X, offset):
+    """``f_0`` of the kernel regression on ``X``, float64 (n, C): the network at
+    ``theta*`` (``offset="network"``) or zero (``offset="zero"``)."""
+    F = np.asarray(mlp_forward(params_star, X), dtype=np.float64)
+    return np.zeros_like(F) if offset == "zero" else F
+
+
 def _kernel_bar(params_star, X1, X2, n_classes, max_bytes, labels, copies=1, mesh=None):
     """``K_bar = K / C`` as a float64 numpy array, after a memory check; row blocks split
     over ``mesh`` when given."""
@@ -149,15 +157,17 @@ class KernelPhase:
         K_bar = _kernel_bar(params_star, X, X, n_classes, settings.max_kernel_bytes,
                             _TRAINING_KERNEL, copies=TRAINING_KERNEL_COPIES,
                             mesh=settings.mesh)
-        F0 = np.asarray(mlp_forward(params_star, X), dtype=np.float64)
+        F0 = offset_outputs(params_star, X, settings.kernel_offset)
         eigenvalues, eigenvectors = eigendecompose_kernel(K_bar, settings.ridge)
         projection = project_residual(eigenvectors, np.asarray(Y, dtype=np.float64) - F0)
         return KernelState(params_star, X, F0, eigenvalues, eigenvectors, projection,
-                           np.zeros_like(F0), F0, {}, settings.max_kernel_bytes)
+                           np.zeros_like(F0), F0, {}, settings.max_kernel_bytes,
+                           settings.kernel_offset)
 
     @staticmethod
     def step(state, epoch, settings):
-        t = settings.learning_rate * epoch
+        # Kernel regression (epoch inf) needs no step size, which may be NaN then.
+        t = math.inf if math.isinf(epoch) else settings.learning_rate * epoch
         n_samples = state.F0.shape[0]
         args = (state.eigenvalues, state.eigenvectors, state.projection)
         coefficients = flow_coefficients(*args, t, n_samples, projected=True)
@@ -174,7 +184,7 @@ class KernelPhase:
             K_cross = _kernel_bar(state.params_star, X, state.X, state.F0.shape[1],
                                   state.max_kernel_bytes, _VALIDATION_KERNEL)
             state.cross_kernels[id(X)] = K_cross
-        F0_new = np.asarray(mlp_forward(state.params_star, X), dtype=np.float64)
+        F0_new = offset_outputs(state.params_star, X, state.offset)
         return flow_outputs(K_cross, state.coefficients, F0_new)
 
     @staticmethod
@@ -183,7 +193,8 @@ class KernelPhase:
 
     @staticmethod
     def extra_state(state):
-        return {"X_train": np.asarray(state.X), "coefficients": state.coefficients}
+        return {"X_train": np.asarray(state.X), "coefficients": state.coefficients,
+                "offset": state.offset}
 
     @staticmethod
     def predict_logits(params_star, params, extra, X):
@@ -195,7 +206,7 @@ class KernelPhase:
         coefficients = extra["coefficients"]
         K_cross = _kernel_bar(params_star, X, jnp.asarray(extra["X_train"]), coefficients.shape[1],
                               extra.get("max_kernel_bytes"), _PREDICTION_KERNEL)
-        F0_new = np.asarray(mlp_forward(params_star, X), dtype=np.float64)
+        F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
         with np.errstate(all="ignore"):
             return F0_new + K_cross @ coefficients
 
@@ -217,6 +228,7 @@ class MatrixFreeState(NamedTuple):
     coefficients: Any
     train_logits: Any
     info: dict
+    offset: str = "network"
 
 
 class MatrixFreeKernelPhase(KernelPhase):
@@ -232,7 +244,7 @@ class MatrixFreeKernelPhase(KernelPhase):
     @staticmethod
     def start(params_star, X, Y, settings):
         n_classes = Y.shape[1]
-        F0 = np.asarray(mlp_forward(params_star, X), dtype=np.float64)
+        F0 = offset_outputs(params_star, X, settings.kernel_offset)
         residual = np.asarray(Y, dtype=np.float64) - F0
         operator = TrainingKernel(params_star, X, n_classes, settings.ridge,
                                   max_bytes=settings.max_kernel_bytes)
@@ -242,13 +254,14 @@ class MatrixFreeKernelPhase(KernelPhase):
             A, info = solve_kernel_flow_matrix_free(params_star, X, residual, math.inf,
                                                     settings.ridge, n_classes, **solver)
             return MatrixFreeState(params_star, X, F0, None, A, F0 + info["train_update"],
-                                   _summary(info, settings))
+                                   _summary(info, settings), settings.kernel_offset)
         t_end = settings.learning_rate * settings.n_epochs
         flow = (None if t_end == 0 else
                 krylov_kernel_flow(params_star, X, residual, t_end, settings.ridge,
                                    n_classes, **solver))
         info = _summary(flow.info if flow else {"method": "lanczos", "iterations": 0}, settings)
-        return MatrixFreeState(params_star, X, F0, flow, np.zeros_like(F0), F0, info)
+        return MatrixFreeState(params_star, X, F0, flow, np.zeros_like(F0), F0, info,
+                               settings.kernel_offset)
 
     @staticmethod
     def step(state, epoch, settings):
@@ -261,19 +274,19 @@ class MatrixFreeKernelPhase(KernelPhase):
     def logits(state, X):
         if X is state.X:
             return state.train_logits
-        F0_new = np.asarray(mlp_forward(state.params_star, X), dtype=np.float64)
+        F0_new = offset_outputs(state.params_star, X, state.offset)
         return F0_new + cross_kernel_apply(state.params_star, X, state.X, state.coefficients,
                                            state.F0.shape[1])
 
     @staticmethod
     def extra_state(state):
         return {"X_train": np.asarray(state.X), "coefficients": state.coefficients,
-                "solver": "matrix_free"}
+                "solver": "matrix_free", "offset": state.offset}
 
     @staticmethod
     def predict_logits(params_star, params, extra, X):
         coefficients = extra["coefficients"]
-        F0_new = np.asarray(mlp_forward(params_star, X), dtype=np.float64)
+        F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
         return F0_new + cross_kernel_apply(params_star, X, jnp.asarray(extra["X_train"]),
                                            coefficients, coefficients.shape[1])
 

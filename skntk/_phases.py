@@ -13,7 +13,11 @@ Each phase is a small class of pure static methods, looked up by the value of
 - ``predict_logits(params_star, params, extra, X)``: the fitted model's logits from
   that numpy state (jax arrays of parameters).
 
-Formulas: ``DESIGN.md`` ("NTK phases"); frozen-Jacobian and linearised training
+``"linearized"`` has two solvers: full-batch gradient descent with step ``eta``
+(:class:`LinearizedPhase`) and L-BFGS with an exact line search
+(:class:`LinearizedLBFGSPhase`, :mod:`skntk._linearized`), the default.
+
+Formulas: the user guide's "Method" section; frozen-Jacobian and linearised training
 after Lee et al., NeurIPS 2019, "Wide neural networks of any depth evolve as linear
 models under gradient descent", eq. (5)-(8); the closed-form flow, ibid. eq. (9)-(10).
 """
@@ -26,14 +30,17 @@ import numpy as np
 
 from ._devices import shard_rows
 from ._kernel_phase import KernelPhase, MatrixFreeKernelPhase
+from ._linearized import delta_to_params, lbfgs_init, lbfgs_step, linearization
 from ._mlp import mlp_forward, params_to_numpy
 
 
 class PhaseSettings(NamedTuple):
     """``learning_rate`` (eta), ``n_epochs`` (n, may be ``inf`` for the kernel phase),
     ``ridge`` (rho), ``max_kernel_bytes`` (budget of an N x N kernel), ``mesh`` (the
-    devices of data-parallel full-batch steps, ``None`` for one device), and the
-    matrix-free kernel solver's ``kernel_tol`` and ``kernel_max_iter``."""
+    devices of data-parallel full-batch steps, ``None`` for one device), the
+    matrix-free kernel solver's ``kernel_tol`` and ``kernel_max_iter``, and
+    ``kernel_offset``, the function the kernel regression starts from (``"network"``:
+    ``f(theta*)``; ``"zero"``)."""
 
     learning_rate: float
     n_epochs: float
@@ -42,6 +49,7 @@ class PhaseSettings(NamedTuple):
     mesh: Any = None
     kernel_tol: float = 1e-5
     kernel_max_iter: int = 500
+    kernel_offset: str = "network"
 
 
 def _tree_axpy(params, direction, scale):
@@ -172,6 +180,56 @@ class LinearizedPhase(_FullBatchPhase):
         return linearized_logits(params_star, params, X)
 
 
+class LBFGSNetworkState(NamedTuple):
+    """State of the L-BFGS linearised phase: ``lin``, the activations at ``theta*`` on
+    the training inputs (:class:`skntk._linearized.Linearization`); ``solver``, the
+    :class:`skntk._linearized.LBFGSState`; ``X``: the training inputs (N', d) and
+    ``Y``, ``weights`` as in :class:`NetworkState`."""
+
+    lin: Any
+    solver: Any
+    X: Any
+    Y: Any
+    weights: Any
+
+
+class LinearizedLBFGSPhase(LinearizedPhase):
+    """``ntk_phase="linearized"`` solved by L-BFGS with an exact line search: the
+    linearised cross-entropy is convex, so a quasi-Newton method needs far fewer
+    passes than gradient descent; each epoch is one iteration (one Jacobian-vector
+    and one vector-Jacobian product at ``theta*``); the line search sets every step,
+    so ``settings.learning_rate`` is unused."""
+
+    @staticmethod
+    def start(params_star, X, Y, settings):
+        base = NoPhase.start(params_star, X, Y, settings)
+        weights = base.weights
+        if weights is None:
+            weights = jnp.ones(base.X.shape[0], base.X.dtype)
+        lin = linearization(params_star, base.X)
+        return LBFGSNetworkState(lin, lbfgs_init(lin, base.Y, weights), base.X, base.Y,
+                                 weights)
+
+    @staticmethod
+    def step(state, epoch, settings):
+        solver = lbfgs_step(state.solver, state.lin, state.Y, state.weights)
+        return state._replace(solver=solver)
+
+    @staticmethod
+    def logits(state, X):
+        if X is state.X:
+            return state.solver.logits
+        return linearized_logits(state.lin.params_star, LinearizedLBFGSPhase.params(state), X)
+
+    @staticmethod
+    def params(state):
+        return delta_to_params(state.lin, state.solver.delta)
+
+    @staticmethod
+    def network(state):
+        return params_to_numpy(LinearizedLBFGSPhase.params(state))
+
+
 NTK_PHASES = {
     None: NoPhase,
     "frozen_jacobian": FrozenJacobianPhase,
@@ -182,9 +240,12 @@ NTK_PHASES = {
 KERNEL_SOLVERS = {"dense": KernelPhase, "matrix_free": MatrixFreeKernelPhase}
 
 
-def phase_class(ntk_phase, kernel_solver=None):
+def phase_class(ntk_phase, kernel_solver=None, ntk_solver=None):
     """The phase class of ``ntk_phase``; for ``"kernel"``, that of ``kernel_solver``
-    (``"dense"`` or ``"matrix_free"``, default dense)."""
+    (``"dense"`` or ``"matrix_free"``, default dense); for ``"linearized"``, that of
+    ``ntk_solver`` (``"gd"`` or ``"lbfgs"``, default gradient descent)."""
     if ntk_phase == "kernel":
         return KERNEL_SOLVERS[kernel_solver or "dense"]
+    if ntk_phase == "linearized" and ntk_solver == "lbfgs":
+        return LinearizedLBFGSPhase
     return NTK_PHASES[ntk_phase]

@@ -4,13 +4,19 @@ Each criterion is a pair of pure functions gathered in :data:`SWITCH_CRITERIA`,
 keyed by the value of the ``switch`` parameter:
 
 - ``init(params0, config) -> state`` at epoch 0 (the initial parameters);
-- ``update(state, epoch, params, config) -> (state, statistic, switch_now)`` after
-  each SGD epoch (``epoch`` is 1-based). ``statistic`` is a float, NaN while it is
-  not yet defined.
+- ``update(state, epoch, params, config) -> (state, statistic, threshold, switch_now)``
+  after each SGD epoch (``epoch`` is 1-based). ``statistic`` is a float, NaN while it
+  is not yet defined (or, for ``"kernel_velocity"``, between its checks);
+  ``threshold`` is the threshold it was compared with (NaN where none applies).
 
-The statistics follow ``DESIGN.md``; ``k`` is ``config.window`` and ``tau`` is
-``config.threshold``. A threshold of 0 never triggers (every statistic is >= 0),
-which gives a scouting run that only records the statistic.
+The statistics are those of the user guide's "Method" section; ``k`` is
+``config.window`` and ``tau`` is ``config.threshold``. A threshold of 0 never
+triggers (every statistic is >= 0), which gives a scouting run that only records the
+statistic. ``config.threshold=None`` means ``switch_threshold="auto"``: a fixed
+scale-free number for ``"kernel_velocity"`` and ``"kernel_distance"``, and for
+``"param_norm"`` and ``"ntk_norm"`` a share of how far the parameters or the kernel
+have moved from initialisation so far, so that a network that has not started
+learning never looks settled.
 """
 
 import math
@@ -30,8 +36,9 @@ class SwitchConfig(NamedTuple):
     ------
     window : int
         ``k``, epochs between the two compared states.
-    threshold : float
-        ``tau``; switch when the statistic falls below it.
+    threshold : float or None
+        ``tau``; switch when the statistic falls below it. ``None``: the criterion's
+        automatic threshold (``switch_threshold="auto"``).
     switch_epoch : int
         Epoch of the ``"fixed_epoch"`` criterion.
     X_monitor : jax array of shape (m', n_features) or None
@@ -49,20 +56,37 @@ class SwitchConfig(NamedTuple):
 
 
 class SwitchCriterion(NamedTuple):
-    """A switch criterion as pure functions (see the module docstring);
-    ``auto_threshold(state) -> float`` gives ``switch_threshold="auto"`` from the
-    state at initialisation."""
+    """A switch criterion as pure functions (see the module docstring)."""
 
     init: Callable
     update: Callable
-    auto_threshold: Callable
 
 
 _NAN = float("nan")
 
+AUTO_RELATIVE_SHARE = 0.1
+"""``switch_threshold="auto"`` of ``"param_norm"`` and ``"ntk_norm"``: the statistic
+(the movement over the last ``k`` epochs) must fall below this share of the movement
+from initialisation so far."""
 
-def _below(statistic, config):
-    return not math.isnan(statistic) and statistic < config.threshold
+AUTO_KERNEL_DISTANCE = 1e-3
+"""``switch_threshold="auto"`` of ``"kernel_distance"``."""
+
+AUTO_KERNEL_VELOCITY = 0.05
+"""``switch_threshold="auto"`` of ``"kernel_velocity"`` (see benchmarks/bench_hybrid.py
+and the user guide, "When does the hybrid pay off")."""
+
+KERNEL_VELOCITY_SLOWDOWN = 0.5
+"""``"kernel_velocity"`` also needs the kernel to move at most this share of its
+fastest movement seen so far (over a window of ``k`` epochs)."""
+
+
+def _threshold(config, auto):
+    return auto if config.threshold is None else config.threshold
+
+
+def _below(statistic, threshold):
+    return not math.isnan(statistic) and statistic < threshold
 
 
 # --- fixed epoch -----------------------------------------------------------------
@@ -72,13 +96,13 @@ def _fixed_init(params0, config):
 
 
 def _fixed_update(state, epoch, params, config):
-    return state, _NAN, epoch >= config.switch_epoch
+    return state, _NAN, _NAN, epoch >= config.switch_epoch
 
 
 # --- no switch -------------------------------------------------------------------
 
 def _never_update(state, epoch, params, config):
-    return state, _NAN, False
+    return state, _NAN, _NAN, False
 
 
 # --- parameter norm (seed) -------------------------------------------------------
@@ -89,15 +113,26 @@ def _param_distance(params_a, params_b):
     return jnp.sqrt(sum(jnp.sum(d ** 2) for d in leaves))
 
 
+class ParamNormState(NamedTuple):
+    """``params0``: theta_0; ``past``: the last ``k + 1`` parameter lists."""
+
+    params0: Any
+    past: tuple
+
+
 def _param_norm_init(params0, config):
-    return (params0,)
+    return ParamNormState(params0, (params0,))
 
 
-def _param_norm_update(past, epoch, params, config):
-    """``||theta_e - theta_{e-k}||_2`` over all weights and biases; defined for e >= k."""
-    past = (past + (params,))[-(config.window + 1):]
+def _param_norm_update(state, epoch, params, config):
+    """``||theta_e - theta_{e-k}||_2`` over all weights and biases; defined for e >= k.
+    Automatic threshold: ``0.1 * ||theta_e - theta_0||_2``."""
+    past = (state.past + (params,))[-(config.window + 1):]
     statistic = float(_param_distance(params, past[0])) if epoch >= config.window else _NAN
-    return past, statistic, _below(statistic, config)
+    threshold = config.threshold
+    if threshold is None:
+        threshold = AUTO_RELATIVE_SHARE * float(_param_distance(params, state.params0))
+    return state._replace(past=past), statistic, threshold, _below(statistic, threshold)
 
 
 # --- NTK norm (seed) -------------------------------------------------------------
@@ -134,12 +169,15 @@ def _kernel_and_distance(params, X_monitor, K_past, n_monitor):
 
 
 def _ntk_norm_update(state, epoch, params, config):
-    """``|D_e - D_{e-k}|`` with ``D_e = ||K_e - K_0||_F``; defined for e >= k."""
+    """``|D_e - D_{e-k}|`` with ``D_e = ||K_e - K_0||_F``; defined for e >= k.
+    Automatic threshold: ``0.1 * D_e``."""
     D = float(_distance_from_initial_kernel(params, config.X_monitor, state.K0,
                                             config.n_monitor))
     distances = (state.distances + (D,))[-(config.window + 1):]
     statistic = abs(D - distances[0]) if epoch >= config.window else _NAN
-    return state._replace(distances=distances), statistic, _below(statistic, config)
+    threshold = _threshold(config, AUTO_RELATIVE_SHARE * D)
+    return (state._replace(distances=distances), statistic, threshold,
+            _below(statistic, threshold))
 
 
 # --- kernel distance (Fort et al. 2020) ------------------------------------------
@@ -155,42 +193,81 @@ def _kernel_distance_update(kernels, epoch, params, config):
     K, distance = _kernel_and_distance(params, config.X_monitor, kernels[0], config.n_monitor)
     kernels = (kernels + (K,))[-config.window:]
     statistic = float(distance) if epoch >= config.window else _NAN
-    return kernels, statistic, _below(statistic, config)
+    threshold = _threshold(config, AUTO_KERNEL_DISTANCE)
+    return kernels, statistic, threshold, _below(statistic, threshold)
 
 
-# ``switch_threshold="auto"``: a share of the scale of the initial state, so that one
-# default serves data of any scale.
-AUTO_PARAM_NORM_SHARE = 0.01
-AUTO_NTK_NORM_SHARE = 0.25
-AUTO_KERNEL_DISTANCE = 1e-3
+# --- kernel velocity: how much the kernel still moves, relative to how far it has moved
+
+class KernelVelocityState(NamedTuple):
+    """``K0``: (m, m) monitor kernel at initialisation; ``K_last``: the monitor kernel
+    at the last check (``k`` epochs earlier); ``peak_velocity``: the largest velocity
+    seen at the earlier checks (0 before the first)."""
+
+    K0: Any
+    K_last: Any
+    peak_velocity: float
 
 
-def _no_threshold(state):
-    return _NAN
+def _kernel_velocity_init(params0, config):
+    K0 = _monitor_kernel_jit(params0, config.X_monitor, config.n_monitor)
+    return KernelVelocityState(K0, K0, 0.0)
 
 
-def _param_norm_auto(past):
-    """``0.01 * ||theta_0||_2``."""
-    zero = jax.tree_util.tree_map(jnp.zeros_like, past[0])
-    return AUTO_PARAM_NORM_SHARE * float(_param_distance(past[0], zero))
+def _cosine_distance(A, B):
+    """``1 - cos(A, B)`` as ``||A/||A|| - B/||B||||^2 / 2``: the same number, without the
+    cancellation of ``1 - <A, B>/(||A|| ||B||)``, so that it resolves the small
+    distances of a settling kernel in float32."""
+    difference = A / jnp.linalg.norm(A) - B / jnp.linalg.norm(B)
+    return 0.5 * jnp.sum(difference * difference)
 
 
-def _ntk_norm_auto(state):
-    """``0.25 * ||K_0||_F``."""
-    return AUTO_NTK_NORM_SHARE * float(jnp.linalg.norm(state.K0))
+@partial(jax.jit, static_argnums=4)
+def _kernel_velocity_and_distance(params, X_monitor, K_last, K0, n_monitor):
+    K = _monitor_kernel(params, X_monitor, n_monitor)
+    return K, _cosine_distance(K, K_last), _cosine_distance(K, K0)
 
 
-def _kernel_distance_auto(kernels):
-    return AUTO_KERNEL_DISTANCE
+UNMOVED_DISTANCE = 1e-8
+"""A cosine distance from initialisation below this (an angle of about 1.4e-4 rad)
+counts as "the kernel has not moved": float32 rounding of the kernels is of that order."""
+
+
+def relative_kernel_velocity(velocity, distance_from_init):
+    """``v_e / d_e``; ``inf`` while the kernel has not moved from initialisation
+    (``d_e < UNMOVED_DISTANCE``)."""
+    if not distance_from_init >= UNMOVED_DISTANCE:
+        return math.inf
+    return velocity / distance_from_init
+
+
+def _kernel_velocity_update(state, epoch, params, config):
+    """``v_e / d_e`` every ``k`` epochs, with ``v_e = 1 - cos(K_e, K_{e-k})`` and
+    ``d_e = 1 - cos(K_e, K_0)``; NaN at the other epochs (no kernel is computed). It
+    holds when ``v_e / d_e < tau`` and ``v_e`` is at most half the largest earlier
+    ``v``: the kernel has moved, passed its fastest change, and now moves little
+    compared with how far it has come."""
+    if epoch % config.window:
+        return state, _NAN, _NAN, False
+    K, velocity, distance = _kernel_velocity_and_distance(
+        params, config.X_monitor, state.K_last, state.K0, config.n_monitor)
+    velocity, distance = float(velocity), float(distance)
+    statistic = relative_kernel_velocity(velocity, distance)
+    threshold = _threshold(config, AUTO_KERNEL_VELOCITY)
+    slowed = velocity <= KERNEL_VELOCITY_SLOWDOWN * state.peak_velocity
+    switch = slowed and _below(statistic, threshold)
+    state = KernelVelocityState(state.K0, K, max(state.peak_velocity, velocity))
+    return state, statistic, threshold, switch
 
 
 SWITCH_CRITERIA = {
-    "fixed_epoch": SwitchCriterion(_fixed_init, _fixed_update, _no_threshold),
-    "param_norm": SwitchCriterion(_param_norm_init, _param_norm_update, _param_norm_auto),
-    "ntk_norm": SwitchCriterion(_ntk_norm_init, _ntk_norm_update, _ntk_norm_auto),
-    "kernel_distance": SwitchCriterion(_kernel_distance_init, _kernel_distance_update,
-                                       _kernel_distance_auto),
-    None: SwitchCriterion(_fixed_init, _never_update, _no_threshold),
+    "kernel_velocity": SwitchCriterion(_kernel_velocity_init, _kernel_velocity_update),
+    "fixed_epoch": SwitchCriterion(_fixed_init, _fixed_update),
+    "param_norm": SwitchCriterion(_param_norm_init, _param_norm_update),
+    "ntk_norm": SwitchCriterion(_ntk_norm_init, _ntk_norm_update),
+    "kernel_distance": SwitchCriterion(_kernel_distance_init, _kernel_distance_update),
+    None: SwitchCriterion(_fixed_init, _never_update),
 }
 
-KERNEL_CRITERIA = ("ntk_norm", "kernel_distance")
+KERNEL_CRITERIA = ("kernel_velocity", "ntk_norm", "kernel_distance")
+"""Criteria that compute the NTK on the monitor subset."""

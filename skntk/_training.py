@@ -13,10 +13,15 @@ from ._devices import data_mesh, replicate, shard_rows
 from ._mlp import (init_mlp_params, logits_loss_and_accuracy, loss_and_accuracy,
                    params_to_jax, params_to_numpy)
 from ._kernel_phase import KernelState, MatrixFreeState, check_kernel_phase_budget
-from ._phases import PhaseSettings, phase_class
+from ._linearized import auto_ntk_learning_rate
+from ._phases import LBFGSNetworkState, PhaseSettings, phase_class
 from ._sgd import sgd_epoch
+from ._stopping import NTKStopping
 from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
 from .ntk import _working_set_bytes, check_kernel_budget
+
+NTK_MAX_EPOCHS_AUTO = 100
+"""Epoch cap of the NTK phase under ``ntk_epochs="auto"``."""
 
 COMPUTE_DTYPE = np.float32
 """Every computation runs in float32, whatever the input dtype."""
@@ -35,7 +40,7 @@ class _History:
         self.start = start
 
     def record(self, phase, params_or_logits, X, Y, X_val, Y_val, statistic, logits_fn,
-               kernel_iterations=math.nan):
+               kernel_iterations=math.nan, threshold=math.nan):
         train_loss, train_acc = _metrics(logits_fn, params_or_logits, X, Y)
         val_loss, val_acc = ((math.nan, math.nan) if X_val is None
                              else _metrics(logits_fn, params_or_logits, X_val, Y_val))
@@ -43,7 +48,8 @@ class _History:
             raise self.divergence("the training loss", phase)
         row = dict(epoch=len(self.rows) + 1, phase=phase, train_loss=train_loss,
                    train_accuracy=train_acc, val_loss=val_loss, val_accuracy=val_acc,
-                   switch_statistic=statistic, kernel_iterations=kernel_iterations,
+                   switch_statistic=statistic, switch_threshold=threshold,
+                   kernel_iterations=kernel_iterations,
                    elapsed_s=time.perf_counter() - self.start)
         self.rows.append(row)
         if self.est.verbose:
@@ -63,15 +69,19 @@ class _History:
             where = (f"the NTK phase (ntk_phase={est.ntk_phase!r}) at epoch {epoch} "
                      f"(epoch {epoch - n_sgd} of that phase)")
             name, rate = "ntk_learning_rate", est.ntk_learning_rate
+        if isinstance(rate, str):
+            advice = f"Pass a small number as `{name}` (got {rate!r})"
+        else:
+            advice = f"Lower `{name}` (got {rate!r}; try {rate / 10:.3g} or less)"
         return ValueError(
             f"Training diverged: {what} became non-finite (NaN or inf) in {where}. "
-            f"Lower `{name}` (got {rate!r}; try {rate / 10:.3g} or less); if `X` is not "
+            f"{advice}; if `X` is not "
             f"standardised, scaling it (e.g. with sklearn.preprocessing.StandardScaler) "
             f"helps too. The estimator is left unfitted.")
 
     def as_arrays(self):
         keys = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                "switch_statistic", "kernel_iterations", "elapsed_s")
+                "switch_statistic", "switch_threshold", "kernel_iterations", "elapsed_s")
         history = {k: np.array([row[k] for row in self.rows]) for k in keys}
         if not self.rows:
             history = {k: np.array([], dtype=float) for k in keys}
@@ -113,6 +123,9 @@ def _nonfinite_part(state):
     if isinstance(state, (KernelState, MatrixFreeState)):
         finite = np.isfinite(state.coefficients).all() and np.isfinite(state.train_logits).all()
         return None if finite else "the kernel-flow coefficients"
+    if isinstance(state, LBFGSNetworkState):
+        finite = bool(_tree_is_finite((state.solver.delta, state.solver.logits)))
+        return None if finite else "the parameters"
     return None if bool(_tree_is_finite(state.params)) else "the parameters"
 
 
@@ -159,10 +172,11 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     # per-step computations split their batch over the mesh; see _devices.
     mesh = data_mesh(est.devices)
     params = replicate(params_to_jax(init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE)), mesh)
-    monitor, m = None, None
+    monitor, m = None, min(est.ntk_monitor_size, n_samples)
+    # The monitor subset serves the kernel criteria and the automatic NTK step.
+    monitor_index = np.sort(rng.choice(n_samples, m, replace=False))
     if est.switch in KERNEL_CRITERIA:
-        m = min(est.ntk_monitor_size, n_samples)
-        monitor = shard_rows(X[np.sort(rng.choice(n_samples, m, replace=False))], mesh)
+        monitor = shard_rows(X[monitor_index], mesh)
     key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
     X_j, Y_j, Xv_j, Yv_j = (None if a is None else replicate(jnp.asarray(a), mesh)
                             for a in (X, Y, X_val, Y_val))
@@ -178,57 +192,89 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     n_sgd = 0
     history = _History(est, start)
     criterion = SWITCH_CRITERIA[est.switch]
-    config = SwitchConfig(est.switch_window, math.nan, est.switch_epoch, monitor, m)
+    config = SwitchConfig(est.switch_window,
+                          None if est.switch_threshold == "auto" else float(est.switch_threshold),
+                          est.switch_epoch, monitor, m)
     state = criterion.init(params, config)
-    threshold = (criterion.auto_threshold(state) if est.switch_threshold == "auto"
-                 else float(est.switch_threshold))
-    config = config._replace(threshold=threshold)
     batch_size = min(est.batch_size, n_samples)
     switched = False
+    threshold = math.nan
     for epoch in range(1, est.max_sgd_epochs + 1):
         key, epoch_key = jax.random.split(key)
         params = sgd_epoch(params, X_j, Y_j, epoch_key, est.learning_rate, batch_size, mesh)
         if not bool(_tree_is_finite(params)):
             raise history.divergence("the parameters", "sgd")
-        state, statistic, switched = criterion.update(state, epoch, params, config)
-        history.record("sgd", params, X_j, Y_j, Xv_j, Yv_j, statistic, loss_and_accuracy)
+        state, statistic, epoch_threshold, switched = criterion.update(state, epoch, params,
+                                                                       config)
+        if not math.isnan(epoch_threshold):
+            threshold = epoch_threshold
+        history.record("sgd", params, X_j, Y_j, Xv_j, Yv_j, statistic, loss_and_accuracy,
+                       threshold=epoch_threshold)
         n_sgd = epoch
         if switched:
             if est.verbose:
                 print(f"Switch criterion {est.switch!r} met at epoch {epoch}.")
             break
-    if est.switch is not None and not switched and est.max_sgd_epochs > 0:
+    scouting = est.switch_threshold != "auto" and float(est.switch_threshold) == 0
+    if est.switch is not None and not switched and est.max_sgd_epochs > 0 and not scouting:
+        then = ("the NTK phase starts from the last SGD parameters" if est.ntk_phase is not None
+                else "training ends with the last SGD parameters")
         warnings.warn(
             f"The switch criterion {est.switch!r} did not hold within max_sgd_epochs="
-            f"{est.max_sgd_epochs}; the NTK phase starts from the last SGD parameters. "
-            f"Raise `max_sgd_epochs` or `switch_threshold`.", ConvergenceWarning)
+            f"{est.max_sgd_epochs}; {then}. Raise `max_sgd_epochs` or `switch_threshold`.",
+            ConvergenceWarning)
     sgd_time = time.perf_counter() - start
-    switch_loss = history.rows[-1]["train_loss"] if history.rows else initial_loss
+    last_row = history.rows[-1] if history.rows else None
+    switch_loss = last_row["train_loss"] if last_row else initial_loss
     _warn_if_loss_rose("SGD", initial_loss, switch_loss, "learning_rate", est.learning_rate)
 
     ntk_start = time.perf_counter()
-    phase = phase_class(est.ntk_phase, kernel_solver)
-    settings = PhaseSettings(float(est.ntk_learning_rate), est.ntk_epochs,
-                             float(est.kernel_ridge), est.max_kernel_bytes, mesh,
-                             float(est.kernel_tol), int(est.kernel_max_iter))
+    ntk_solver = _resolve_ntk_solver(est)
+    phase = phase_class(est.ntk_phase, kernel_solver, ntk_solver)
+    auto_epochs = est.ntk_epochs == "auto"
+    n_epochs = est.ntk_epochs
+    if auto_epochs:
+        n_epochs = math.inf if est.ntk_phase == "kernel" else NTK_MAX_EPOCHS_AUTO
+    learning_rate = _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index, mesh)
+    settings = PhaseSettings(learning_rate, n_epochs, float(est.kernel_ridge),
+                             est.max_kernel_bytes, mesh, float(est.kernel_tol),
+                             int(est.kernel_max_iter), est.kernel_offset)
     phase_state = phase.start(params, X_j, Y_j, settings)
 
     def phase_metrics(st, X_, Y_):
         return logits_loss_and_accuracy(phase.logits(st, X_), Y_)
 
+    stop_reason, best_epoch, final_loss = None, 0, switch_loss
     if est.ntk_phase is not None:
-        for epoch in phase.epochs(settings):
+        switch_val_score = (math.nan if Xv_j is None else
+                            last_row["val_accuracy"] if last_row else
+                            _metrics(loss_and_accuracy, params, Xv_j, Yv_j)[1])
+        # The kernel phase has no iterations to stop early: "auto" is its closed form.
+        stopping = NTKStopping(auto_epochs and est.ntk_phase != "kernel", n_epochs,
+                               float(est.ntk_tol), int(est.ntk_patience), phase_state,
+                               switch_loss, switch_val_score)
+        for count, epoch in enumerate(phase.epochs(settings), start=1):
             phase_state = phase.step(phase_state, epoch, settings)
             what = _nonfinite_part(phase_state)
             if what is not None:
                 raise history.divergence(what, "ntk")
             history.record("ntk", phase_state, X_j, Y_j, Xv_j, Yv_j, math.nan, phase_metrics,
                            _solver_iterations(phase_state))
+            row = history.rows[-1]
+            if stopping.update(count, phase_state, row["train_loss"], row["val_accuracy"]):
+                break
+        phase_state = stopping.kept(phase_state)
+        stop_reason, best_epoch = stopping.reason, stopping.kept_epoch
+        if best_epoch:
+            final_loss = history.rows[n_sgd + best_epoch - 1]["train_loss"]
+        if est.verbose:
+            print(f"NTK phase stopped ({stop_reason}) after {len(history.rows) - n_sgd} "
+                  f"epochs; kept the state of its epoch {best_epoch}.")
     ntk_time = time.perf_counter() - ntk_start
-    if est.ntk_phase in ("frozen_jacobian", "linearized") and len(history.rows) > n_sgd:
+    if est.ntk_phase in ("frozen_jacobian", "linearized"):
         # The kernel phase minimises the squared error, so its cross-entropy may rise.
-        _warn_if_loss_rose("NTK", switch_loss, history.rows[-1]["train_loss"],
-                           "ntk_learning_rate", est.ntk_learning_rate)
+        _warn_if_loss_rose("NTK", switch_loss, final_loss, "ntk_learning_rate",
+                           est.ntk_learning_rate)
 
     params_star = params_to_numpy(params)
     final = phase.network(phase_state)
@@ -239,7 +285,35 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
         history_=arrays, loss_curve_=arrays["train_loss"].tolist(),
         switch_epoch_=n_sgd, switch_threshold_=threshold, switch_reached_=bool(switched),
         n_iter_=len(history.rows), sgd_time_=sgd_time, ntk_time_=ntk_time,
+        ntk_learning_rate_=learning_rate, ntk_solver_=ntk_solver,
+        ntk_stop_reason_=stop_reason, ntk_best_epoch_=best_epoch,
         _ntk_extra=phase.extra_state(phase_state), kernel_solver_=kernel_solver,
         kernel_solver_info_=getattr(phase_state, "info", None),
     )
 
+
+def _resolve_ntk_solver(est):
+    """``"lbfgs"`` or ``"gd"`` for ``"linearized"``, ``"gd"`` for ``"frozen_jacobian"``,
+    ``None`` for the other phases."""
+    if est.ntk_phase == "linearized":
+        return "lbfgs" if est.ntk_solver in ("auto", "lbfgs") else "gd"
+    if est.ntk_phase == "frozen_jacobian":
+        return "gd"
+    return None
+
+
+def _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index, mesh):
+    """``ntk_learning_rate`` as a float; ``"auto"`` from the NTK's largest eigenvalue on
+    the monitor subset (NaN where no step is taken: L-BFGS, whose line search sets
+    every step, and kernel regression at infinite flow time)."""
+    if est.ntk_learning_rate != "auto":
+        return float(est.ntk_learning_rate)
+    closed_form = est.ntk_phase == "kernel" and (est.ntk_epochs == "auto"
+                                                  or math.isinf(est.ntk_epochs))
+    if est.ntk_phase is None or ntk_solver == "lbfgs" or closed_form:
+        return math.nan
+    subset = jnp.asarray(X[monitor_index])
+    eta = auto_ntk_learning_rate(params, subset)
+    # The kernel phase's squared error has twice the curvature bound of the
+    # cross-entropy (Hessian J^T J / N rather than J^T H J / N with H <= I/2).
+    return eta / 2 if est.ntk_phase == "kernel" else eta

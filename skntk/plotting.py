@@ -256,9 +256,11 @@ class SwitchStatisticDisplay:
         Statistic after each epoch, in the unit of the criterion (kernel units for
         ``"ntk_norm"``, parameter units for ``"param_norm"``, none for
         ``"kernel_distance"``); NaN and non-positive values are not drawn.
-    threshold : float or None, default=None
-        Threshold of the criterion; None, NaN or a value <= 0 (which a log scale cannot
-        show) draws no line.
+    threshold : float, array-like of shape (n_epochs,) or None, default=None
+        Threshold of the criterion: one value (a horizontal line) or one per epoch
+        (the relative automatic thresholds of ``"param_norm"`` and ``"ntk_norm"``,
+        drawn as a curve); None, NaN or values <= 0 (which a log scale cannot show)
+        draw nothing.
     switch_epoch : int or None, default=None
         Last SGD epoch, marked by a vertical line; None marks nothing.
     switch_reached : bool, default=True
@@ -276,7 +278,7 @@ class SwitchStatisticDisplay:
     line_ : matplotlib Line2D
         The statistic.
     threshold_line_ : matplotlib Line2D or None
-        The horizontal threshold line.
+        The threshold line (horizontal for one value, a curve for one per epoch).
     switch_line_ : matplotlib Line2D or None
         The vertical switch line.
 
@@ -317,8 +319,8 @@ class SwitchStatisticDisplay:
         ----------
         estimator : HybridNTKClassifier
             A fitted estimator with a monitored criterion (``switch`` is
-            ``"param_norm"``, ``"ntk_norm"`` or ``"kernel_distance"``), or a fitted
-            Pipeline or search ending in one.
+            ``"kernel_velocity"``, ``"param_norm"``, ``"ntk_norm"`` or
+            ``"kernel_distance"``), or a fitted Pipeline or search ending in one.
         ax : matplotlib Axes or None, default=None
             Where to draw; None creates a new figure.
 
@@ -345,9 +347,14 @@ class SwitchStatisticDisplay:
         if not np.any(np.isfinite(h["switch_statistic"][sgd])):
             raise ValueError(
                 f"switch={clf.switch!r} records no switch statistic, so there is nothing to "
-                f"plot. Fit with switch='ntk_norm', 'kernel_distance' or 'param_norm' (and "
+                f"plot. Fit with switch='kernel_velocity', 'ntk_norm', 'kernel_distance' or "
+                f"'param_norm' (and "
                 f"switch_threshold=0 for a scouting run that only records it).")
-        return cls(h["epoch"][sgd], h["switch_statistic"][sgd], clf.switch_threshold_,
+        thresholds = h["switch_threshold"][sgd]
+        checked = thresholds[np.isfinite(thresholds)]
+        threshold = (thresholds if checked.size and np.ptp(checked) > 0
+                     else clf.switch_threshold_)
+        return cls(h["epoch"][sgd], h["switch_statistic"][sgd], threshold,
                    _marked_switch_epoch(clf), clf.switch_reached_, clf.switch).plot(ax=ax)
 
     def plot(self, ax=None):
@@ -371,15 +378,24 @@ class SwitchStatisticDisplay:
         _require_matplotlib()
         if ax is None:
             (ax,) = _new_axes(1)
+        epochs = np.asarray(self.epochs)
         statistic = np.asarray(self.statistic, dtype=float)
-        shown = np.where(statistic > 0, statistic, np.nan)
-        self.line_, = ax.plot(self.epochs, shown, marker=".", color=_TRAIN_COLOR,
+        # Criteria checked every k epochs leave NaN between checks: join the checks.
+        shown = statistic > 0
+        self.line_, = ax.plot(epochs[shown], statistic[shown], marker=".", color=_TRAIN_COLOR,
                               label="switch statistic")
         ax.set_yscale("log")
         self.threshold_line_ = None
-        if self.threshold is not None and math.isfinite(self.threshold) and self.threshold > 0:
-            self.threshold_line_ = ax.axhline(self.threshold, color="0.3", linestyle="--",
-                                              label=f"threshold {self.threshold:.3g}")
+        threshold = self.threshold
+        if threshold is not None and np.ndim(threshold) == 1:
+            threshold = np.asarray(threshold, dtype=float)
+            drawn = threshold > 0
+            if np.any(drawn):
+                self.threshold_line_, = ax.plot(epochs[drawn], threshold[drawn], color="0.3",
+                                                linestyle="--", label="threshold")
+        elif threshold is not None and math.isfinite(threshold) and threshold > 0:
+            self.threshold_line_ = ax.axhline(threshold, color="0.3", linestyle="--",
+                                              label=f"threshold {threshold:.3g}")
         self.switch_line_ = None
         if self.switch_epoch is not None:
             what = "switch" if self.switch_reached else "budget spent, switch"

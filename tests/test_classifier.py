@@ -42,14 +42,20 @@ def test_history_has_one_row_per_epoch_of_both_phases(digits_small):
     assert h["train_loss"][-1] < h["train_loss"][3]
 
 
-def test_scouting_run_records_statistic_and_warns(digits_small):
+def test_scouting_run_records_statistic_without_warning(digits_small):
     X, y = digits_small
     clf = HybridNTKClassifier(**FAST, switch="param_norm", switch_window=2, switch_threshold=0.0)
-    with pytest.warns(ConvergenceWarning, match="did not hold"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
         clf.fit(X, y)
     stat = clf.history_["switch_statistic"]
     assert not clf.switch_reached_ and clf.switch_epoch_ == 6
     assert np.isnan(stat[0]) and np.all(stat[1:6] > 0) and np.isnan(stat[6:]).all()
+    # A positive threshold that never holds is reported.
+    with pytest.warns(ConvergenceWarning, match="did not hold.*the NTK phase starts"):
+        clf.set_params(switch_threshold=1e-9).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="did not hold.*training ends with the last"):
+        clf.set_params(ntk_phase=None).fit(X, y)
 
 
 def test_switch_statistic_of_fitted_param_norm_matches_final_parameters(digits_small):
@@ -136,4 +142,5 @@ def test_a_phase_that_raises_the_loss_warns(digits_small):
         HybridNTKClassifier(**{**FAST, "ntk_epochs": 0}, learning_rate=30.0, switch=None,
                             batch_size=500).fit(X * 10, y)
     with pytest.warns(ConvergenceWarning, match=r"NTK phase raised.*ntk_learning_rate"):
-        HybridNTKClassifier(**FAST, switch=None, ntk_learning_rate=1000.0).fit(X, y)
+        HybridNTKClassifier(**FAST, switch=None, ntk_phase="frozen_jacobian",
+                            ntk_learning_rate=1000.0).fit(X, y)

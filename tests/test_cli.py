@@ -15,8 +15,10 @@ def test_bundled_dataset_prints_both_methods(capsys):
     assert main(["--dataset", "iris", "--max-sgd-epochs", "5", "--ntk-epochs", "3"]) == 0
     rows = _rows(capsys.readouterr().out)
     assert len(rows) == 2
-    accuracy = float(rows[1].split()[-4])
+    accuracy = float(rows[1].split()[-5])
     assert 0.5 < accuracy <= 1.0
+    # The last column is the wall time relative to plain SGD (the first row).
+    assert rows[0].split()[-1] == "1.00x" and rows[1].split()[-1].endswith("x")
 
 
 def _write_iris_csv(path, extra_text_column=False):

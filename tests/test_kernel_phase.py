@@ -73,7 +73,8 @@ def test_estimator_predictions_follow_the_flow_in_float32():
     X, y = blobs(n_samples=40, n_features=4)
     clf = HybridNTKClassifier(hidden_layer_sizes=(12,), max_sgd_epochs=3, switch=None,
                               ntk_phase="kernel", ntk_learning_rate=2.0, ntk_epochs=5,
-                              validation_fraction=None, random_state=0).fit(X, y)
+                              kernel_offset="network", validation_fraction=None,
+                              random_state=0).fit(X, y)
     X_test = X[:9] + 0.3
     with jax.enable_x64(True):
         params = [(jnp.asarray(W, jnp.float64), jnp.asarray(b, jnp.float64))

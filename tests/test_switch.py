@@ -30,7 +30,7 @@ def _run(name, trajectory, config):
     state = criterion.init(trajectory[0], config)
     statistics, switch_epoch = [], None
     for epoch, params in enumerate(trajectory[1:], start=1):
-        state, statistic, switch = criterion.update(state, epoch, params, config)
+        state, statistic, _, switch = criterion.update(state, epoch, params, config)
         statistics.append(statistic)
         if switch and switch_epoch is None:
             switch_epoch = epoch

@@ -36,7 +36,7 @@ def test_verbose_prints_one_line_per_epoch_and_one_at_the_switch(data, capsys, p
     clf = _fit(data, verbose=1, **params)
     lines = capsys.readouterr().out.splitlines()
     history = clf.history_
-    assert len(lines) == len(history["epoch"]) + n_switch_lines
+    assert len(lines) == len(history["epoch"]) + n_switch_lines + (clf.ntk_phase is not None)
 
     epoch_lines = [line for line in lines if EPOCH_LINE.match(line)]
     assert len(epoch_lines) == len(history["epoch"])
@@ -46,8 +46,16 @@ def test_verbose_prints_one_line_per_epoch_and_one_at_the_switch(data, capsys, p
             assert field in line
         assert re.search(r"\d+\.\d+ s$", line), "elapsed seconds end the line"
 
-    switch_lines = [line for line in lines if not EPOCH_LINE.match(line)]
+    other = [line for line in lines if not EPOCH_LINE.match(line)]
+    switch_lines = [line for line in other if line.startswith("Switch criterion")]
     assert len(switch_lines) == n_switch_lines
+    # One closing line for the NTK phase: why it stopped and which epoch it kept.
+    stop_lines = [line for line in other if line.startswith("NTK phase stopped")]
+    assert len(other) == n_switch_lines + len(stop_lines)
+    if clf.ntk_phase is None:
+        assert not stop_lines
+    else:
+        assert stop_lines == [lines[-1]] and f"({clf.ntk_stop_reason_})" in lines[-1]
     if n_switch_lines:
         assert f"epoch {clf.switch_epoch_}" in switch_lines[0]
         # The switch line comes right after the last SGD epoch.

@@ -1,0 +1,151 @@
+"""Does the hybrid pay off with its defaults? SGD only against the default hybrid.
+
+For each task and seed, with ``max_sgd_epochs=60`` and every other parameter at its
+default, this prints the test accuracy, the switch epoch, the NTK-phase epochs (one
+epoch of the default L-BFGS phase is one Jacobian-vector and one vector-Jacobian
+product, about one SGD epoch) and the warm wall time of ``fit`` (JIT compilation
+excluded: one fit first, then the best of two), for:
+
+- **SGD only**: ``switch=None, ntk_phase=None``;
+- **default hybrid**: ``HybridNTKClassifier(max_sgd_epochs=60)``;
+- **best fixed switch**: ``switch="fixed_epoch"`` with the default NTK phase, the
+  switch epoch with the best test accuracy in hindsight (a sweep; ties go to the
+  earlier, cheaper switch);
+- with ``--kernel``, on the tasks with at most 5000 training samples, the
+  ``"kernel"`` phase at the default switch against kernel regression with the same
+  kernel from the network's function (``kernel_offset="network"``).
+
+The summary gives, per task, the mean over the seeds of the accuracy difference
+(percentage points) and the wall-time ratio of the default hybrid to SGD only.
+
+Run from the repository root::
+
+    python benchmarks/bench_hybrid.py            # 3 seeds, all tasks (several minutes)
+    python benchmarks/bench_hybrid.py --seeds 1 --tasks digits interaction
+"""
+
+import argparse
+import platform
+import time
+import warnings
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer, load_digits, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from skntk import HybridNTKClassifier
+
+BUDGET = 60
+FIXED_SWITCH_EPOCHS = (3, 6, 9, 12, 18, 24, 30, 40)
+
+
+def _split(X, y, test_size):
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=test_size, stratify=y, random_state=0)
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+
+
+def make_interaction(n_samples=4000, n_features=30, seed=0):
+    """Label = sign of x0 * x1; the other inputs are noise (features must be learned)."""
+    X = np.random.RandomState(seed).normal(size=(n_samples, n_features))
+    return X, (X[:, 0] * X[:, 1] > 0).astype(int)
+
+
+TASKS = {
+    "digits": lambda: _split(*load_digits(return_X_y=True), 0.25),
+    "breast_cancer": lambda: _split(*load_breast_cancer(return_X_y=True), 0.25),
+    "interaction": lambda: _split(*make_interaction(), 0.5),
+    "large": lambda: _split(*make_classification(
+        n_samples=25000, n_features=40, n_informative=12, n_redundant=4, n_classes=5,
+        random_state=0), 0.2),
+}
+TASK_NOTES = {
+    "digits": "digits, 1347 train / 450 test, 64 inputs, 10 classes",
+    "breast_cancer": "breast_cancer, 426 / 143, 30 inputs, 2 classes",
+    "interaction": "sign(x0*x1) among 30 Gaussian inputs, 2000 / 2000, 2 classes",
+    "large": "make_classification, 20000 / 5000, 40 inputs, 5 classes",
+}
+
+
+def warm_fit(make, X, y, repeat=2):
+    """The fitted estimator and its best wall time over ``repeat`` fits after a first
+    (compiling) fit."""
+    make().fit(X, y)
+    best, clf = np.inf, None
+    for _ in range(repeat):
+        clf = make()
+        start = time.perf_counter()
+        clf.fit(X, y)
+        best = min(best, time.perf_counter() - start)
+    return clf, best
+
+
+def ntk_epochs(clf):
+    return clf.n_iter_ - clf.switch_epoch_
+
+
+def row(task, seed, method, clf, seconds, X_test, y_test):
+    accuracy = clf.score(X_test, y_test)
+    print(f"{task:14s} {seed:4d}  {method:26s} {accuracy:8.4f} {clf.switch_epoch_:7d} "
+          f"{ntk_epochs(clf):6d} {seconds:8.3f}", flush=True)
+    return accuracy
+
+
+def run_task(task, seeds, kernel):
+    X_train, X_test, y_train, y_test = TASKS[task]()
+    summary = []
+    for seed in seeds:
+        sgd, t_sgd = warm_fit(lambda: HybridNTKClassifier(
+            max_sgd_epochs=BUDGET, switch=None, ntk_phase=None, random_state=seed),
+            X_train, y_train)
+        acc_sgd = row(task, seed, "SGD only", sgd, t_sgd, X_test, y_test)
+        hybrid, t_hybrid = warm_fit(lambda: HybridNTKClassifier(
+            max_sgd_epochs=BUDGET, random_state=seed), X_train, y_train)
+        acc_hybrid = row(task, seed, "default hybrid", hybrid, t_hybrid, X_test, y_test)
+        best = None
+        for epoch in FIXED_SWITCH_EPOCHS:
+            clf, seconds = warm_fit(lambda: HybridNTKClassifier(
+                max_sgd_epochs=BUDGET, switch="fixed_epoch", switch_epoch=epoch,
+                random_state=seed), X_train, y_train, repeat=1)
+            accuracy = clf.score(X_test, y_test)
+            if best is None or accuracy > best[0]:
+                best = (accuracy, clf, seconds)
+        row(task, seed, "best fixed switch", best[1], best[2], X_test, y_test)
+        if kernel and X_train.shape[0] <= 5000:
+            for offset in ("zero", "network"):
+                clf, seconds = warm_fit(lambda: HybridNTKClassifier(
+                    max_sgd_epochs=BUDGET, ntk_phase="kernel", kernel_offset=offset,
+                    random_state=seed), X_train, y_train, repeat=1)
+                row(task, seed, f"kernel phase, offset={offset}", clf, seconds, X_test, y_test)
+        summary.append((100 * (acc_hybrid - acc_sgd), t_hybrid / t_sgd,
+                        hybrid.switch_epoch_, ntk_epochs(hybrid)))
+    return np.array(summary, dtype=float)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..n-1 (default 3)")
+    parser.add_argument("--kernel", action="store_true",
+                        help="also the kernel phase against kernel regression")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    print(f"{platform.processor() or platform.machine()}, {platform.python_version()}; "
+          f"max_sgd_epochs={BUDGET}, other parameters at their defaults; warm wall time, "
+          f"best of 2")
+    print(f"{'task':14s} {'seed':>4s}  {'method':26s} {'test acc':>8s} {'switch':>7s} "
+          f"{'ntk ep':>6s} {'fit s':>8s}")
+    results = {task: run_task(task, range(args.seeds), args.kernel) for task in args.tasks}
+    print("\nDefault hybrid against SGD only, mean over seeds "
+          "(accuracy difference in percentage points, wall-time ratio):")
+    for task, summary in results.items():
+        d_acc, ratio, switch, ntk = summary.mean(axis=0)
+        print(f"  {TASK_NOTES[task]:62s} {d_acc:+6.2f} pp  {ratio:5.2f}x  "
+              f"switch {switch:4.1f}  NTK epochs {ntk:4.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""The network linearised at ``theta*``: cached products with its Jacobian, the
+automatic NTK step size, and an L-BFGS solver for the linearised cross-entropy.
+
+With ``h_0 = x``, ``z_l = h_{l-1} W_l + b_l``, ``h_l = relu(z_l)`` and ``f = z_L``,
+the Jacobian ``J = df/dtheta`` at ``theta*`` acts on a parameter direction
+``(dW_l, db_l)`` by the forward recursion ``dz_l = dh_{l-1} W_l + h_{l-1} dW_l + db_l``,
+``dh_l = 1[z_l > 0] * dz_l`` (a Jacobian-vector product), and its transpose on an
+output cotangent ``g_L = r`` by ``dW_l = h_{l-1}^T g_l``, ``db_l = sum_i g_l``,
+``g_{l-1} = (g_l W_l^T) * 1[z_{l-1} > 0]`` (a vector-Jacobian product). Both need only
+the activations ``h_l`` at ``theta*``, which :func:`linearization` computes once per
+phase, so no step recomputes the forward pass at ``theta*`` and no per-sample
+Jacobian is ever formed.
+
+The linearised model ``f_lin(theta) = f(theta*) + J (theta - theta*)`` is linear in
+``theta``, so its mean cross-entropy is convex (Lee et al., NeurIPS 2019, eq. (5)-(8)
+for the model). :func:`lbfgs_step` minimises it by L-BFGS (Nocedal, "Updating
+quasi-Newton matrices with limited storage", Math. Comp. 1980; Nocedal and Wright,
+"Numerical Optimization", 2006, Algorithm 7.4) with an exact line search: along a
+direction ``d`` the logits move as ``f + alpha J d``, so one Jacobian-vector product
+gives the whole line and the search costs no further pass over the network. One
+iteration is one Jacobian-vector and one vector-Jacobian product: about one SGD epoch.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from scipy.sparse.linalg import LinearOperator, eigsh
+
+LBFGS_MEMORY = 10
+"""Curvature pairs kept by L-BFGS (Nocedal and Wright recommend 3 to 20)."""
+
+_BRACKET_DOUBLINGS = 30
+_BISECTIONS = 30
+
+
+class Linearization(NamedTuple):
+    """The network at ``theta*`` on fixed inputs.
+
+    ``params_star``: list of ``(W, b)``; ``activations``: ``[h_0 = X, h_1, ...,
+    h_{L-1}]``, each of shape (N, fan_in of the next layer); ``logits``: (N, C)
+    ``f(X; theta*)``."""
+
+    params_star: Any
+    activations: Any
+    logits: Any
+
+
+@jax.jit
+def linearization(params_star, X):
+    """The activations of the network at ``theta*`` on ``X`` (one forward pass)."""
+    activations = [X]
+    h = X
+    for W, b in params_star[:-1]:
+        h = jax.nn.relu(h @ W + b)
+        activations.append(h)
+    W, b = params_star[-1]
+    return Linearization(params_star, activations, h @ W + b)
+
+
+def jacobian_vector_product(lin, direction):
+    """``J(theta*) d`` for a parameter direction ``d`` (list of ``(dW, db)``); (N, C)."""
+    dh = None
+    for layer, ((W, _), (dW, db), h) in enumerate(zip(lin.params_star, direction,
+                                                       lin.activations)):
+        dz = h @ dW + db
+        if dh is not None:
+            dz = dz + dh @ W
+        if layer + 1 < len(lin.params_star):
+            dh = jnp.where(lin.activations[layer + 1] > 0, dz, 0.0)
+    return dz
+
+
+def vector_jacobian_product(lin, cotangent):
+    """``J(theta*)^T r`` for output cotangents ``r`` of shape (N, C), as a parameter list."""
+    grads = []
+    g = cotangent
+    for layer in range(len(lin.params_star) - 1, -1, -1):
+        h = lin.activations[layer]
+        grads.append((h.T @ g, jnp.sum(g, axis=0)))
+        if layer:
+            W = lin.params_star[layer][0]
+            g = jnp.where(h > 0, g @ W.T, 0.0)
+    return grads[::-1]
+
+
+# --------------------------------------------------------------------------------------
+# Automatic step size
+# --------------------------------------------------------------------------------------
+
+@jax.jit
+def _ntk_matvec(lin, V):
+    """``Theta V``: the per-logit NTK on the linearisation's inputs applied to (m, C)."""
+    return jacobian_vector_product(lin, vector_jacobian_product(lin, V))
+
+
+def ntk_max_eigenvalue(params_star, X, *, tol=1e-3, random_state=0):
+    """Largest eigenvalue of the per-logit empirical NTK ``Theta = J J^T`` on ``X``.
+
+    ``Theta`` is the (m C) x (m C) kernel ``Theta[(i, c), (j, c')] = <J_c(x_i),
+    J_c'(x_j)>``; it is never formed: Lanczos iterations (``scipy.sparse.linalg.eigsh``,
+    ARPACK) apply it through one vector-Jacobian and one Jacobian-vector product each.
+
+    Parameters
+    ----------
+    params_star : list of (W, b)
+        Network parameters (jax or numpy, float32).
+    X : array of shape (m, n_features)
+        Inputs, float32; in the estimator, the monitor subset of the training set.
+    tol : float, default=1e-3
+        Relative accuracy of the eigenvalue.
+    random_state : int, default=0
+        Seed of the Lanczos start vector.
+
+    Returns
+    -------
+    eigenvalue : float
+        ``lambda_max(Theta)``, >= 0.
+    """
+    lin = linearization(params_star, jnp.asarray(X))
+    m, n_classes = lin.logits.shape
+    size = m * n_classes
+
+    def matvec(v):
+        V = jnp.asarray(np.asarray(v, dtype=np.float32).reshape(m, n_classes))
+        return np.asarray(_ntk_matvec(lin, V), dtype=np.float64).ravel()
+
+    if size <= 64:
+        dense = np.stack([matvec(e) for e in np.eye(size)], axis=1)
+        return float(max(np.linalg.eigvalsh((dense + dense.T) / 2)[-1], 0.0))
+    start = np.random.RandomState(random_state).standard_normal(size)
+    operator = LinearOperator((size, size), matvec=matvec, dtype=np.float64)
+    value = eigsh(operator, k=1, which="LA", tol=tol, v0=start, return_eigenvectors=False)
+    return float(max(value[0], 0.0))
+
+
+def auto_ntk_learning_rate(params_star, X_subset):
+    """Step ``eta = 2 m / lambda_max(Theta_m)`` of full-batch descent on the mean
+    cross-entropy of the linearised network.
+
+    The Hessian of the mean cross-entropy in ``theta`` is ``(1/N) J^T H J`` with ``H``
+    block-diagonal, ``H_i = diag(p_i) - p_i p_i^T <= I / 2`` (Boehning, "Multinomial
+    logistic regression algorithm", Ann. Inst. Statist. Math. 1992), so its largest
+    eigenvalue is at most ``L = lambda_max(Theta_N) / (2 N)``, and a step ``1 / L``
+    decreases the loss of the linearised model at every step (Nesterov, "Introductory
+    lectures on convex optimization", 2004, Theorem 2.1.14). ``lambda_max(Theta_N) / N``
+    is estimated on ``m`` training samples drawn at random, as
+    ``lambda_max(Theta_m) / m`` (the top eigenvalue of the kernel's integral operator).
+    """
+    m = X_subset.shape[0]
+    eigenvalue = ntk_max_eigenvalue(params_star, X_subset)
+    return 2.0 * m / eigenvalue if eigenvalue > 0 else 1.0
+
+
+# --------------------------------------------------------------------------------------
+# L-BFGS on the linearised cross-entropy
+# --------------------------------------------------------------------------------------
+
+class LBFGSState(NamedTuple):
+    """State of L-BFGS on the linearised model (jax arrays).
+
+    ``delta``: (P,) ``theta - theta*``, flattened; ``logits``: (N, C) ``f_lin`` on the
+    training inputs; ``grad``: (P,) gradient of the loss at ``delta``; ``loss``: scalar;
+    ``s``, ``y``: (M, P) the last ``M`` steps and gradient changes (a ring buffer,
+    zero where unused); ``rho``: (M,) ``1 / <y, s>`` (0 where unused); ``count``:
+    number of stored pairs so far; ``alpha``: the last line-search step."""
+
+    delta: Any
+    logits: Any
+    grad: Any
+    loss: Any
+    s: Any
+    y: Any
+    rho: Any
+    count: Any
+    alpha: Any
+
+
+def _weighted_mean(values, weights):
+    return jnp.sum(weights * values) / jnp.sum(weights)
+
+
+def _loss(logits, Y, weights):
+    per_sample = -jnp.sum(Y * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+    return _weighted_mean(per_sample, weights)
+
+
+def _residual(logits, Y, weights):
+    """Gradient of the weighted mean cross-entropy with respect to the logits."""
+    return (jax.nn.softmax(logits) - Y) * (weights / jnp.sum(weights))[:, None]
+
+
+def _flat_gradient(lin, logits, Y, weights):
+    flat, _ = ravel_pytree(vector_jacobian_product(lin, _residual(logits, Y, weights)))
+    return flat
+
+
+@jax.jit
+def lbfgs_init(lin, Y, weights):
+    """L-BFGS state at ``theta = theta*`` (one vector-Jacobian product)."""
+    flat, _ = ravel_pytree(lin.params_star)
+    P, M = flat.shape[0], LBFGS_MEMORY
+    grad = _flat_gradient(lin, lin.logits, Y, weights)
+    zeros = jnp.zeros((M, P), flat.dtype)
+    return LBFGSState(jnp.zeros_like(flat), lin.logits, grad, _loss(lin.logits, Y, weights),
+                      zeros, zeros, jnp.zeros(M, flat.dtype), jnp.asarray(0),
+                      jnp.asarray(1.0, flat.dtype))
+
+
+def _two_loop_direction(state):
+    """``-H g`` by the L-BFGS two-loop recursion over the stored pairs; before the
+    first pair, ``H = I / ||g||`` (a unit step, which the line search rescales)."""
+    M = state.s.shape[0]
+
+    def newest_first(i, carry):
+        q, a = carry
+        j = (state.count - 1 - i) % M
+        a_j = state.rho[j] * jnp.dot(state.s[j], q)
+        return q - a_j * state.y[j], a.at[j].set(a_j)
+
+    q, a = jax.lax.fori_loop(0, M, newest_first,
+                             (state.grad, jnp.zeros(M, state.grad.dtype)))
+    last = (state.count - 1) % M
+    yy = jnp.dot(state.y[last], state.y[last])
+    g_norm = jnp.sqrt(jnp.dot(state.grad, state.grad))
+    gamma = jnp.where((state.count > 0) & (yy > 0),
+                      jnp.dot(state.s[last], state.y[last]) / jnp.where(yy > 0, yy, 1.0),
+                      1.0 / jnp.where(g_norm > 0, g_norm, 1.0))
+    r = gamma * q
+
+    def oldest_first(i, r):
+        j = (state.count - M + i) % M
+        b = state.rho[j] * jnp.dot(state.y[j], r)
+        return r + state.s[j] * (a[j] - b)
+
+    return -jax.lax.fori_loop(0, M, oldest_first, r)
+
+
+def _line_slope(logits, u, Y, weights, alpha):
+    """``d/d alpha`` of the loss at logits ``f + alpha u``."""
+    return jnp.sum(_residual(logits + alpha * u, Y, weights) * u)
+
+
+def _exact_line_search(logits, u, Y, weights):
+    """The minimiser over ``alpha >= 0`` of the (convex) loss of ``f + alpha u``:
+    bracketed by doubling from 1, then bisection on the slope."""
+    slope = lambda alpha: _line_slope(logits, u, Y, weights, alpha)  # noqa: E731
+
+    def grow(carry):
+        lo, hi, i = carry
+        return hi, 2.0 * hi, i + 1
+
+    lo, hi, _ = jax.lax.while_loop(
+        lambda c: (slope(c[1]) < 0) & (c[2] < _BRACKET_DOUBLINGS), grow,
+        (jnp.asarray(0.0, logits.dtype), jnp.asarray(1.0, logits.dtype), 0))
+
+    def bisect(i, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        negative = slope(mid) < 0
+        return jnp.where(negative, mid, lo), jnp.where(negative, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, _BISECTIONS, bisect, (lo, hi))
+    return 0.5 * (lo + hi)
+
+
+@jax.jit
+def lbfgs_step(state, lin, Y, weights):
+    """One L-BFGS iteration: a direction from the stored pairs, one Jacobian-vector
+    product for the line ``f + alpha J d``, an exact line search along it, and one
+    vector-Jacobian product for the new gradient."""
+    _, unravel = ravel_pytree(lin.params_star)
+    direction = _two_loop_direction(state)
+    # Not a descent direction (rounding): fall back to steepest descent.
+    g_norm = jnp.sqrt(jnp.dot(state.grad, state.grad))
+    direction = jnp.where(jnp.dot(direction, state.grad) < 0, direction,
+                          -state.grad / jnp.where(g_norm > 0, g_norm, 1.0))
+    u = jacobian_vector_product(lin, unravel(direction))
+    alpha = _exact_line_search(state.logits, u, Y, weights)
+    logits = state.logits + alpha * u
+    grad = _flat_gradient(lin, logits, Y, weights)
+    s, y = alpha * direction, grad - state.grad
+    sy = jnp.dot(s, y)
+    keep = sy > 1e-10 * jnp.sqrt(jnp.dot(s, s) * jnp.dot(y, y))
+    slot = state.count % LBFGS_MEMORY
+    new_pairs = LBFGSState(
+        state.delta + s, logits, grad, _loss(logits, Y, weights),
+        state.s.at[slot].set(s), state.y.at[slot].set(y),
+        state.rho.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), state.count + 1, alpha)
+    skip_pair = state._replace(delta=state.delta + s, logits=logits, grad=grad,
+                               loss=_loss(logits, Y, weights), alpha=alpha)
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new_pairs, skip_pair)
+
+
+@jax.jit
+def delta_to_params(lin, delta):
+    """``theta* + delta`` as a parameter list."""
+    flat, unravel = ravel_pytree(lin.params_star)
+    return unravel(flat + delta)
