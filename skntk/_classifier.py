@@ -110,14 +110,24 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     kernel_max_iter : int, default=500
         Most iterations (kernel-block products) of the matrix-free solver.
     max_kernel_bytes : int, default=2 GiB
-        Memory budget, in bytes, of one kernel matrix with its working memory. It
-        covers every kernel the estimator builds: the ``ntk_monitor_size`` x
-        ``ntk_monitor_size`` monitor kernel of the ``"ntk_norm"`` and
-        ``"kernel_distance"`` criteria and, for ``ntk_phase="kernel"``, the N x N
-        training kernel (counted five times: its float64 copy and eigenvectors), the
-        validation cross kernel and the cross kernel of one block of 256 predicted
-        rows. All are checked at the start of :meth:`fit`, before training; one over
-        the budget raises a ``ValueError`` that gives its size and what lowers it.
+        Memory budget, in bytes, of the kernel matrices held at the same time, with
+        their working memory. Every kernel the estimator builds is counted with
+        everything that is alive beside it at its peak:
+
+        - the ``ntk_monitor_size`` x ``ntk_monitor_size`` monitor kernel of the
+          ``"ntk_norm"`` and ``"kernel_distance"`` criteria, with the monitor kernels
+          the criterion keeps between epochs: ``K_0`` for ``"ntk_norm"``, the last
+          ``switch_window`` kernels for ``"kernel_distance"``. They are released at
+          the switch, so the kernels of the NTK phase are counted without them;
+        - for ``ntk_phase="kernel"``: the N x N training kernel, counted eight times
+          (at its eigendecomposition its float64 copy, the symmetrised copy, the
+          eigensolver's copy and the eigenvectors are alive together); the
+          validation cross kernel, beside the N x N eigenvectors kept for the NTK
+          epochs; and the cross kernel of one block of 256 predicted rows. A cross
+          kernel is counted five times (its float32 result and two float64 copies).
+
+        All are checked at the start of :meth:`fit`, before training; one over the
+        budget raises a ``ValueError`` that gives its size and what lowers it.
     validation_fraction : float or None, default=0.1
         Share of the training data held out (stratified) to record validation loss
         and accuracy; ``None`` or 0 trains on everything. Ignored when ``X_val`` is

@@ -27,7 +27,8 @@ import skntk._training as training_module
 from skntk import HybridNTKClassifier
 from skntk._validation import softmax, usable_logits
 from skntk._mlp import cross_entropy_per_sample, init_mlp_params, mlp_forward, params_to_jax
-from skntk._kernel_phase import _check_kernel, check_kernel_phase_budget
+from skntk._kernel_phase import (CROSS_KERNEL_COPIES, TRAINING_KERNEL_COPIES, _check_kernel,
+                                 check_kernel_phase_budget)
 from skntk._phases import FrozenJacobianPhase
 from skntk._sgd import sgd_epoch
 from skntk.ntk import empirical_ntk, ntk_vector_product
@@ -395,8 +396,10 @@ def test_monitor_kernel_over_budget_is_refused_before_training(switch, capsys):
 
 def test_kernel_phase_kernels_over_budget_are_refused_before_training(capsys):
     layer_sizes = (4, 8, 3)
-    train_bytes = _check_kernel(layer_sizes, 30, 30, np.inf, ("k", "h"), copies=5)
-    predict_bytes = _check_kernel(layer_sizes, 256, 30, np.inf, ("k", "h"))
+    train_bytes = _check_kernel(layer_sizes, 30, 30, np.inf, ("k", "h"),
+                                copies=TRAINING_KERNEL_COPIES)
+    predict_bytes = _check_kernel(layer_sizes, 256, 30, np.inf, ("k", "h"),
+                                  copies=CROSS_KERNEL_COPIES)
     assert train_bytes < predict_bytes
     clf = fast(switch=None, ntk_phase="kernel", kernel_solver="dense",
                max_kernel_bytes=train_bytes - 1, verbose=1)
