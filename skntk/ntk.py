@@ -699,7 +699,8 @@ def kernel_distance(K1, K2):
     Zero for kernels equal up to a positive scale, one for orthogonal kernels
     (Fort et al., NeurIPS 2020, "Deep learning versus kernel learning: an empirical
     study of loss landscape geometry and the time evolution of the neural tangent
-    kernel").
+    kernel"). For positive semi-definite kernels, as every empirical NTK is,
+    ``⟨K1, K2⟩_F = tr(K1 K2) >= 0``, so the distance lies in ``[0, 1]``.
 
     Parameters
     ----------
@@ -709,8 +710,11 @@ def kernel_distance(K1, K2):
     Returns
     -------
     distance : float or 0-d jax.Array
-        In ``[0, 2]``; NaN if either kernel is zero. A Python float for numpy inputs,
-        a 0-d jax array when either input is a jax array.
+        In ``[0, 1]`` for positive semi-definite kernels, up to round-off (a few units
+        of the float precision either side). Other matrices can have a negative inner
+        product, which gives values up to 2 (2 for ``K2 = -c K1``, ``c > 0``); the
+        value is not clipped. NaN if either kernel is zero. A Python float for numpy
+        inputs, a 0-d jax array when either input is a jax array.
     """
     xp = _namespace(K1, K2)
     K1, K2 = xp.asarray(K1), xp.asarray(K2)
