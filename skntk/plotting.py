@@ -344,11 +344,11 @@ class SwitchStatisticDisplay:
         sgd = h["phase"] == "sgd"
         if not np.any(np.isfinite(h["switch_statistic"][sgd])):
             raise ValueError(
-                f"switch={clf.switch!r} records no switch statistic, so there is nothing to "
+                f"switch={clf.switch_!r} records no switch statistic, so there is nothing to "
                 f"plot. Fit with switch='ntk_norm', 'kernel_distance' or 'param_norm' (and "
                 f"switch_threshold=0 for a scouting run that only records it).")
         return cls(h["epoch"][sgd], h["switch_statistic"][sgd], clf.switch_threshold_,
-                   _marked_switch_epoch(clf), clf.switch_reached_, clf.switch).plot(ax=ax)
+                   _marked_switch_epoch(clf), clf.switch_reached_, clf.switch_).plot(ax=ax)
 
     def plot(self, ax=None):
         """Draw the statistic, the threshold and the switch epoch.
