@@ -87,11 +87,17 @@ def read_csv(path, target):
 
     Returns ``(X, y, ignored)``: ``X`` float64 of shape (n_rows, n_numeric_columns),
     ``y`` the labels (numbers when every label parses as one, else strings) and the
-    names of the non-numeric feature columns left out. Raises ``ValueError`` for a
-    missing target column, empty or missing cells, or no numeric feature column.
+    names of the non-numeric feature columns left out. The file is read as UTF-8; a
+    leading byte-order mark (as spreadsheet programs write it) is dropped. Raises
+    ``ValueError`` for text that is not UTF-8, a missing target column, empty or
+    missing cells, or no numeric feature column.
     """
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8 "
+                         f"(CSV UTF-8).") from exc
     if not rows:
         raise ValueError(f"{path} is empty.")
     header, body = rows[0], [row for row in rows[1:] if row]
@@ -158,14 +164,39 @@ def _fit_timed(clf, X_train, y_train, X_test, y_test):
     return clf.score(X_test, y_test), total
 
 
+TEST_SIZE = 0.25
+"""Share of the data held out for the test accuracy."""
+
+
+def split_data(X, y, seed, parser):
+    """The stratified 75/25 train/test split; data it cannot split is a usage error
+    that names the reason (``parser.error``: exit status 2, no traceback)."""
+    labels, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2:
+        rare = [repr(label) for label, count in zip(labels.tolist(), counts) if count < 2]
+        which = (f"class {rare[0]} has 1 row" if len(rare) == 1 else
+                 f"classes {', '.join(rare[:5])}{', ...' if len(rare) > 5 else ''} have 1 "
+                 f"row each")
+        parser.error(
+            f"the stratified {1 - TEST_SIZE:.0%}/{TEST_SIZE:.0%} train/test split needs at "
+            f"least 2 rows of every class; {which} (of {len(y)} rows). Add rows of "
+            f"{'that class' if len(rare) == 1 else 'those classes'} or remove "
+            f"{'its row' if len(rare) == 1 else 'their rows'}.")
+    try:
+        return train_test_split(X, y, test_size=TEST_SIZE, stratify=y, random_state=seed)
+    except ValueError as exc:  # e.g. more classes than test rows
+        parser.error(f"cannot split the {len(y)} rows into a stratified "
+                     f"{1 - TEST_SIZE:.0%}/{TEST_SIZE:.0%} train/test split with every one "
+                     f"of the {len(labels)} classes in both parts: {exc}")
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         parser.error("--plot needs matplotlib: pip install matplotlib")
     X, y, name = load_data(args, parser)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=args.seed)
+    X_train, X_test, y_train, y_test = split_data(X, y, args.seed, parser)
     scaler = StandardScaler().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
 

@@ -13,12 +13,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._devices import devices_from_state, devices_to_state
 from ._mlp import params_to_jax
 from ._phases import NTK_PHASES, phase_class
 from ._switch import SWITCH_CRITERIA
 from ._training import COMPUTE_DTYPE, PREDICT_BLOCK, fit_hybrid
-from ._validation import (FLOAT32_MAX, check_float32_range, label_repr, refuse_mixed_labels,
-                          refuse_multi_column_y, refuse_sparse, softmax, usable_logits)
+from ._validation import (FLOAT32_MAX, check_float32_range, label_repr, python_scalars,
+                          refuse_missing_labels, refuse_mixed_labels, refuse_multi_column_y,
+                          refuse_sparse, softmax, usable_logits)
 from .ntk import DEFAULT_MAX_KERNEL_BYTES
 
 _FITTED_ATTRIBUTES = (
@@ -26,7 +28,7 @@ _FITTED_ATTRIBUTES = (
     "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_",
     "sgd_time_", "ntk_time_", "ntk_learning_rate_", "ntk_solver_", "ntk_stop_reason_",
     "ntk_best_epoch_", "_ntk_extra", "kernel_solver_", "kernel_solver_info_",
-    "n_features_in_", "feature_names_in_",
+    "n_features_in_", "feature_names_in_", "ntk_phase_", "switch_",
 )
 
 
@@ -34,7 +36,7 @@ _FITTED_ATTRIBUTES = (
 class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     """MLP classifier trained by SGD until its NTK settles, then in the NTK regime.
 
-    Training has two phases (see the user guide, "Method"):
+    Training has two phases (see the user guide):
 
     1. **SGD phase.** Mini-batch SGD on the mean cross-entropy, one shuffled pass per
        epoch. After each epoch the ``switch`` criterion is evaluated.
@@ -160,14 +162,24 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     kernel_max_iter : int, default=500
         Most iterations (kernel-block products) of the matrix-free solver.
     max_kernel_bytes : int, default=2 GiB
-        Memory budget, in bytes, of one kernel matrix with its working memory. It
-        covers every kernel the estimator builds: the ``ntk_monitor_size`` x
-        ``ntk_monitor_size`` monitor kernel of the ``"ntk_norm"`` and
-        ``"kernel_distance"`` criteria and, for ``ntk_phase="kernel"``, the N x N
-        training kernel (counted five times: its float64 copy and eigenvectors), the
-        validation cross kernel and the cross kernel of one block of 256 predicted
-        rows. All are checked at the start of :meth:`fit`, before training; one over
-        the budget raises a ``ValueError`` that gives its size and what lowers it.
+        Memory budget, in bytes, of the kernel matrices held at the same time, with
+        their working memory. Every kernel the estimator builds is counted with
+        everything that is alive beside it at its peak:
+
+        - the ``ntk_monitor_size`` x ``ntk_monitor_size`` monitor kernel of the
+          ``"ntk_norm"`` and ``"kernel_distance"`` criteria, with the monitor kernels
+          the criterion keeps between epochs: ``K_0`` for ``"ntk_norm"``, the last
+          ``switch_window`` kernels for ``"kernel_distance"``. They are released at
+          the switch, so the kernels of the NTK phase are counted without them;
+        - for ``ntk_phase="kernel"``: the N x N training kernel, counted eight times
+          (at its eigendecomposition its float64 copy, the symmetrised copy, the
+          eigensolver's copy and the eigenvectors are alive together); the
+          validation cross kernel, beside the N x N eigenvectors kept for the NTK
+          epochs; and the cross kernel of one block of 256 predicted rows. A cross
+          kernel is counted five times (its float32 result and two float64 copies).
+
+        All are checked at the start of :meth:`fit`, before training; one over the
+        budget raises a ``ValueError`` that gives its size and what lowers it.
     validation_fraction : float or None, default=0.1
         Share of the training data held out (stratified) to record validation loss
         and accuracy; ``None`` or 0 trains on everything. Ignored when ``X_val`` is
@@ -184,6 +196,14 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         on all of them and each SGD mini-batch and each full-batch NTK step is split
         over them (a ``jax.sharding.Mesh`` with one ``"batch"`` axis); results equal
         one device's to float tolerance. See the user guide for GPUs and several hosts.
+        Every form survives :func:`sklearn.base.clone`, :func:`copy.deepcopy` and
+        pickling, so that cross-validation and grid searches work with any of them:
+        ``None`` and ints as they are, a list as a new list of the same devices (a
+        device is a handle to hardware: it is shared, never copied). A pickle stores
+        each device by its platform and id, and unpickling finds that device again; a
+        device the unpickling process does not have is kept as a placeholder, with a
+        ``UserWarning``: the estimator predicts as usual (prediction does not use
+        ``devices``), and :meth:`fit` raises until ``devices`` is set again.
     random_state : int, RandomState instance or None, default=None
         Draws the initial weights, the validation split, the monitor subset and the
         SGD shuffling. Pass an int for reproducible results.
@@ -215,6 +235,12 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         ``history_["train_loss"]``.
     switch_epoch_ : int
         Last SGD epoch (the expansion point of the NTK phase).
+    switch_ : str or None
+        Switch criterion used (``switch`` at the time of :meth:`fit`).
+    ntk_phase_ : str or None
+        NTK phase used (``ntk_phase`` at the time of :meth:`fit`). Prediction uses the
+        fitted phase, kernel solver and memory budget, never the current parameters,
+        so :meth:`set_params` changes predictions only through the next :meth:`fit`.
     kernel_solver_ : {"dense", "matrix_free"} or None
         Solver used by the ``"kernel"`` phase (``None`` for the other phases).
     kernel_solver_info_ : dict or None
@@ -249,6 +275,10 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
+    Numeric parameters may be numpy scalars (for example from a grid of
+    ``numpy.logspace`` values): they are used as the Python numbers they equal, so
+    results are the same as with Python numbers, also with JAX's 64-bit mode on.
+
     Faults are reported early and as a whole:
 
     - ``X``, ``X_val`` and the ``X`` of :meth:`predict` must be dense and finite: a
@@ -258,7 +288,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
       them to that range instead.
     - ``y`` must hold one label per sample (strings, integers, booleans, any
       comparable objects); multilabel or multi-output ``y`` and continuous ``y`` are
-      refused, as is ``y`` with a single class.
+      refused, as is ``y`` with a single class. Missing labels (``None``, NaN,
+      ``NaT``, ``pandas.NA``, ``pandas.NaT``) in ``y`` or ``y_val`` raise a
+      ``ValueError`` that shows the first one and its position.
     - A non-finite training loss, or non-finite parameters, in either phase stops
       ``fit`` with a ``ValueError`` naming the phase and the epoch and suggesting a
       smaller learning rate; the estimator is then left unfitted (``fit`` clears any
@@ -382,7 +414,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         ValueError
             For invalid parameters or data: NaN or infinity in ``X`` or ``X_val``,
             values beyond the float32 range, a single class, multilabel or continuous
-            ``y``, validation labels unknown to ``y``; a kernel over
+            ``y``, missing labels (``None``, NaN, ``NaT``, ``pandas.NA``) in ``y`` or
+            ``y_val``, validation labels unknown to ``y``; ``devices`` holding
+            something other than this process's jax devices; a kernel over
             ``max_kernel_bytes`` (raised before training); a non-finite loss or
             non-finite parameters during training (the message names the phase and
             the epoch).
@@ -410,6 +444,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         self._check_ntk_epochs()
         refuse_sparse(X, "X")
         refuse_multi_column_y(y)
+        refuse_missing_labels(y)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_float32_range(X, "X")
         refuse_mixed_labels(y)
@@ -422,11 +457,27 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         X, Y, X_val, Y_val = self._split(X, y_index, len(classes), X_val, y_val, classes, rng)
 
-        fitted = fit_hybrid(self, X, Y, X_val, Y_val, layers, rng)
+        settings = self._with_python_scalars()
+        fitted = fit_hybrid(settings, X, Y, X_val, Y_val, layers, rng)
+        # Everything prediction needs is fitted state, so that set_params after fit
+        # changes nothing until the next fit.
+        fitted.update(
+            ntk_phase_=settings.ntk_phase, switch_=settings.switch,
+            _ntk_extra=dict(fitted["_ntk_extra"], max_kernel_bytes=settings.max_kernel_bytes))
         self.classes_ = classes
         for name, value in fitted.items():
             setattr(self, name, value)
         return self
+
+    def _with_python_scalars(self):
+        """A shallow stand-in for this estimator whose numeric parameters are Python
+        numbers, for the computation (see :func:`skntk._validation.python_scalars`):
+        a ``numpy.float64`` step size would otherwise turn float32 parameters into
+        float64 ones under JAX's 64-bit mode."""
+        stand_in = object.__new__(type(self))
+        stand_in.__dict__.update(self.__dict__)
+        stand_in.__dict__.update(python_scalars(self.get_params(deep=False)))
+        return stand_in
 
     def _check_hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -465,10 +516,12 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         # Feature names of a DataFrame X_val must match those of X.
         validate_data(self, X_val, reset=False, skip_check_array=True)
         check_float32_range(X_checked, "X_val")
+        refuse_missing_labels(y_val, "y_val")
         y_val = np.asarray(y_val)
         if y_val.shape != (X_checked.shape[0],):
             raise ValueError(f"`y_val` must have shape ({X_checked.shape[0]},) to match "
                              f"`X_val`; got {y_val.shape}.")
+        refuse_mixed_labels(y_val, "y_val")
         numeric = set("biuf")
         if (classes.dtype.kind in numeric) != (y_val.dtype.kind in numeric) and "O" not in (
                 classes.dtype.kind, y_val.dtype.kind):
@@ -541,8 +594,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         X = np.asarray(X, dtype=COMPUTE_DTYPE)
         params = params_to_jax(list(zip(self.coefs_, self.intercepts_)))
         params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
-        phase = phase_class(self.ntk_phase, self._ntk_extra.get("solver"))
-        extra = dict(self._ntk_extra, max_kernel_bytes=self.max_kernel_bytes)
+        # The fitted phase, solver and budget: not the current parameters.
+        phase = phase_class(self.ntk_phase_, self.kernel_solver_)
+        extra = self._ntk_extra
         # Fixed-size row blocks: one compiled shape, and each sample's logits do not
         # depend on how many others are predicted with it.
         n_samples = X.shape[0]
@@ -608,6 +662,32 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         """
         logits = usable_logits(self._logits(X))
         return self.classes_[np.argmax(logits, axis=1)]
+
+    # ---------------------------------------------------------- copies, pickles
+
+    def __sklearn_clone__(self):
+        # A jax.Device cannot be deep-copied, which scikit-learn's clone does to every
+        # parameter that is not an estimator. The clone gets a new list of the same
+        # devices; every other parameter is cloned as scikit-learn does.
+        if not isinstance(self.devices, list):
+            return super().__sklearn_clone__()
+        stand_in = object.__new__(type(self))
+        stand_in.__dict__.update(self.__dict__, devices=None)
+        cloned = stand_in.__sklearn_clone__()
+        cloned.devices = list(self.devices)
+        return cloned
+
+    def __getstate__(self):
+        # Used by pickle and copy.deepcopy: jax devices as (platform, id) pairs.
+        state = super().__getstate__()
+        if "devices" in state:
+            state = dict(state, devices=devices_to_state(state["devices"]))
+        return state
+
+    def __setstate__(self, state):
+        if "devices" in state:
+            state = dict(state, devices=devices_from_state(state["devices"]))
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -7,8 +7,10 @@ With a single device no mesh is made and every function is the identity, so the
 one-device path is exactly the plain one.
 """
 
+import warnings
 from collections.abc import Sequence
 from numbers import Integral
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -35,7 +37,8 @@ def resolve_devices(devices=None):
     ------
     ValueError
         If an int is not between 1 and the number of local devices, or the sequence is
-        empty.
+        empty, holds something other than a jax device (for example a device of a
+        pickled estimator that this process does not have) or a device twice.
     """
     local = jax.local_devices()
     if devices is None:
@@ -47,9 +50,83 @@ def resolve_devices(devices=None):
                              f"between 1 and {len(local)}, a list of devices, or None.")
         return list(local[:devices])
     if isinstance(devices, Sequence) and len(devices) > 0:
+        for position, device in enumerate(devices):
+            if isinstance(device, MissingDevice):
+                raise ValueError(
+                    f"`devices[{position}]` is {device}: the estimator was pickled with a "
+                    f"device that this process does not have (its devices: "
+                    f"{', '.join(map(str, jax.devices()))}). Pass devices=None, an int or "
+                    f"a list of this process's jax devices before fitting.")
+            if not isinstance(device, jax.Device):
+                raise ValueError(
+                    f"`devices` must list jax devices (e.g. jax.local_devices()[:2]); "
+                    f"`devices[{position}]` is {device!r}. Pass an int n for the first n "
+                    f"local devices.")
+        if len(set(devices)) < len(devices):
+            raise ValueError(f"`devices` lists a device more than once: {list(devices)}. "
+                             f"Pass each device once.")
         return list(devices)
     raise ValueError(f"`devices` must be None, a positive int or a non-empty list of "
                      f"jax devices; got {devices!r}.")
+
+
+# --- pickling -----------------------------------------------------------------------
+# A jax.Device is a handle to hardware owned by this process: it can be neither pickled
+# nor deep-copied. A pickled estimator stores each device of its `devices` list by its
+# platform and id instead, and unpickling looks the device up again.
+
+class MissingDevice(NamedTuple):
+    """A device of a pickled estimator that the unpickling process does not have."""
+
+    platform: str
+    id: int
+
+    def __str__(self):
+        return f"{self.platform} device {self.id} (not available in this process)"
+
+
+class PickledDevices(tuple):
+    """The ``devices`` parameter in the state of a pickled estimator: ``(platform, id)``
+    for each jax device, other entries as they were."""
+
+
+def devices_to_state(devices):
+    """A picklable stand-in for a ``devices`` list holding jax devices (see
+    :func:`devices_from_state`); any other value is returned unchanged."""
+    kinds = (jax.Device, MissingDevice)
+    if isinstance(devices, list) and any(isinstance(d, kinds) for d in devices):
+        return PickledDevices((d.platform, d.id) if isinstance(d, kinds) else d
+                              for d in devices)
+    return devices
+
+
+def _find_device(platform, device_id):
+    try:
+        candidates = jax.devices(platform)
+    except RuntimeError:  # no backend of that platform in this process
+        return None
+    return next((d for d in candidates if d.id == device_id), None)
+
+
+def devices_from_state(state):
+    """The ``devices`` list back from :func:`devices_to_state`: each ``(platform, id)``
+    becomes that device of this process, or a :class:`MissingDevice` (with a
+    ``UserWarning``) when this process has none; fitting then raises, predicting runs as
+    usual (prediction does not use ``devices``)."""
+    if not isinstance(state, PickledDevices):
+        return state
+    devices = []
+    for entry in state:
+        if isinstance(entry, tuple) and len(entry) == 2:
+            entry = _find_device(*entry) or MissingDevice(*entry)
+        devices.append(entry)
+    missing = [d for d in devices if isinstance(d, MissingDevice)]
+    if missing:
+        warnings.warn(
+            f"The estimator was pickled with devices that this process does not have: "
+            f"{', '.join(map(str, missing))}. It predicts as usual; set `devices` (None, an "
+            f"int or this process's jax devices) before fitting it again.", UserWarning)
+    return devices
 
 
 def data_mesh(devices=None):

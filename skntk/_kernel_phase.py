@@ -2,7 +2,7 @@
 
 Gradient flow of the linearised network under the mean squared error on one-hot
 targets, with the trace-approximated kernel ``K_bar = K / C`` at ``theta*``
-(``DESIGN.md``; Lee et al., NeurIPS 2019, eq. (9)-(10)). Both classes follow the
+(Lee et al., NeurIPS 2019, eq. (9)-(10)). Both classes follow the
 phase interface of :mod:`skntk._phases`.
 
 - :class:`KernelPhase` forms the N x N training kernel and takes one symmetric
@@ -56,14 +56,20 @@ class KernelState(NamedTuple):
 KERNEL_BLOCK_SIZE = 512
 """``block_size`` of :func:`skntk.ntk.empirical_ntk` in the kernel phase."""
 
-TRAINING_KERNEL_COPIES = 5
-"""The training kernel is held about five times over (in float32 units): the float32
-kernel, its float64 copy and the float64 eigenvectors."""
+TRAINING_KERNEL_COPIES = 8
+"""Peak of the dense training kernel, in float32 kernels: at the eigendecomposition the
+float64 ``K_bar`` (two float32 kernels' worth), its symmetrised float64 copy, the
+eigensolver's float64 copy and the float64 eigenvectors are alive together."""
+
+CROSS_KERNEL_COPIES = 5
+"""Peak of a cross kernel (validation or prediction), in float32 kernels: the float32
+result of :func:`skntk.ntk.empirical_ntk`, its float64 copy and the float64 copy
+divided by ``C``."""
 
 _TRAINING_KERNEL = ("training kernel of ntk_phase='kernel'",
                     "use ntk_phase='frozen_jacobian' (which forms no kernel matrix), "
                     "kernel_solver='matrix_free' (or 'auto') or fewer training samples "
-                    "(the working memory includes the kernel's float64 copy and "
+                    "(the working memory includes the kernel's float64 copies and "
                     "eigenvectors)")
 _VALIDATION_KERNEL = ("validation cross kernel of ntk_phase='kernel'",
                       "use fewer validation samples (a smaller `X_val` or a lower "
@@ -71,27 +77,37 @@ _VALIDATION_KERNEL = ("validation cross kernel of ntk_phase='kernel'",
 _PREDICTION_KERNEL = ("prediction cross kernel of ntk_phase='kernel'",
                       "use ntk_phase='frozen_jacobian' or fewer training samples (prediction "
                       "forms it for blocks of rows against the whole training set)")
+_EIGENVECTORS = "the eigenvectors of the training kernel, kept for the NTK epochs"
 
 
 def _layer_sizes(params):
     return (params[0][0].shape[0], *(W.shape[1] for W, _ in params))
 
 
-def _check_kernel(layer_sizes, n_rows, n_train, max_bytes, labels, copies=1):
+def _check_kernel(layer_sizes, n_rows, n_train, max_bytes, labels, copies=1, held_bytes=0,
+                  held_what="other arrays"):
     """Refuse one kernel of the kernel phase, ``(n_rows, n_train)``, with ``copies - 1``
-    more buffers of its size and the working memory of ``empirical_ntk``, when it
-    exceeds ``max_bytes`` (``None``: the default budget)."""
+    more buffers of its size, the working memory of ``empirical_ntk`` and ``held_bytes``
+    held beside it, when it exceeds ``max_bytes`` (``None``: the default budget).
+    Returns the bytes counted."""
     what, fix_hint = labels
     extra = ((copies - 1) * kernel_nbytes(n_rows, n_train, np.float32)
              + _working_set_bytes(layer_sizes, n_rows, n_train, KERNEL_BLOCK_SIZE, False,
                                   False, np.dtype(np.float32).itemsize))
     return check_kernel_budget(n_rows, n_train, np.float32, max_bytes, what=what,
                                fix_hint=fix_hint, extra_bytes=extra,
-                               budget_name="max_kernel_bytes")
+                               budget_name="max_kernel_bytes", held_bytes=held_bytes,
+                               held_what=held_what)
 
 
 def check_kernel_phase_budget(layer_sizes, n_train, max_bytes, n_val=0, n_predict=0):
     """Check every kernel the kernel phase will build, before any is allocated.
+
+    Each kernel is counted with everything alive beside it at its peak: the training
+    kernel :data:`TRAINING_KERNEL_COPIES` times, a cross kernel
+    :data:`CROSS_KERNEL_COPIES` times, each with the working memory of its
+    computation, and the validation cross kernel also with the N x N float64
+    eigenvectors that the phase keeps for its epochs.
 
     Parameters
     ----------
@@ -100,9 +116,14 @@ def check_kernel_phase_budget(layer_sizes, n_train, max_bytes, n_val=0, n_predic
     n_train : int
         Training samples ``N``: the training kernel is ``N x N``.
     max_bytes : int or None
-        Budget of one kernel with its working memory (``max_kernel_bytes``).
+        Budget of the memory held at once (``max_kernel_bytes``).
     n_val, n_predict : int, default=0
         Rows of the validation cross kernel and of one prediction block (0: none).
+
+    Returns
+    -------
+    n_bytes : int
+        The largest of the counts, when all are within ``max_bytes``.
 
     Raises
     ------
@@ -110,12 +131,17 @@ def check_kernel_phase_budget(layer_sizes, n_train, max_bytes, n_val=0, n_predic
         If one of them exceeds ``max_bytes``; the message gives its size and what
         lowers it.
     """
-    _check_kernel(layer_sizes, n_train, n_train, max_bytes, _TRAINING_KERNEL,
-                  copies=TRAINING_KERNEL_COPIES)
+    counts = [_check_kernel(layer_sizes, n_train, n_train, max_bytes, _TRAINING_KERNEL,
+                            copies=TRAINING_KERNEL_COPIES)]
     if n_val:
-        _check_kernel(layer_sizes, n_val, n_train, max_bytes, _VALIDATION_KERNEL)
+        counts.append(_check_kernel(layer_sizes, n_val, n_train, max_bytes,
+                                    _VALIDATION_KERNEL, copies=CROSS_KERNEL_COPIES,
+                                    held_bytes=kernel_nbytes(n_train, n_train, np.float64),
+                                    held_what=_EIGENVECTORS))
     if n_predict:
-        _check_kernel(layer_sizes, n_predict, n_train, max_bytes, _PREDICTION_KERNEL)
+        counts.append(_check_kernel(layer_sizes, n_predict, n_train, max_bytes,
+                                    _PREDICTION_KERNEL, copies=CROSS_KERNEL_COPIES))
+    return max(counts)
 
 
 def offset_outputs(params_star, X, offset):
@@ -125,11 +151,13 @@ def offset_outputs(params_star, X, offset):
     return np.zeros_like(F) if offset == "zero" else F
 
 
-def _kernel_bar(params_star, X1, X2, n_classes, max_bytes, labels, copies=1, mesh=None):
-    """``K_bar = K / C`` as a float64 numpy array, after a memory check; row blocks split
-    over ``mesh`` when given."""
+def _kernel_bar(params_star, X1, X2, n_classes, max_bytes, labels, copies=CROSS_KERNEL_COPIES,
+                mesh=None, held_bytes=0, held_what="other arrays"):
+    """``K_bar = K / C`` as a float64 numpy array, after a memory check (``copies`` and
+    ``held_bytes`` as in :func:`_check_kernel`); row blocks split over ``mesh`` when
+    given."""
     _check_kernel(_layer_sizes(params_star), X1.shape[0], X2.shape[0], max_bytes, labels,
-                  copies)
+                  copies, held_bytes, held_what)
     K = empirical_ntk(params_star, X1, X2, block_size=KERNEL_BLOCK_SIZE, max_bytes=np.inf,
                       mesh=mesh)
     return np.asarray(K, dtype=np.float64) / n_classes
@@ -138,7 +166,7 @@ def _kernel_bar(params_star, X1, X2, n_classes, max_bytes, labels, copies=1, mes
 class KernelPhase:
     """``ntk_phase="kernel"``: closed-form gradient flow of the linearised network under
     the mean squared error on one-hot targets, with the trace-approximated kernel
-    ``K_bar = K / C`` (``DESIGN.md``; Lee et al. 2019, eq. (9)-(10)). One symmetric
+    ``K_bar = K / C`` (Lee et al. 2019, eq. (9)-(10)). One symmetric
     eigendecomposition of ``K_bar + rho I`` serves every epoch; see
     :mod:`skntk._kernel_flow` for the numerics (eigenvalues clipped at 0, null
     directions dropped, which is exact for a Gram matrix).
@@ -153,7 +181,7 @@ class KernelPhase:
     @staticmethod
     def start(params_star, X, Y, settings):
         n_samples, n_classes = Y.shape
-        # The float64 copy and the eigenvectors: budget 5x the float32 kernel.
+        # The float64 copies and the eigenvectors: see TRAINING_KERNEL_COPIES.
         K_bar = _kernel_bar(params_star, X, X, n_classes, settings.max_kernel_bytes,
                             _TRAINING_KERNEL, copies=TRAINING_KERNEL_COPIES,
                             mesh=settings.mesh)
@@ -182,7 +210,9 @@ class KernelPhase:
         K_cross = state.cross_kernels.get(id(X))
         if K_cross is None:
             K_cross = _kernel_bar(state.params_star, X, state.X, state.F0.shape[1],
-                                  state.max_kernel_bytes, _VALIDATION_KERNEL)
+                                  state.max_kernel_bytes, _VALIDATION_KERNEL,
+                                  held_bytes=state.eigenvectors.nbytes,
+                                  held_what=_EIGENVECTORS)
             state.cross_kernels[id(X)] = K_cross
         F0_new = offset_outputs(state.params_star, X, state.offset)
         return flow_outputs(K_cross, state.coefficients, F0_new)

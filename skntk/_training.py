@@ -18,7 +18,7 @@ from ._phases import LBFGSNetworkState, PhaseSettings, phase_class
 from ._sgd import sgd_epoch
 from ._stopping import NTKStopping
 from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
-from .ntk import _working_set_bytes, check_kernel_budget
+from .ntk import _working_set_bytes, check_kernel_budget, kernel_nbytes
 
 NTK_MAX_EPOCHS_AUTO = 100
 """Epoch cap of the NTK phase under ``ntk_epochs="auto"``."""
@@ -129,24 +129,48 @@ def _nonfinite_part(state):
     return None if bool(_tree_is_finite(state.params)) else "the parameters"
 
 
+def _monitor_kernels_kept(est):
+    """Monitor kernels the switch criterion keeps from epoch to epoch, alive until the
+    end of the SGD phase: ``K_0`` for ``"ntk_norm"``, ``K_0`` and the kernel of the last
+    check for ``"kernel_velocity"``, the last ``switch_window`` kernels for
+    ``"kernel_distance"``."""
+    return {"ntk_norm": 1, "kernel_velocity": 2}.get(est.switch, est.switch_window)
+
+
 def _check_budgets(est, layer_sizes, n_samples, n_val):
-    """Every kernel the fit (and prediction) will build, checked before training.
+    """Every kernel the fit (and prediction) will build, checked before training, each
+    with what is alive beside it at its peak. The monitor kernels are released at the
+    switch, so the NTK phase's kernels are counted without them.
 
     Returns the kernel-phase solver, ``"dense"`` or ``"matrix_free"`` (``None`` for the
     other phases): with ``kernel_solver="auto"``, matrix-free exactly when the dense
     kernels would exceed ``max_kernel_bytes``."""
     if est.switch in KERNEL_CRITERIA:
         m = min(est.ntk_monitor_size, n_samples)
-        # ntk_gram holds the kernel, its Gram temporaries and the layer factors.
+        kept = _monitor_kernels_kept(est)
+        held = kept * kernel_nbytes(m, m, COMPUTE_DTYPE)
+        if est.switch == "ntk_norm":
+            held_what, window_hint = "K_0, the monitor kernel at initialisation", ""
+        elif est.switch == "kernel_velocity":
+            held_what = ("K_0 and the monitor kernel of the last check, kept by "
+                         "switch='kernel_velocity'")
+            window_hint = ""
+        else:
+            held_what = (f"the last {kept} monitor kernels, kept by switch={est.switch!r} "
+                         f"(switch_window={est.switch_window})")
+            window_hint = f" or `switch_window` (got {est.switch_window})"
+        # ntk_gram holds the new kernel, its Gram temporaries and the layer factors,
+        # beside the kernels kept by the criterion.
         working = _working_set_bytes(layer_sizes, m, m, m, True, False,
                                      np.dtype(COMPUTE_DTYPE).itemsize)
         check_kernel_budget(
             m, m, COMPUTE_DTYPE, est.max_kernel_bytes,
             what="monitor kernel",
-            fix_hint=f"lower `ntk_monitor_size` (got {est.ntk_monitor_size}), or use "
-                     f"switch='param_norm' instead of switch={est.switch!r}: it forms no "
-                     f"kernel",
-            extra_bytes=working, budget_name="max_kernel_bytes")
+            fix_hint=f"lower `ntk_monitor_size` (got {est.ntk_monitor_size}){window_hint}, "
+                     f"or use switch='param_norm' instead of switch={est.switch!r}: it "
+                     f"forms no kernel",
+            extra_bytes=working, budget_name="max_kernel_bytes",
+            held_bytes=held, held_what=held_what)
     if est.ntk_phase != "kernel":
         return None
     if est.kernel_solver == "matrix_free":
@@ -223,6 +247,9 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
             f"The switch criterion {est.switch!r} did not hold within max_sgd_epochs="
             f"{est.max_sgd_epochs}; {then}. Raise `max_sgd_epochs` or `switch_threshold`.",
             ConvergenceWarning)
+    # The criterion's monitor kernels are not needed after the switch: released here, they
+    # are not held beside the kernels of the NTK phase (see _check_budgets).
+    del state
     sgd_time = time.perf_counter() - start
     last_row = history.rows[-1] if history.rows else None
     switch_loss = last_row["train_loss"] if last_row else initial_loss

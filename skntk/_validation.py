@@ -6,6 +6,7 @@ received and says what fixes it.
 
 import math
 import numbers
+import sys
 
 import numpy as np
 import scipy.sparse
@@ -62,11 +63,62 @@ def check_float32_range(X, name):
 
 def label_repr(value):
     """``repr`` of a label as the user wrote it (``'a'``, not ``np.str_('a')``)."""
+    if isinstance(value, (np.datetime64, np.timedelta64)) and np.isnat(value):
+        return "NaT"  # whose .item() is None
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+def is_missing_label(value):
+    """Whether ``value`` marks a missing label: ``None``, a float NaN (Python or numpy),
+    a numpy ``NaT``, ``pandas.NA`` or ``pandas.NaT``."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(value))
+    # Only pandas makes pd.NA and pd.NaT; if it is not imported, y holds neither. pd.NA
+    # cannot be compared (its truth value raises), so it is recognised by identity.
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and (value is pandas.NA or value is pandas.NaT)
+
+
+def refuse_missing_labels(y, name="y"):
+    """Refuse missing labels in ``y`` (any array-like, not modified), before
+    scikit-learn's checks see them.
+
+    ``None``, NaN, ``NaT``, ``pandas.NA`` and ``pandas.NaT`` alike raise a
+    ``ValueError`` that names ``name``, shows the first missing value and its
+    position and says how many there are. Inputs that cannot be read as an array are
+    left to the later checks, which explain what is wrong with them.
+    """
+    if y is None or isinstance(y, str) or scipy.sparse.issparse(y):
+        return
+    try:
+        values = np.asarray(y)
+    except (TypeError, ValueError):
+        return
+    if values.dtype.kind == "f":
+        missing = np.isnan(values)
+    elif values.dtype.kind in "mM":
+        missing = np.isnat(values)
+    elif values.dtype == object:
+        missing = np.fromiter(map(is_missing_label, values.ravel()), dtype=bool,
+                              count=values.size)
+    else:
+        return
+    missing = missing.ravel()
+    if missing.any():
+        first = int(np.flatnonzero(missing)[0])
+        n_missing = int(missing.sum())
+        raise ValueError(
+            f"`{name}` contains missing labels ({label_repr(values.ravel()[first])} at "
+            f"position {first}; {n_missing} of {missing.size} samples). Drop those "
+            f"samples or give them a label of their own.")
+
+
 def label_kind(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if is_missing_label(value):
         return "missing"
     if isinstance(value, (str, bytes)):
         return "string"
@@ -75,7 +127,7 @@ def label_kind(value):
     return type(value).__name__
 
 
-def refuse_mixed_labels(y):
+def refuse_mixed_labels(y, name="y"):
     """Object labels must be of one kind: all strings or all numbers, none missing."""
     if y.dtype != object:
         return
@@ -83,14 +135,29 @@ def refuse_mixed_labels(y):
     for value in y:
         kinds.setdefault(label_kind(value), value)
     if "missing" in kinds:
-        raise ValueError(
-            f"`y` contains missing labels ({label_repr(kinds['missing'])}). Drop those samples or "
-            f"give them a label of their own.")
+        refuse_missing_labels(y, name)
     if len(kinds) > 1:
         examples = ", ".join(f"{kind} {label_repr(value)}" for kind, value in kinds.items())
         raise ValueError(
-            f"`y` mixes labels of different kinds ({examples}), which cannot be sorted "
-            f"into classes. Use labels of one kind, e.g. y.astype(str).")
+            f"`{name}` mixes labels of different kinds ({examples}), which cannot be sorted "
+            f"into classes. Use labels of one kind, e.g. {name}.astype(str).")
+
+
+def python_scalars(params):
+    """The parameters with numbers as plain Python ``int`` and ``float``.
+
+    numpy scalars (``numpy.float64(0.05)`` from a grid of ``numpy.logspace`` values,
+    ``numpy.int64(3)``) become Python numbers, so that they enter JAX as weakly typed
+    constants and take the float32 dtype of the computation, exactly like a Python
+    float would, whether or not JAX's 64-bit mode is on. Booleans, strings, ``None``
+    and other objects are returned unchanged.
+    """
+    def convert(value):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            return value
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+    return {name: convert(value) for name, value in params.items()}
 
 
 def usable_logits(logits):

@@ -93,7 +93,8 @@ def kernel_nbytes(n1, n2, dtype=np.float32, per_logit_classes=None):
 
 
 def check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel", fix_hint=_DEFAULT_FIX_HINT,
-                        *, per_logit_classes=None, extra_bytes=0, budget_name="max_bytes"):
+                        *, per_logit_classes=None, extra_bytes=0, budget_name="max_bytes",
+                        held_bytes=0, held_what="other arrays"):
     """Refuse a kernel that would not fit in the memory budget, before allocating it.
 
     Parameters
@@ -112,15 +113,22 @@ def check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel", fix_hint=_DEFAU
     per_logit_classes : int or None, default=None
         ``C`` for a per-logit kernel of shape ``(n1, n2, C, C)``.
     extra_bytes : int, default=0
-        Working memory needed beside the kernel itself.
+        Working memory needed beside the kernel itself: its copies and the
+        temporaries of its computation.
     budget_name : str, default="max_bytes"
         Name of the parameter that holds the budget, quoted in the error message
         (e.g. ``"max_kernel_bytes"`` for :class:`~skntk.HybridNTKClassifier`).
+    held_bytes : int, default=0
+        Memory already held while this kernel is built (for example other kernels
+        kept alive beside it), which the budget covers too.
+    held_what : str, default="other arrays"
+        What holds ``held_bytes``, for the error message.
 
     Returns
     -------
     n_bytes : int
-        The estimated bytes, kernel plus ``extra_bytes``, when within the budget.
+        The estimated bytes, kernel plus ``extra_bytes`` plus ``held_bytes``, when
+        within the budget.
 
     Raises
     ------
@@ -130,13 +138,15 @@ def check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel", fix_hint=_DEFAU
     if max_bytes is None:
         max_bytes = DEFAULT_MAX_KERNEL_BYTES
     kernel = kernel_nbytes(n1, n2, dtype, per_logit_classes)
-    total = kernel + int(extra_bytes)
+    total = kernel + int(extra_bytes) + int(held_bytes)
     if total > max_bytes:
         shape = (n1, n2) if per_logit_classes is None else (
             n1, n2, per_logit_classes, per_logit_classes)
         detail = _format_bytes(kernel)
         if extra_bytes:
             detail += f" for the kernel itself plus {_format_bytes(extra_bytes)} working memory"
+        if held_bytes:
+            detail += f", plus {_format_bytes(held_bytes)} held at the same time by {held_what}"
         raise ValueError(
             f"The {what} of shape {shape} ({np.dtype(dtype).name}) needs about "
             f"{_format_bytes(total)} ({detail}), more than the budget `{budget_name}` = "
@@ -157,6 +167,14 @@ def _feature_width(layer_sizes, per_logit):
     return width
 
 
+def _tiles_alive(layer_sizes):
+    """Row tiles (``b x n2`` matrices) alive at once while one tile is computed: XLA
+    keeps the two Gram matrices of every layer until they are combined, so
+    ``2 L - 1`` for ``L`` layers (measured with ``memory_analysis`` of the compiled
+    tile), and at least 3."""
+    return max(3, 2 * (len(layer_sizes) - 1) - 1)
+
+
 def _working_set_bytes(layer_sizes, n1, n2, block, symmetric, per_logit, itemsize):
     """Peak memory beside the output, following the formula in :func:`empirical_ntk`."""
     rows = min(block, n1)
@@ -164,8 +182,9 @@ def _working_set_bytes(layer_sizes, n1, n2, block, symmetric, per_logit, itemsiz
     c2 = layer_sizes[-1] ** 2 if per_logit else 1
     feature_rows = n2 + (0 if symmetric else rows)
     # Features are stored once; their forward/backward temporaries are about as large;
-    # the tile and the two Gram matrices of one layer are alive at the same time.
-    return itemsize * (2 * feature_rows * width + 3 * rows * n2 * c2)
+    # the tile and the Gram matrices of every layer are alive at the same time.
+    return itemsize * (2 * feature_rows * width
+                       + _tiles_alive(layer_sizes) * rows * n2 * c2)
 
 
 # --------------------------------------------------------------------------------------
@@ -275,8 +294,8 @@ def ntk_gram(params, X):
     -----
     Computed layer-wise as in :func:`empirical_ntk` (Jacot et al., NeurIPS 2018;
     Novak et al., ICML 2022). Peak memory is about
-    ``itemsize · (4 · m² + 2 · m · F)`` bytes with ``F`` as in :func:`empirical_ntk`;
-    callers check it with :func:`check_kernel_budget`.
+    ``itemsize · ((1 + T) · m² + 2 · m · F)`` bytes with ``F`` and ``T`` as in
+    :func:`empirical_ntk`; callers check it with :func:`check_kernel_budget`.
     """
     return _kernel(params, X, None, False)
 
@@ -472,12 +491,14 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     for ``per_logit``), plus ``O((n1 + n2) · C · P)`` to back-propagate.
 
     Peak memory, in bytes, with ``b = min(block_size, n1)``, ``s = C²`` if
-    ``per_logit`` else 1, and ``n1' = 0`` if ``X2`` is None else ``b``::
+    ``per_logit`` else 1, ``n1' = 0`` if ``X2`` is None else ``b`` and
+    ``T = max(3, 2 L - 1)`` for ``L`` layers::
 
-        itemsize · (n1 · n2 · s + 2 · (n2 + n1') · F + 3 · b · n2 · s)
+        itemsize · (n1 · n2 · s + 2 · (n2 + n1') · F + T · b · n2 · s)
 
     (output, stored layer factors of ``X2`` and of one row block with their
-    temporaries, one row tile and its Gram temporaries). This estimate is checked
+    temporaries, one row tile and the Gram matrices of every layer, which are alive
+    together until they are combined). This estimate is checked
     against ``max_bytes`` before anything is allocated. The output is updated in place
     block by block (its buffer is donated), so no second copy of it is made.
     """
@@ -678,7 +699,8 @@ def kernel_distance(K1, K2):
     Zero for kernels equal up to a positive scale, one for orthogonal kernels
     (Fort et al., NeurIPS 2020, "Deep learning versus kernel learning: an empirical
     study of loss landscape geometry and the time evolution of the neural tangent
-    kernel").
+    kernel"). For positive semi-definite kernels, as every empirical NTK is,
+    ``⟨K1, K2⟩_F = tr(K1 K2) >= 0``, so the distance lies in ``[0, 1]``.
 
     Parameters
     ----------
@@ -688,8 +710,11 @@ def kernel_distance(K1, K2):
     Returns
     -------
     distance : float or 0-d jax.Array
-        In ``[0, 2]``; NaN if either kernel is zero. A Python float for numpy inputs,
-        a 0-d jax array when either input is a jax array.
+        In ``[0, 1]`` for positive semi-definite kernels, up to round-off (a few units
+        of the float precision either side). Other matrices can have a negative inner
+        product, which gives values up to 2 (2 for ``K2 = -c K1``, ``c > 0``); the
+        value is not clipped. NaN if either kernel is zero. A Python float for numpy
+        inputs, a 0-d jax array when either input is a jax array.
     """
     xp = _namespace(K1, K2)
     K1, K2 = xp.asarray(K1), xp.asarray(K2)

@@ -346,16 +346,16 @@ class SwitchStatisticDisplay:
         sgd = h["phase"] == "sgd"
         if not np.any(np.isfinite(h["switch_statistic"][sgd])):
             raise ValueError(
-                f"switch={clf.switch!r} records no switch statistic, so there is nothing to "
+                f"switch={clf.switch_!r} records no switch statistic, so there is nothing to "
                 f"plot. Fit with switch='kernel_velocity', 'ntk_norm', 'kernel_distance' or "
-                f"'param_norm' (and "
-                f"switch_threshold=0 for a scouting run that only records it).")
+                f"'param_norm' (and switch_threshold=0 for a scouting run that only records "
+                f"it).")
         thresholds = h["switch_threshold"][sgd]
         checked = thresholds[np.isfinite(thresholds)]
         threshold = (thresholds if checked.size and np.ptp(checked) > 0
                      else clf.switch_threshold_)
         return cls(h["epoch"][sgd], h["switch_statistic"][sgd], threshold,
-                   _marked_switch_epoch(clf), clf.switch_reached_, clf.switch).plot(ax=ax)
+                   _marked_switch_epoch(clf), clf.switch_reached_, clf.switch_).plot(ax=ax)
 
     def plot(self, ax=None):
         """Draw the statistic, the threshold and the switch epoch.

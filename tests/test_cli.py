@@ -60,3 +60,58 @@ def test_unknown_target_column_is_a_usage_error(tmp_path):
     path.write_text("a,b\n1,2\n3,4\n")
     with pytest.raises(SystemExit):
         main(["--csv", str(path), "--target", "zzz"])
+
+
+def _write_blobs_csv(path, labels, label_first=False, encoding="utf-8"):
+    rng = np.random.RandomState(0)
+    header = ["label", "x1", "x2"] if label_first else ["x1", "x2", "label"]
+    lines = [",".join(header)]
+    for label in labels:
+        x = [f"{v:.4f}" for v in rng.normal(size=2) + 3 * (ord(label) - ord("a"))]
+        lines.append(",".join([label, *x] if label_first else [*x, label]))
+    path.write_text("\n".join(lines) + "\n", encoding=encoding)
+
+
+def test_class_with_a_single_row_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "one_c.csv"
+    _write_blobs_csv(path, ["a"] * 20 + ["b"] * 19 + ["c"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--csv", str(path), "--target", "label"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        "skntk: error: the stratified 75%/25% train/test split needs at least 2 rows of "
+        "every class; class 'c' has 1 row (of 40 rows). Add rows of that class or remove "
+        "its row.")
+
+
+def test_more_classes_than_test_rows_is_a_usage_error(tmp_path, capsys):
+    path = tmp_path / "many.csv"
+    _write_blobs_csv(path, list("aabbccddee"))  # 3 test rows for 5 classes
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--csv", str(path), "--target", "label"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("skntk: error: cannot split the 10 rows into a stratified 75%/25% "
+                          "train/test split with every one of the 5 classes in both parts: ")
+    assert "test_size = 3 should be greater or equal to the number of classes = 5" in err
+
+
+def test_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path, capsys):
+    path = tmp_path / "excel.csv"
+    _write_blobs_csv(path, ["a", "b", "c"] * 10, label_first=True, encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbflabel,")
+    assert main(["--csv", str(path), "--target", "label", "--max-sgd-epochs", "2",
+                 "--ntk-epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "features: 2  classes: 3" in out and len(_rows(out)) == 2
+
+
+def test_csv_that_is_not_utf8_is_a_usage_error(tmp_path, capsys):
+    path = tmp_path / "latin1.csv"
+    _write_blobs_csv(path, ["a", "b"] * 10)
+    path.write_bytes(path.read_bytes().replace(b"x1", "é".encode("latin-1")))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--csv", str(path), "--target", "label"])
+    assert exit_info.value.code == 2
+    assert "is not UTF-8 text" in capsys.readouterr().err

@@ -161,6 +161,20 @@ def test_kernel_distance_is_scale_free(seed, scale):
     assert frobenius_distance(K, scale * K) == pytest.approx(abs(1 - scale) * np.linalg.norm(K))
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 6))
+def test_kernel_distance_of_psd_kernels_is_in_the_unit_interval(seed, rank):
+    # Gram matrices, as every empirical NTK is, have <K1, K2>_F = tr(K1 K2) >= 0.
+    rng = np.random.RandomState(seed)
+    A, B = rng.standard_normal((2, 6, rank))
+    distance = kernel_distance(A @ A.T, B @ B.T)
+    assert -1e-12 <= distance <= 1.0
+    params, X1, _ = make_problem((7,), seed=seed % 100)
+    K = np.asarray(empirical_ntk(params, X1), dtype=np.float64)
+    assert -1e-6 <= kernel_distance(K, np.asarray(empirical_ntk(params, X1 + 1))) <= 1.0
+    assert kernel_distance(K, -K) == pytest.approx(2.0)  # not PSD: up to 2
+
+
 def test_memory_guard():
     params, X1, X2 = make_problem((7,))
     with pytest.raises(ValueError, match=r"MiB.*`max_bytes`.*ntk_vector_product"):

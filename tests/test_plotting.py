@@ -1,5 +1,6 @@
 """The Display objects of skntk.plotting."""
 
+import copy
 import sys
 import warnings
 
@@ -111,6 +112,13 @@ def test_switch_statistic_marks_switch_and_threshold(param_norm_fit):
     epochs, values = display.line_.get_xdata(), display.line_.get_ydata()
     np.testing.assert_array_equal(epochs, np.arange(1, clf.switch_epoch_ + 1))
     assert np.all(values[:-1] > clf.switch_threshold_) and values[-1] < clf.switch_threshold_
+
+
+def test_switch_statistic_shows_the_fitted_criterion_after_set_params(param_norm_fit):
+    clf = copy.deepcopy(param_norm_fit).set_params(switch="fixed_epoch")
+    display = SwitchStatisticDisplay.from_estimator(clf)
+    assert display.criterion == "param_norm"
+    assert "param_norm" in display.ax_.get_ylabel()
 
 
 def test_switch_statistic_of_a_scouting_run_has_no_threshold_line(data):

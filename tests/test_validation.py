@@ -27,7 +27,8 @@ import skntk._training as training_module
 from skntk import HybridNTKClassifier
 from skntk._validation import softmax, usable_logits
 from skntk._mlp import cross_entropy_per_sample, init_mlp_params, mlp_forward, params_to_jax
-from skntk._kernel_phase import _check_kernel, check_kernel_phase_budget
+from skntk._kernel_phase import (CROSS_KERNEL_COPIES, TRAINING_KERNEL_COPIES, _check_kernel,
+                                 check_kernel_phase_budget)
 from skntk._phases import FrozenJacobianPhase
 from skntk._sgd import sgd_epoch
 from skntk.ntk import empirical_ntk, ntk_vector_product
@@ -162,14 +163,56 @@ def test_column_vector_y_is_raveled_with_a_warning():
     (np.c_[y30, y30], ValueError, r"`y` has shape \(30, 2\) \(multiclass-multioutput"),
     (np.linspace(0, 1, 30), ValueError, "Unknown label type: continuous"),
     (np.array([1, "a", 2] * 10, dtype=object), ValueError, "mixes labels of different kinds"),
-    (np.array(["a", None, "b"] * 10, dtype=object), ValueError, r"missing labels \(None\)"),
-    (np.where(y30 == 0, np.nan, y30), ValueError, "Input y contains NaN"),
+    (np.array(["a", None, "b"] * 10, dtype=object), ValueError,
+     r"missing labels \(None at position 1; 10 of 30 samples\)"),
+    (np.where(y30 == 0, np.nan, y30), ValueError,
+     r"missing labels \(nan at position 0; 10 of 30 samples\)"),
 ])
 def test_multilabel_continuous_and_mixed_labels_are_refused(y, error, match):
     clf = fast()
     with pytest.raises(error, match=match):
         clf.fit(X30, y)
     assert_unfitted(clf)
+
+
+MISSING = {"None": None, "NaN": np.nan, "pd.NA": pd.NA, "pd.NaT": pd.NaT}
+
+
+def _labels_with_missing(missing, container):
+    labels = np.array(["a", "b", "c"], dtype=object)[y30]
+    labels[3] = missing
+    if container == "string Series":  # pandas turns each marker into pd.NA
+        return pd.Series(labels, dtype="string")
+    return pd.Series(labels, dtype=object) if container == "object Series" else labels
+
+
+@pytest.mark.parametrize("missing", MISSING.values(), ids=MISSING.keys())
+@pytest.mark.parametrize("container", ["object array", "object Series", "string Series"])
+def test_missing_labels_in_y_and_y_val_are_refused_alike(missing, container):
+    y = _labels_with_missing(missing, container)
+    shown = "<NA>" if container == "string Series" else repr(missing)
+    kept = y.copy()
+    clf = fast()
+    with pytest.raises(ValueError, match=(
+            rf"^`y` contains missing labels \({shown} at position 3; 1 of 30 samples\)\. "
+            rf"Drop those samples or give them a label of their own\.$")):
+        clf.fit(X30, y)
+    assert_unfitted(clf)
+    with pytest.raises(ValueError, match=rf"^`y_val` contains missing labels \({shown} at "
+                                         rf"position 3; 1 of 30 samples\)"):
+        clf.fit(X30, np.array(["a", "b", "c"])[y30], X30, y)
+    assert_unfitted(clf)
+    assert list(map(repr, np.asarray(y, dtype=object))) == list(map(repr, np.asarray(kept)))
+
+
+@pytest.mark.parametrize("y", [
+    pd.Series(y30, dtype="Int64").mask(y30 == 1),  # nullable integers: NaN in numpy
+    np.where(y30 == 1, np.datetime64("NaT"), np.datetime64("2024-01-01")),
+], ids=["Int64", "datetime64"])
+def test_missing_labels_in_numeric_and_datetime_y(y):
+    with pytest.raises(ValueError, match=r"`y` contains missing labels \((nan|NaT) at "
+                                         r"position 1; 10 of 30 samples\)"):
+        fast().fit(X30, y)
 
 
 def test_validation_labels_must_be_known_and_of_the_same_kind():
@@ -180,6 +223,9 @@ def test_validation_labels_must_be_known_and_of_the_same_kind():
         fast().fit(X30, y, X30[:3], np.array([0, 1, 2]))
     with pytest.raises(ValueError, match=r"`y_val` must have shape \(3,\)"):
         fast().fit(X30, y, X30[:3], ["a", "b"])
+    with pytest.raises(ValueError, match=r"`y_val` mixes labels of different kinds "
+                                         r"\(string 'a', number 1\)"):
+        fast().fit(X30, y, X30[:3], np.array(["a", 1, "b"], dtype=object))
     with pytest.raises(ValueError, match="Pass both `X_val` and `y_val`, or neither; got "
                                          "only `X_val`"):
         fast().fit(X30, y, X_val=X30[:3])
@@ -395,8 +441,10 @@ def test_monitor_kernel_over_budget_is_refused_before_training(switch, capsys):
 
 def test_kernel_phase_kernels_over_budget_are_refused_before_training(capsys):
     layer_sizes = (4, 8, 3)
-    train_bytes = _check_kernel(layer_sizes, 30, 30, np.inf, ("k", "h"), copies=5)
-    predict_bytes = _check_kernel(layer_sizes, 256, 30, np.inf, ("k", "h"))
+    train_bytes = _check_kernel(layer_sizes, 30, 30, np.inf, ("k", "h"),
+                                copies=TRAINING_KERNEL_COPIES)
+    predict_bytes = _check_kernel(layer_sizes, 256, 30, np.inf, ("k", "h"),
+                                  copies=CROSS_KERNEL_COPIES)
     assert train_bytes < predict_bytes
     clf = fast(switch=None, ntk_phase="kernel", kernel_solver="dense",
                max_kernel_bytes=train_bytes - 1, verbose=1)
