@@ -134,9 +134,11 @@ def test_set_params_after_fit_changes_no_prediction_until_the_next_fit(fitted_ph
     assert clf.kernel_solver_ == fitted_phase.get("kernel_solver")
     # the next fit uses the parameters set
     other = PHASES[(PHASES.index(fitted_phase) + 1) % len(PHASES)]
+    defaults = HybridNTKClassifier().get_params()
     clf.set_params(**FAST, **{"kernel_solver": "auto", **other},
-                   max_kernel_bytes=HybridNTKClassifier().max_kernel_bytes,
-                   kernel_ridge=0.0, ntk_learning_rate=0.5).fit(X30, y30)
+                   **{name: defaults[name] for name in ("max_kernel_bytes", "kernel_ridge",
+                                                        "ntk_learning_rate")}
+                   ).fit(X30, y30)
     assert clf.ntk_phase_ == other["ntk_phase"]
     np.testing.assert_array_equal(clf.predict_proba(X_NEW),
                                   fast(**other).fit(X30, y30).predict_proba(X_NEW))
