@@ -12,7 +12,8 @@ phase, so no step recomputes the forward pass at ``theta*`` and no per-sample
 Jacobian is ever formed.
 
 The linearised model ``f_lin(theta) = f(theta*) + J (theta - theta*)`` is linear in
-``theta``, so its mean cross-entropy is convex (Lee et al., NeurIPS 2019, eq. (5)-(8)
+``theta``, so its mean cross-entropy, plus an optional ridge
+``(lambda / 2) ||theta - theta*||^2``, is convex (Lee et al., NeurIPS 2019, eq. (5)-(8)
 for the model). :func:`lbfgs_step` minimises it by L-BFGS (Nocedal, "Updating
 quasi-Newton matrices with limited storage", Math. Comp. 1980; Nocedal and Wright,
 "Numerical Optimization", 2006, Algorithm 7.4) with an exact line search: along a
@@ -162,7 +163,8 @@ class LBFGSState(NamedTuple):
     """State of L-BFGS on the linearised model (jax arrays).
 
     ``delta``: (P,) ``theta - theta*``, flattened; ``logits``: (N, C) ``f_lin`` on the
-    training inputs; ``grad``: (P,) gradient of the loss at ``delta``; ``loss``: scalar;
+    training inputs; ``grad``: (P,) gradient of the objective (mean cross-entropy plus
+    ridge) at ``delta``; ``loss``: scalar, the mean cross-entropy alone;
     ``s``, ``y``: (M, P) the last ``M`` steps and gradient changes (a ring buffer,
     zero where unused); ``rho``: (M,) ``1 / <y, s>`` (0 where unused); ``count``:
     number of stored pairs so far; ``alpha``: the last line-search step."""
@@ -199,7 +201,8 @@ def _flat_gradient(lin, logits, Y, weights):
 
 @jax.jit
 def lbfgs_init(lin, Y, weights):
-    """L-BFGS state at ``theta = theta*`` (one vector-Jacobian product)."""
+    """L-BFGS state at ``theta = theta*`` (one vector-Jacobian product; the ridge's
+    gradient is zero there)."""
     flat, _ = ravel_pytree(lin.params_star)
     P, M = flat.shape[0], LBFGS_MEMORY
     grad = _flat_gradient(lin, lin.logits, Y, weights)
@@ -238,15 +241,18 @@ def _two_loop_direction(state):
     return -jax.lax.fori_loop(0, M, oldest_first, r)
 
 
-def _line_slope(logits, u, Y, weights, alpha):
-    """``d/d alpha`` of the loss at logits ``f + alpha u``."""
-    return jnp.sum(_residual(logits + alpha * u, Y, weights) * u)
+def _line_slope(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d, alpha):
+    """``d/d alpha`` of the objective at ``delta + alpha d``, whose logits are
+    ``f + alpha u``."""
+    return (jnp.sum(_residual(logits + alpha * u, Y, weights) * u)
+            + ridge * (delta_dot_d + alpha * d_dot_d))
 
 
-def _exact_line_search(logits, u, Y, weights):
-    """The minimiser over ``alpha >= 0`` of the (convex) loss of ``f + alpha u``:
+def _exact_line_search(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d):
+    """The minimiser over ``alpha >= 0`` of the (convex) objective along the line:
     bracketed by doubling from 1, then bisection on the slope."""
-    slope = lambda alpha: _line_slope(logits, u, Y, weights, alpha)  # noqa: E731
+    slope = lambda alpha: _line_slope(logits, u, Y, weights, ridge,  # noqa: E731
+                                      delta_dot_d, d_dot_d, alpha)
 
     def grow(carry):
         lo, hi, i = carry
@@ -267,10 +273,11 @@ def _exact_line_search(logits, u, Y, weights):
 
 
 @jax.jit
-def lbfgs_step(state, lin, Y, weights):
-    """One L-BFGS iteration: a direction from the stored pairs, one Jacobian-vector
-    product for the line ``f + alpha J d``, an exact line search along it, and one
-    vector-Jacobian product for the new gradient."""
+def lbfgs_step(state, lin, Y, weights, ridge=0.0):
+    """One L-BFGS iteration on ``mean CE(f_lin) + (ridge / 2) ||theta - theta*||^2``:
+    a direction from the stored pairs, one Jacobian-vector product for the line
+    ``f + alpha J d``, an exact line search along it, and one vector-Jacobian product
+    for the new gradient."""
     _, unravel = ravel_pytree(lin.params_star)
     direction = _two_loop_direction(state)
     # Not a descent direction (rounding): fall back to steepest descent.
@@ -278,10 +285,12 @@ def lbfgs_step(state, lin, Y, weights):
     direction = jnp.where(jnp.dot(direction, state.grad) < 0, direction,
                           -state.grad / jnp.where(g_norm > 0, g_norm, 1.0))
     u = jacobian_vector_product(lin, unravel(direction))
-    alpha = _exact_line_search(state.logits, u, Y, weights)
+    alpha = _exact_line_search(state.logits, u, Y, weights, ridge,
+                               jnp.dot(state.delta, direction), jnp.dot(direction, direction))
     logits = state.logits + alpha * u
-    grad = _flat_gradient(lin, logits, Y, weights)
-    s, y = alpha * direction, grad - state.grad
+    s = alpha * direction
+    grad = _flat_gradient(lin, logits, Y, weights) + ridge * (state.delta + s)
+    y = grad - state.grad
     sy = jnp.dot(s, y)
     keep = sy > 1e-10 * jnp.sqrt(jnp.dot(s, s) * jnp.dot(y, y))
     slot = state.count % LBFGS_MEMORY

@@ -40,7 +40,8 @@ class PhaseSettings(NamedTuple):
     devices of data-parallel full-batch steps, ``None`` for one device), the
     matrix-free kernel solver's ``kernel_tol`` and ``kernel_max_iter``, and
     ``kernel_offset``, the function the kernel regression starts from (``"network"``:
-    ``f(theta*)``; ``"zero"``)."""
+    ``f(theta*)``; ``"zero"``), and ``ntk_ridge``, the penalty
+    ``(ntk_ridge / 2) ||theta - theta*||^2`` of the linearised phase."""
 
     learning_rate: float
     n_epochs: float
@@ -50,6 +51,7 @@ class PhaseSettings(NamedTuple):
     kernel_tol: float = 1e-5
     kernel_max_iter: int = 500
     kernel_offset: str = "network"
+    ntk_ridge: float = 0.0
 
 
 def _tree_axpy(params, direction, scale):
@@ -87,14 +89,16 @@ def linearized_logits(params_star, params, X):
 
 
 @jax.jit
-def linearized_step(params, params_star, X, Y, learning_rate, weights=None):
-    """Full-batch gradient step on the mean cross-entropy of the linearised model;
-    ``weights`` (N,), optional, masks padding rows."""
+def linearized_step(params, params_star, X, Y, learning_rate, weights=None, ridge=0.0):
+    """Full-batch gradient step on the mean cross-entropy of the linearised model plus
+    ``(ridge / 2) ||theta - theta*||^2``; ``weights`` (N,), optional, masks padding
+    rows."""
     delta = jax.tree_util.tree_map(jnp.subtract, params, params_star)
     f_star, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
     _, jvp = jax.jvp(lambda p: mlp_forward(p, X), (params_star,), (delta,))
     residual = _mean_residual(f_star + jvp, Y, weights)
     (direction,) = vjp_star(residual)
+    direction = jax.tree_util.tree_map(lambda g, d: g + ridge * d, direction, delta)
     return _tree_axpy(params, direction, learning_rate)
 
 
@@ -167,9 +171,17 @@ class FrozenJacobianPhase(_FullBatchPhase):
 
 
 class LinearizedPhase(_FullBatchPhase):
-    """``ntk_phase="linearized"``: the first-order Taylor model around ``theta*``."""
+    """``ntk_phase="linearized"``: the first-order Taylor model around ``theta*``, by
+    gradient descent (``ntk_solver="gd"``)."""
 
     update = staticmethod(linearized_step)
+
+    @staticmethod
+    def step(state, epoch, settings):
+        params = linearized_step(state.params, state.params_star, state.X, state.Y,
+                                 settings.learning_rate, state.weights,
+                                 settings.ntk_ridge)
+        return state._replace(params=params)
 
     @staticmethod
     def logits(state, X):
@@ -212,7 +224,8 @@ class LinearizedLBFGSPhase(LinearizedPhase):
 
     @staticmethod
     def step(state, epoch, settings):
-        solver = lbfgs_step(state.solver, state.lin, state.Y, state.weights)
+        solver = lbfgs_step(state.solver, state.lin, state.Y, state.weights,
+                            settings.ntk_ridge)
         return state._replace(solver=solver)
 
     @staticmethod

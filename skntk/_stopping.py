@@ -12,8 +12,10 @@ state. With ``ntk_epochs="auto"`` it stops at the first of:
   reached its minimum, which raises that loss while the accuracy still improves;
   stopping at the loss minimum cost 0.5 to 1.5 points of test accuracy in
   benchmarks/bench_hybrid.py;
-- ``"converged"``: one epoch lowered the training loss by less than ``tol`` times the
-  training loss at the switch; the last (converged) state is kept;
+- ``"converged"``: two epochs in a row each lowered the training loss by less than
+  ``tol`` times the training loss at the switch (one slow epoch is not enough: early
+  quasi-Newton iterations can be slow before they speed up); the last (converged)
+  state is kept;
 - ``"max_epochs"``: ``max_epochs`` epochs have run; the best state is kept.
 
 "Best" is the highest validation score (ties: the later state) or, without
@@ -25,6 +27,9 @@ than the one it started from.
 import math
 
 STOP_REASONS = ("n_epochs", "validation_score", "converged", "max_epochs")
+
+CONVERGENCE_EPOCHS = 2
+"""Consecutive slow epochs that make the phase converged."""
 
 
 class NTKStopping:
@@ -61,6 +66,7 @@ class NTKStopping:
         self.best_state = start_state
         self.best_epoch = 0
         self.last_epoch = 0
+        self.slow_epochs = 0
         # Scores are compared as "lower is better".
         self.best_score = -start_val_score if self.use_validation else start_train_loss
         self.reason = None
@@ -73,12 +79,14 @@ class NTKStopping:
             self.best_state, self.best_epoch, self.best_score = state, epoch, score
         decrease = self.last_train_loss - train_loss
         self.last_train_loss = train_loss
+        slow = 0 <= decrease < self.tol * self.start_train_loss
+        self.slow_epochs = self.slow_epochs + 1 if slow else 0
         if not self.auto:
             done = epoch >= self.max_epochs or math.isinf(self.max_epochs)
             self.reason = "n_epochs" if done else None
         elif self.use_validation and epoch - self.best_epoch >= self.patience:
             self.reason = "validation_score"
-        elif 0 <= decrease < self.tol * self.start_train_loss:
+        elif self.slow_epochs >= CONVERGENCE_EPOCHS:
             self.reason = "converged"
         elif epoch >= self.max_epochs:
             self.reason = "max_epochs"

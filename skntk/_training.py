@@ -265,7 +265,8 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     learning_rate = _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index, mesh)
     settings = PhaseSettings(learning_rate, n_epochs, float(est.kernel_ridge),
                              est.max_kernel_bytes, mesh, float(est.kernel_tol),
-                             int(est.kernel_max_iter), est.kernel_offset)
+                             int(est.kernel_max_iter), est.kernel_offset,
+                             float(est.ntk_ridge) if est.ntk_phase == "linearized" else 0.0)
     phase_state = phase.start(params, X_j, Y_j, settings)
 
     def phase_metrics(st, X_, Y_):
@@ -341,6 +342,10 @@ def _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index, mesh):
         return math.nan
     subset = jnp.asarray(X[monitor_index])
     eta = auto_ntk_learning_rate(params, subset)
-    # The kernel phase's squared error has twice the curvature bound of the
-    # cross-entropy (Hessian J^T J / N rather than J^T H J / N with H <= I/2).
-    return eta / 2 if est.ntk_phase == "kernel" else eta
+    if est.ntk_phase == "kernel":
+        # The squared error has twice the curvature bound of the cross-entropy
+        # (Hessian J^T J / N rather than J^T H J / N with H <= I/2).
+        return eta / 2
+    if est.ntk_phase == "linearized":
+        return 1.0 / (1.0 / eta + float(est.ntk_ridge))  # the ridge adds to L
+    return eta
