@@ -18,10 +18,15 @@ excluded: one fit first, then the best of two), for:
 The summary gives, per task, the mean over the seeds of the accuracy difference
 (percentage points) and the wall-time ratio of the default hybrid to SGD only.
 
+``--thresholds 0.05 0.03 0.02 0.01`` sweeps ``switch_threshold`` of the default
+criterion instead (accuracy difference to SGD only and the switch and NTK epochs, the
+evidence for the default threshold).
+
 Run from the repository root::
 
     python benchmarks/bench_hybrid.py            # 3 seeds, all tasks (several minutes)
     python benchmarks/bench_hybrid.py --seeds 1 --tasks digits interaction
+    python benchmarks/bench_hybrid.py --thresholds 0.05 0.03 0.02 0.01
 """
 
 import argparse
@@ -125,14 +130,39 @@ def run_task(task, seeds, kernel):
     return np.array(summary, dtype=float)
 
 
+def sweep_thresholds(task, seeds, thresholds):
+    """Accuracy difference to SGD only (pp) and the switch and NTK epochs per threshold."""
+    X_train, X_test, y_train, y_test = TASKS[task]()
+    sgd = [HybridNTKClassifier(max_sgd_epochs=BUDGET, switch=None, ntk_phase=None,
+                               random_state=seed).fit(X_train, y_train).score(X_test, y_test)
+           for seed in seeds]
+    for threshold in thresholds:
+        rows = []
+        for seed, acc_sgd in zip(seeds, sgd):
+            clf = HybridNTKClassifier(max_sgd_epochs=BUDGET, switch_threshold=threshold,
+                                      random_state=seed).fit(X_train, y_train)
+            rows.append((100 * (clf.score(X_test, y_test) - acc_sgd), clf.switch_epoch_,
+                         ntk_epochs(clf)))
+        rows = np.array(rows, dtype=float)
+        print(f"{task:14s} threshold {threshold:<6g} accuracy {rows[:, 0].mean():+6.2f} pp "
+              f"(worst {rows[:, 0].min():+6.2f})  switch epochs {rows[:, 1].astype(int).tolist()}"
+              f"  NTK epochs {rows[:, 2].astype(int).tolist()}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..n-1 (default 3)")
     parser.add_argument("--kernel", action="store_true",
                         help="also the kernel phase against kernel regression")
+    parser.add_argument("--thresholds", nargs="+", type=float,
+                        help="sweep switch_threshold of the default criterion instead")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
+    if args.thresholds:
+        for task in args.tasks:
+            sweep_thresholds(task, range(args.seeds), args.thresholds)
+        return
     print(f"{platform.processor() or platform.machine()}, {platform.python_version()}; "
           f"max_sgd_epochs={BUDGET}, other parameters at their defaults; warm wall time, "
           f"best of 2")

@@ -72,7 +72,7 @@ from initialisation so far."""
 AUTO_KERNEL_DISTANCE = 1e-3
 """``switch_threshold="auto"`` of ``"kernel_distance"``."""
 
-AUTO_KERNEL_VELOCITY = 0.05
+AUTO_KERNEL_VELOCITY = 0.03
 """``switch_threshold="auto"`` of ``"kernel_velocity"`` (see benchmarks/bench_hybrid.py
 and the user guide, "When does the hybrid pay off")."""
 
