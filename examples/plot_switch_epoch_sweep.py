@@ -77,7 +77,7 @@ SWITCH_EPOCHS = {"x0 * x1 among 30 inputs": [0, 3, 6, 10, 15, 20, 30],
 COMMON = dict(hidden_layer_sizes=(128, 128), learning_rate=0.1, random_state=0)
 PHASES = {
     "frozen_jacobian": dict(ntk_epochs=100, ntk_learning_rate=0.3),
-    "linearized": dict(ntk_epochs=100, ntk_learning_rate=0.3),
+    "linearized": dict(ntk_epochs=100, ntk_learning_rate=0.3, ntk_solver="gd"),
     "kernel": dict(ntk_epochs=np.inf),
 }
 
@@ -132,9 +132,9 @@ plt.show()
 # about epoch 10 to 15 here), the linearised model around the switch point,
 # whose kernel never changes again, matches plain SGD run for the whole budget,
 # and the frozen-Jacobian phase beats it. Switching too early loses accuracy;
-# switching late gains nothing but costs SGD epochs. The switch criteria
-# (``"ntk_norm"``, ``"kernel_distance"``, ``"param_norm"``) aim at the knee of
-# these curves without a sweep.
+# switching late gains nothing but costs SGD epochs. The switch criteria (the
+# default ``"kernel_velocity"``, and ``"ntk_norm"``, ``"kernel_distance"``,
+# ``"param_norm"``) aim at the knee of these curves without a sweep.
 #
 # The closed-form ``"kernel"`` phase, a regression on the one-hot labels, trails
 # the two cross-entropy phases on this task but follows the same trend.
