@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._mlp import params_to_jax
 from ._phases import NTK_PHASES, phase_class
+from ._runtime import check_not_forked
 from ._switch import SWITCH_CRITERIA
 from ._training import COMPUTE_DTYPE, PREDICT_BLOCK, fit_hybrid
 from ._validation import (FLOAT32_MAX, check_float32_range, label_repr, refuse_mixed_labels,
@@ -331,6 +332,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, y, X_val, y_val):
+        check_not_forked()
         if (X_val is None) != (y_val is None):
             raise ValueError(
                 f"Pass both `X_val` and `y_val`, or neither; got only "
@@ -455,6 +457,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     def _logits(self, X):
         """Raw float64 logits of the fitted model; may hold ``inf`` or NaN."""
         check_is_fitted(self)
+        check_not_forked()
         refuse_sparse(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         if X.dtype != COMPUTE_DTYPE:

@@ -9,12 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._devices import data_mesh, replicate, shard_rows
+from ._buckets import Rows, monitor_rows, padded_monitor_size, padded_rows
+from ._devices import data_mesh, replicate
 from ._mlp import (init_mlp_params, logits_loss_and_accuracy, loss_and_accuracy,
                    params_to_jax, params_to_numpy)
 from ._kernel_phase import KernelState, MatrixFreeState, check_kernel_phase_budget
-from ._phases import PhaseSettings, phase_class
-from ._sgd import sgd_epoch
+from ._phases import NoPhase, PhaseSettings, phase_class
+from ._sgd import compiled_batch_size, epoch_order, sgd_epoch
 from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
 from .ntk import _working_set_bytes, check_kernel_budget
 
@@ -34,11 +35,13 @@ class _History:
         self.est = est
         self.start = start
 
-    def record(self, phase, params_or_logits, X, Y, X_val, Y_val, statistic, logits_fn,
+    def record(self, phase, params_or_logits, train, val, statistic, logits_fn,
                kernel_iterations=math.nan):
-        train_loss, train_acc = _metrics(logits_fn, params_or_logits, X, Y)
-        val_loss, val_acc = ((math.nan, math.nan) if X_val is None
-                             else _metrics(logits_fn, params_or_logits, X_val, Y_val))
+        """One history row; ``train`` and ``val`` are :class:`skntk._buckets.Rows` (``val``
+        may be ``None``), ``logits_fn(state, X, Y, weights) -> (loss, accuracy)``."""
+        train_loss, train_acc = _metrics(logits_fn, params_or_logits, train)
+        val_loss, val_acc = ((math.nan, math.nan) if val is None
+                             else _metrics(logits_fn, params_or_logits, val))
         if not math.isfinite(train_loss):
             raise self.divergence("the training loss", phase)
         row = dict(epoch=len(self.rows) + 1, phase=phase, train_loss=train_loss,
@@ -97,8 +100,9 @@ def _solver_iterations(state):
     return math.nan
 
 
-def _metrics(logits_fn, state, X, Y):
-    loss, acc = logits_fn(state, X, Y)
+def _metrics(logits_fn, state, rows):
+    """Loss and accuracy over the real rows of ``rows`` (padding rows weigh zero)."""
+    loss, acc = logits_fn(state, rows.X, rows.Y, rows.weights)
     return float(loss), float(acc)
 
 
@@ -123,7 +127,7 @@ def _check_budgets(est, layer_sizes, n_samples, n_val):
     other phases): with ``kernel_solver="auto"``, matrix-free exactly when the dense
     kernels would exceed ``max_kernel_bytes``."""
     if est.switch in KERNEL_CRITERIA:
-        m = min(est.ntk_monitor_size, n_samples)
+        m = padded_monitor_size(min(est.ntk_monitor_size, n_samples), est.ntk_monitor_size)
         # ntk_gram holds the kernel, its Gram temporaries and the layer factors.
         working = _working_set_bytes(layer_sizes, m, m, m, True, False,
                                      np.dtype(COMPUTE_DTYPE).itemsize)
@@ -162,12 +166,23 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     monitor, m = None, None
     if est.switch in KERNEL_CRITERIA:
         m = min(est.ntk_monitor_size, n_samples)
-        monitor = shard_rows(X[np.sort(rng.choice(n_samples, m, replace=False))], mesh)
-    key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
-    X_j, Y_j, Xv_j, Yv_j = (None if a is None else replicate(jnp.asarray(a), mesh)
-                            for a in (X, Y, X_val, Y_val))
+        monitor = monitor_rows(X[np.sort(rng.choice(n_samples, m, replace=False))],
+                               est.ntk_monitor_size, mesh)
+    # The shuffling is drawn on the host, from a generator of its own, so that it does
+    # not depend on the padding (see _sgd).
+    shuffle_rng = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
 
-    initial_loss, _ = _metrics(loss_and_accuracy, params, X_j, Y_j)
+    # Sample-indexed arrays are padded to a bucket size with rows of weight zero
+    # (_buckets), so that fits of nearby sizes share every compiled function.
+    def place(a):
+        return replicate(jax.device_put(a), mesh)
+
+    train = padded_rows(X, Y, place)
+    val = None if X_val is None else padded_rows(X_val, Y_val, place)
+    batch_size = compiled_batch_size(est.batch_size, n_samples, train.X.shape[0])
+    learning_rate = float(est.learning_rate)
+
+    initial_loss, _ = _metrics(loss_and_accuracy, params, train)
     if not math.isfinite(initial_loss):
         raise ValueError(
             f"The network's outputs on `X` are already non-finite at initialisation "
@@ -183,15 +198,15 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     threshold = (criterion.auto_threshold(state) if est.switch_threshold == "auto"
                  else float(est.switch_threshold))
     config = config._replace(threshold=threshold)
-    batch_size = min(est.batch_size, n_samples)
     switched = False
     for epoch in range(1, est.max_sgd_epochs + 1):
-        key, epoch_key = jax.random.split(key)
-        params = sgd_epoch(params, X_j, Y_j, epoch_key, est.learning_rate, batch_size, mesh)
+        order = epoch_order(shuffle_rng, n_samples, train.X.shape[0], batch_size)
+        params = sgd_epoch(params, train.X, train.Y, order, n_samples, learning_rate,
+                           batch_size, mesh)
         if not bool(_tree_is_finite(params)):
             raise history.divergence("the parameters", "sgd")
         state, statistic, switched = criterion.update(state, epoch, params, config)
-        history.record("sgd", params, X_j, Y_j, Xv_j, Yv_j, statistic, loss_and_accuracy)
+        history.record("sgd", params, train, val, statistic, loss_and_accuracy)
         n_sgd = epoch
         if switched:
             if est.verbose:
@@ -211,10 +226,19 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     settings = PhaseSettings(float(est.ntk_learning_rate), est.ntk_epochs,
                              float(est.kernel_ridge), est.max_kernel_bytes, mesh,
                              float(est.kernel_tol), int(est.kernel_max_iter))
-    phase_state = phase.start(params, X_j, Y_j, settings)
+    if issubclass(phase, NoPhase):
+        # Network phases: the padded rows, masked by their weights.
+        ntk_train, ntk_val = train, val
+        phase_state = phase.start(params, train.X, train.Y, settings, weights=train.weights)
+    else:
+        # The kernel phase works on the real rows only: its kernels and solvers are
+        # exact on them and sized to them anyway.
+        ntk_train, ntk_val = (None if a is None else Rows(place(a), place(b), None, a.shape[0])
+                              for a, b in ((X, Y), (X_val, Y_val)))
+        phase_state = phase.start(params, ntk_train.X, ntk_train.Y, settings)
 
-    def phase_metrics(st, X_, Y_):
-        return logits_loss_and_accuracy(phase.logits(st, X_), Y_)
+    def phase_metrics(st, X_, Y_, weights):
+        return logits_loss_and_accuracy(phase.logits(st, X_), Y_, weights)
 
     if est.ntk_phase is not None:
         for epoch in phase.epochs(settings):
@@ -222,7 +246,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
             what = _nonfinite_part(phase_state)
             if what is not None:
                 raise history.divergence(what, "ntk")
-            history.record("ntk", phase_state, X_j, Y_j, Xv_j, Yv_j, math.nan, phase_metrics,
+            history.record("ntk", phase_state, ntk_train, ntk_val, math.nan, phase_metrics,
                            _solver_iterations(phase_state))
     ntk_time = time.perf_counter() - ntk_start
     if est.ntk_phase in ("frozen_jacobian", "linearized") and len(history.rows) > n_sgd:
