@@ -2,9 +2,10 @@
 
 import math
 import warnings
+from functools import partial
 from numbers import Integral, Real
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.model_selection import train_test_split
@@ -14,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._mlp import params_to_jax
-from ._phases import NTK_PHASES, phase_class
+from ._phases import NTK_PHASES, NoPhase, phase_class
 from ._runtime import check_not_forked
 from ._switch import SWITCH_CRITERIA
 from ._training import COMPUTE_DTYPE, PREDICT_BLOCK, fit_hybrid
@@ -29,6 +30,12 @@ _FITTED_ATTRIBUTES = (
     "n_features_in_", "feature_names_in_",
 )
 
+
+
+@partial(jax.jit, static_argnums=0)
+def _network_predict_logits(phase, params_star, params, X):
+    """Logits of a network phase's model (which needs no extra state), jitted."""
+    return phase.predict_logits(params_star, params, {}, X)
 
 
 class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
@@ -468,14 +475,18 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
         phase = phase_class(self.ntk_phase, self._ntk_extra.get("solver"))
         extra = dict(self._ntk_extra, max_kernel_bytes=self.max_kernel_bytes)
+        if issubclass(phase, NoPhase):  # a network: one compiled program per block
+            predict_logits = partial(_network_predict_logits, phase)
+        else:
+            predict_logits = partial(phase.predict_logits, extra=extra)
         # Fixed-size row blocks: one compiled shape, and each sample's logits do not
         # depend on how many others are predicted with it.
         n_samples = X.shape[0]
         padded = np.zeros((-(-n_samples // PREDICT_BLOCK) * PREDICT_BLOCK, X.shape[1]), X.dtype)
         padded[:n_samples] = X
         with np.errstate(over="ignore", invalid="ignore"):
-            blocks = [np.asarray(phase.predict_logits(params_star, params, extra,
-                                                      jnp.asarray(padded[i:i + PREDICT_BLOCK])),
+            blocks = [np.asarray(predict_logits(params_star, params,
+                                                X=jax.device_put(padded[i:i + PREDICT_BLOCK])),
                                  dtype=np.float64)
                       for i in range(0, padded.shape[0], PREDICT_BLOCK)]
         return np.concatenate(blocks)[:n_samples]

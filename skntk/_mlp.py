@@ -92,5 +92,7 @@ def params_to_numpy(params):
 
 
 def params_to_jax(params, dtype=None):
-    """Put a parameter list on the default device as jax arrays."""
-    return [(jnp.asarray(W, dtype=dtype), jnp.asarray(b, dtype=dtype)) for W, b in params]
+    """Put a parameter list on the default device as jax arrays (a plain transfer, which
+    compiles nothing)."""
+    return [(jax.device_put(np.asarray(W, dtype=dtype)), jax.device_put(np.asarray(b, dtype=dtype)))
+            for W, b in params]

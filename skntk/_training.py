@@ -3,6 +3,7 @@
 import math
 import time
 import warnings
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +12,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._buckets import Rows, monitor_rows, padded_monitor_size, padded_rows
 from ._devices import data_mesh, replicate
-from ._mlp import (init_mlp_params, logits_loss_and_accuracy, loss_and_accuracy,
-                   params_to_jax, params_to_numpy)
+from ._mlp import (init_mlp_params, logits_loss_and_accuracy, mlp_forward, params_to_jax,
+                   params_to_numpy)
 from ._kernel_phase import KernelState, MatrixFreeState, check_kernel_phase_budget
 from ._phases import NoPhase, PhaseSettings, phase_class
 from ._sgd import compiled_batch_size, epoch_order, sgd_epoch
@@ -35,13 +36,11 @@ class _History:
         self.est = est
         self.start = start
 
-    def record(self, phase, params_or_logits, train, val, statistic, logits_fn,
-               kernel_iterations=math.nan):
-        """One history row; ``train`` and ``val`` are :class:`skntk._buckets.Rows` (``val``
-        may be ``None``), ``logits_fn(state, X, Y, weights) -> (loss, accuracy)``."""
-        train_loss, train_acc = _metrics(logits_fn, params_or_logits, train)
-        val_loss, val_acc = ((math.nan, math.nan) if val is None
-                             else _metrics(logits_fn, params_or_logits, val))
+    def record(self, phase, metrics, statistic, kernel_iterations=math.nan):
+        """One history row; ``metrics``: ``(train_loss, train_accuracy, val_loss,
+        val_accuracy)``, floats or an array of 4 (NaN without validation data), see
+        :func:`_network_metrics` and :func:`_host_metrics`."""
+        train_loss, train_acc, val_loss, val_acc = (float(v) for v in np.asarray(metrics))
         if not math.isfinite(train_loss):
             raise self.divergence("the training loss", phase)
         row = dict(epoch=len(self.rows) + 1, phase=phase, train_loss=train_loss,
@@ -100,16 +99,59 @@ def _solver_iterations(state):
     return math.nan
 
 
-def _metrics(logits_fn, state, rows):
-    """Loss and accuracy over the real rows of ``rows`` (padding rows weigh zero)."""
-    loss, acc = logits_fn(state, rows.X, rows.Y, rows.weights)
-    return float(loss), float(acc)
+def _host_metrics(logits_fn, state, train, val):
+    """``(train_loss, train_accuracy, val_loss, val_accuracy)`` of a model whose
+    ``logits_fn(state, X)`` runs on the host (the kernel phase); ``train`` and ``val``
+    are :class:`skntk._buckets.Rows`, ``val`` may be ``None`` (NaN)."""
+    values = []
+    for rows in (train, val):
+        if rows is None:
+            values += [math.nan, math.nan]
+        else:
+            loss, acc = logits_loss_and_accuracy(logits_fn(state, rows.X), rows.Y, rows.weights)
+            values += [float(loss), float(acc)]
+    return values
+
+
+@partial(jax.jit, static_argnums=0)
+def _network_metrics(logits_fn, state, train, val):
+    """``[train_loss, train_accuracy, val_loss, val_accuracy]`` of a model whose
+    ``logits_fn(state, X)`` is traceable (the network, or a network phase's model), in
+    one compiled program per model and bucket. ``train`` and ``val`` are
+    :class:`skntk._buckets.Rows` (their padding rows weigh zero); ``val`` may be
+    ``None`` (NaN)."""
+    values = list(logits_loss_and_accuracy(logits_fn(state, train.X), train.Y, train.weights))
+    if val is None:
+        values += [jnp.nan, jnp.nan]
+    else:
+        values += list(logits_loss_and_accuracy(logits_fn(state, val.X), val.Y, val.weights))
+    return jnp.stack(values)
 
 
 @jax.jit
 def _tree_is_finite(tree):
-    """Whether every leaf is finite: one fused reduction, one scalar to the host."""
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+    """Whether every leaf is finite: one scalar to the host. ``x * 0`` is 0 for a finite
+    ``x`` and NaN for inf or NaN, so one float sum per leaf decides (it cannot overflow,
+    and compiles several times faster than boolean reductions)."""
+    return jnp.isfinite(sum(jnp.sum(leaf * 0) for leaf in jax.tree.leaves(tree)))
+
+
+@partial(jax.jit, static_argnames=("batch_size", "mesh"))
+def _sgd_epoch_and_metrics(params, train, val, order, n_samples, learning_rate, batch_size,
+                           mesh=None):
+    """One SGD epoch and what the loop checks and records after it, in one compiled
+    program with one transfer to the host.
+
+    Runs :func:`skntk._sgd.sgd_epoch` over ``n_samples`` samples (``train.n``; 0 runs no
+    batch, for the metrics of the initial network). Returns the parameters and
+    ``[1 if every parameter is finite else 0, train_loss, train_accuracy, val_loss,
+    val_accuracy]``.
+    """
+    params = sgd_epoch(params, train.X, train.Y, order, n_samples, learning_rate, batch_size,
+                       mesh)
+    finite = _tree_is_finite(params).astype(train.X.dtype)
+    return params, jnp.concatenate([finite[None], _network_metrics(mlp_forward, params, train,
+                                                                   val)])
 
 
 def _nonfinite_part(state):
@@ -182,7 +224,11 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     batch_size = compiled_batch_size(est.batch_size, n_samples, train.X.shape[0])
     learning_rate = float(est.learning_rate)
 
-    initial_loss, _ = _metrics(loss_and_accuracy, params, train)
+    # The epoch program over no sample: the metrics of the initial network.
+    no_order = epoch_order(np.random.RandomState(0), 0, train.X.shape[0], batch_size)
+    _, report = _sgd_epoch_and_metrics(params, train, val, no_order, 0, learning_rate,
+                                       batch_size, mesh)
+    initial_loss = float(np.asarray(report)[1])
     if not math.isfinite(initial_loss):
         raise ValueError(
             f"The network's outputs on `X` are already non-finite at initialisation "
@@ -201,12 +247,13 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     switched = False
     for epoch in range(1, est.max_sgd_epochs + 1):
         order = epoch_order(shuffle_rng, n_samples, train.X.shape[0], batch_size)
-        params = sgd_epoch(params, train.X, train.Y, order, n_samples, learning_rate,
-                           batch_size, mesh)
-        if not bool(_tree_is_finite(params)):
+        params, report = _sgd_epoch_and_metrics(params, train, val, order, n_samples,
+                                                learning_rate, batch_size, mesh)
+        report = np.asarray(report)
+        if not report[0]:
             raise history.divergence("the parameters", "sgd")
         state, statistic, switched = criterion.update(state, epoch, params, config)
-        history.record("sgd", params, train, val, statistic, loss_and_accuracy)
+        history.record("sgd", report[1:], statistic)
         n_sgd = epoch
         if switched:
             if est.verbose:
@@ -230,15 +277,14 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
         # Network phases: the padded rows, masked by their weights.
         ntk_train, ntk_val = train, val
         phase_state = phase.start(params, train.X, train.Y, settings, weights=train.weights)
+        phase_metrics = partial(_network_metrics, phase.logits)
     else:
         # The kernel phase works on the real rows only: its kernels and solvers are
         # exact on them and sized to them anyway.
         ntk_train, ntk_val = (None if a is None else Rows(place(a), place(b), None, a.shape[0])
                               for a, b in ((X, Y), (X_val, Y_val)))
         phase_state = phase.start(params, ntk_train.X, ntk_train.Y, settings)
-
-    def phase_metrics(st, X_, Y_, weights):
-        return logits_loss_and_accuracy(phase.logits(st, X_), Y_, weights)
+        phase_metrics = partial(_host_metrics, phase.logits)
 
     if est.ntk_phase is not None:
         for epoch in phase.epochs(settings):
@@ -246,7 +292,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
             what = _nonfinite_part(phase_state)
             if what is not None:
                 raise history.divergence(what, "ntk")
-            history.record("ntk", phase_state, ntk_train, ntk_val, math.nan, phase_metrics,
+            history.record("ntk", phase_metrics(phase_state, ntk_train, ntk_val), math.nan,
                            _solver_iterations(phase_state))
     ntk_time = time.perf_counter() - ntk_start
     if est.ntk_phase in ("frozen_jacobian", "linearized") and len(history.rows) > n_sgd:

@@ -321,14 +321,17 @@ def _poison_first_unit(params):
 
 
 def test_non_finite_parameters_with_a_finite_loss_are_caught_in_sgd(monkeypatch):
+    epoch_and_metrics = training_module._sgd_epoch_and_metrics
     calls = []
 
-    def poisoned_epoch(params, *args):
-        calls.append(1)
-        params = sgd_epoch(params, *args)
-        return _poison_first_unit(params) if len(calls) == 2 else params
+    def poisoned_epoch(params, train, val, order, n_samples, *args):
+        if n_samples:  # an epoch (n_samples=0 gives the initial metrics)
+            calls.append(1)
+        if len(calls) == 2:  # the parameters entering epoch 2; epoch 2 keeps W1[:, 0] at -inf
+            params = _poison_first_unit(params)
+        return epoch_and_metrics(params, train, val, order, n_samples, *args)
 
-    monkeypatch.setattr(training_module, "sgd_epoch", poisoned_epoch)
+    monkeypatch.setattr(training_module, "_sgd_epoch_and_metrics", poisoned_epoch)
     clf = fast(max_sgd_epochs=3, switch=None, ntk_phase=None)
     X_pos = np.abs(X30) + 1
     with pytest.raises(ValueError, match=r"the parameters became non-finite \(NaN or inf\) "
