@@ -185,9 +185,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     n_iter_ : int
         Epochs run in both phases.
     sgd_time_, ntk_time_ : float
-        Seconds spent in each phase, wall clock. The first fit in a process includes
-        JAX's compilation of the jitted functions; later fits on the same shapes reuse
-        it.
+        Seconds spent in each phase, wall clock. The first fit in a process, and the
+        first fit whose training or validation size falls into a new bucket (see the
+        Notes), include JAX's compilation of the jitted functions; later fits reuse it.
 
     See Also
     --------
@@ -216,6 +216,25 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
       usable logit is uniform. :meth:`predict` returns the class of the largest
       logit under the same rule, so it agrees with :meth:`predict_proba`.
     - Inputs are never modified.
+    - ``fit`` and ``predict`` in a process created by ``os.fork()`` after JAX started
+      in its parent (the "fork" start method of :mod:`multiprocessing`) raise a
+      ``RuntimeError`` at once, where JAX would hang; use the "spawn" or
+      "forkserver" start method, or joblib's default "loky" backend (scikit-learn's
+      ``n_jobs``).
+
+    Compiled code is shared between fits. JAX compiles each jitted function for
+    every new input shape; ``fit`` pads the training set, the validation set, the
+    monitor subset and the arrays of the network NTK phases with zero rows up to a
+    *bucket size* (the row count rounded up to three leading binary digits: 128, 144,
+    160, ..., at most 1/8 more rows), and the padding rows weigh zero in every loss,
+    gradient, metric and kernel statistic, so results equal unpadded training to
+    float rounding. Fits whose sizes share a bucket (cross-validation folds, nearby
+    points of a learning curve, refits) compile nothing, and neither do other values
+    of the hyperparameters that are not shapes (everything but
+    ``hidden_layer_sizes``, ``batch_size``, ``ntk_monitor_size`` and ``devices``).
+    The ``"kernel"`` phase works on the unpadded training set. Worker processes
+    (``n_jobs``) compile once each; :func:`skntk.enable_compilation_cache` lets them,
+    and later runs, read compiled code from disk instead.
 
     References
     ----------

@@ -16,7 +16,7 @@ from ._mlp import (init_mlp_params, logits_loss_and_accuracy, mlp_forward, param
                    params_to_numpy)
 from ._kernel_phase import KernelState, MatrixFreeState, check_kernel_phase_budget
 from ._phases import NoPhase, PhaseSettings, phase_class
-from ._sgd import compiled_batch_size, epoch_order, sgd_epoch
+from ._sgd import compiled_batch_size, epoch_order, n_batches_per_epoch, sgd_epoch
 from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
 from .ntk import _working_set_bytes, check_kernel_budget
 
@@ -225,7 +225,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     learning_rate = float(est.learning_rate)
 
     # The epoch program over no sample: the metrics of the initial network.
-    no_order = epoch_order(np.random.RandomState(0), 0, train.X.shape[0], batch_size)
+    no_order = np.zeros(n_batches_per_epoch(train.X.shape[0], batch_size) * batch_size, np.int32)
     _, report = _sgd_epoch_and_metrics(params, train, val, no_order, 0, learning_rate,
                                        batch_size, mesh)
     initial_loss = float(np.asarray(report)[1])

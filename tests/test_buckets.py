@@ -128,7 +128,8 @@ def test_second_fit_in_the_same_bucket_compiles_nothing(digits_small, ntk_phase)
             # hyperparameter that is not a shape
             second = HybridNTKClassifier(**kw).set_params(
                 learning_rate=0.02, ntk_learning_rate=0.3, switch_window=2,
-                switch_threshold=1.0, random_state=1).fit(X[:205], y[:205])
+                switch_threshold=1.0, max_sgd_epochs=3, ntk_epochs=3,
+                random_state=1).fit(X[:205], y[:205])
             second.predict(X[:17])
     assert compiled.count == 0
     assert second.n_iter_ >= 1
