@@ -146,16 +146,17 @@ def monitor_section(monitor_size=256, hidden=(128, 128), n_epochs=20):
 
     from _timing import best_time, first_call_time
     from skntk._mlp import init_mlp_params, params_to_jax
-    from skntk._sgd import sgd_epoch
+    from skntk._sgd import epoch_order, sgd_epoch
     from skntk._switch import SWITCH_CRITERIA, SwitchConfig
 
     X, y = load_digits(return_X_y=True)
     X = jnp.asarray(StandardScaler().fit_transform(X), dtype=jnp.float32)
     Y = jnp.asarray(np.eye(10, dtype=np.float32)[y])
     params = params_to_jax(init_mlp_params((64, *hidden, 10), np.random.RandomState(0)))
-    keys = iter(jax.random.split(jax.random.key(0), 10000))
-    first_call_time(lambda: sgd_epoch(params, X, Y, next(keys), 0.05, 64))
-    epoch_s = best_time(lambda: sgd_epoch(params, X, Y, next(keys), 0.05, 64), repeat=n_epochs)
+    rng, n = np.random.RandomState(0), X.shape[0]
+    first_call_time(lambda: sgd_epoch(params, X, Y, epoch_order(rng, n, n, 64), n, 0.05, 64))
+    epoch_s = best_time(lambda: sgd_epoch(params, X, Y, epoch_order(rng, n, n, 64), n, 0.05, 64),
+                        repeat=n_epochs)
 
     criterion = SWITCH_CRITERIA["ntk_norm"]
     config = SwitchConfig(3, 0.0, 1, X[:monitor_size])

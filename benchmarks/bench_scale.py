@@ -136,21 +136,21 @@ import json, sys, time
 import jax, jax.numpy as jnp, numpy as np
 from skntk._devices import data_mesh, replicate
 from skntk._mlp import init_mlp_params, params_to_jax
-from skntk._sgd import sgd_epoch
+from skntk._sgd import epoch_order, sgd_epoch
 rng = np.random.RandomState(0)
 X = rng.normal(size=(20000, 64)).astype(np.float32)
 Y = np.eye(10, dtype=np.float32)[rng.randint(10, size=20000)]
 mesh = data_mesh()
 p = replicate(params_to_jax(init_mlp_params((64, 256, 256, 10), rng)), mesh)
 X, Y = replicate(jnp.asarray(X), mesh), replicate(jnp.asarray(Y), mesh)
-keys = iter(jax.random.split(jax.random.key(0), 100))
+orders = (epoch_order(rng, 20000, 20000, 256) for _ in range(100))
 start = time.perf_counter()
-jax.block_until_ready(sgd_epoch(p, X, Y, next(keys), 0.05, 256, mesh))
+jax.block_until_ready(sgd_epoch(p, X, Y, next(orders), 20000, 0.05, 256, mesh))
 compile_s = time.perf_counter() - start
 best = float("inf")
 for _ in range(3):
     start = time.perf_counter()
-    jax.block_until_ready(sgd_epoch(p, X, Y, next(keys), 0.05, 256, mesh))
+    jax.block_until_ready(sgd_epoch(p, X, Y, next(orders), 20000, 0.05, 256, mesh))
     best = min(best, time.perf_counter() - start)
 print(json.dumps({"devices": len(jax.devices()), "epoch_s": best, "compile_s": compile_s}))
 """

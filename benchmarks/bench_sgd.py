@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from _timing import best_time, first_call_time
 from skntk._mlp import init_mlp_params, params_to_jax
 from skntk._phases import frozen_jacobian_step
-from skntk._sgd import sgd_epoch
+from skntk._sgd import epoch_order, sgd_epoch
 
 LEARNING_RATE = 0.05
 BATCH_SIZE = 64
@@ -46,14 +46,19 @@ def skntk_timings(X, y, layers, n_epochs):
                                            np.random.RandomState(0)))
     Xj = jnp.asarray(X, dtype=jnp.float32)
     Yj = jnp.asarray(np.eye(n_classes, dtype=np.float32)[y])
-    keys = iter(jax.random.split(jax.random.key(0), 1000))
-    batch = min(BATCH_SIZE, X.shape[0])
-    compile_s = first_call_time(lambda: sgd_epoch(params, Xj, Yj, next(keys), LEARNING_RATE, batch))
+    n = X.shape[0]
+    batch = min(BATCH_SIZE, n)
+    rng = np.random.RandomState(0)
+
+    def epoch(p):
+        return sgd_epoch(p, Xj, Yj, epoch_order(rng, n, n, batch), n, LEARNING_RATE, batch)
+
+    compile_s = first_call_time(lambda: epoch(params))
 
     def epochs():
         p = params
         for _ in range(n_epochs):
-            p = sgd_epoch(p, Xj, Yj, next(keys), LEARNING_RATE, batch)
+            p = epoch(p)
         return p
 
     epoch_s = best_time(epochs, repeat=3) / n_epochs

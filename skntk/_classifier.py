@@ -2,9 +2,10 @@
 
 import math
 import warnings
+from functools import partial
 from numbers import Integral, Real
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.model_selection import train_test_split
@@ -15,7 +16,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._devices import devices_from_state, devices_to_state
 from ._mlp import params_to_jax
-from ._phases import NTK_PHASES, phase_class
+from ._phases import NTK_PHASES, NoPhase, phase_class
+from ._runtime import check_not_forked
 from ._switch import SWITCH_CRITERIA
 from ._training import COMPUTE_DTYPE, PREDICT_BLOCK, fit_hybrid
 from ._validation import (FLOAT32_MAX, check_float32_range, label_repr, python_scalars,
@@ -31,6 +33,12 @@ _FITTED_ATTRIBUTES = (
     "n_features_in_", "feature_names_in_", "ntk_phase_", "switch_",
 )
 
+
+
+@partial(jax.jit, static_argnums=0)
+def _network_predict_logits(phase, params_star, params, X):
+    """Logits of a network phase's model (which needs no extra state), jitted."""
+    return phase.predict_logits(params_star, params, {}, X)
 
 
 class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
@@ -272,9 +280,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     n_iter_ : int
         Epochs run in both phases.
     sgd_time_, ntk_time_ : float
-        Seconds spent in each phase, wall clock. The first fit in a process includes
-        JAX's compilation of the jitted functions; later fits on the same shapes reuse
-        it.
+        Seconds spent in each phase, wall clock. The first fit in a process, and the
+        first fit whose training or validation size falls into a new bucket (see the
+        Notes), include JAX's compilation of the jitted functions; later fits reuse it.
 
     See Also
     --------
@@ -309,6 +317,25 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
       usable logit is uniform. :meth:`predict` returns the class of the largest
       logit under the same rule, so it agrees with :meth:`predict_proba`.
     - Inputs are never modified.
+    - ``fit`` and ``predict`` in a process created by ``os.fork()`` after JAX started
+      in its parent (the "fork" start method of :mod:`multiprocessing`) raise a
+      ``RuntimeError`` at once, where JAX would hang; use the "spawn" or
+      "forkserver" start method, or joblib's default "loky" backend (scikit-learn's
+      ``n_jobs``).
+
+    Compiled code is shared between fits. JAX compiles each jitted function for
+    every new input shape; ``fit`` pads the training set, the validation set, the
+    monitor subset and the arrays of the network NTK phases with zero rows up to a
+    *bucket size* (the row count rounded up to three leading binary digits: 128, 144,
+    160, ..., at most 1/8 more rows), and the padding rows weigh zero in every loss,
+    gradient, metric and kernel statistic, so results equal unpadded training to
+    float rounding. Fits whose sizes share a bucket (cross-validation folds, nearby
+    points of a learning curve, refits) compile nothing, and neither do other values
+    of the hyperparameters that are not shapes (everything but
+    ``hidden_layer_sizes``, ``batch_size``, ``ntk_monitor_size`` and ``devices``).
+    The ``"kernel"`` phase works on the unpadded training set. Worker processes
+    (``n_jobs``) compile once each; :func:`skntk.enable_compilation_cache` lets them,
+    and later runs, read compiled code from disk instead.
 
     References
     ----------
@@ -446,6 +473,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, y, X_val, y_val):
+        check_not_forked()
         if (X_val is None) != (y_val is None):
             raise ValueError(
                 f"Pass both `X_val` and `y_val`, or neither; got only "
@@ -596,6 +624,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     def _logits(self, X):
         """Raw float64 logits of the fitted model; may hold ``inf`` or NaN."""
         check_is_fitted(self)
+        check_not_forked()
         refuse_sparse(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         if X.dtype != COMPUTE_DTYPE:
@@ -606,15 +635,18 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
         # The fitted phase, solver and budget: not the current parameters.
         phase = phase_class(self.ntk_phase_, self.kernel_solver_)
-        extra = self._ntk_extra
+        if issubclass(phase, NoPhase):  # a network: one compiled program per block
+            predict_logits = partial(_network_predict_logits, phase)
+        else:
+            predict_logits = partial(phase.predict_logits, extra=self._ntk_extra)
         # Fixed-size row blocks: one compiled shape, and each sample's logits do not
         # depend on how many others are predicted with it.
         n_samples = X.shape[0]
         padded = np.zeros((-(-n_samples // PREDICT_BLOCK) * PREDICT_BLOCK, X.shape[1]), X.dtype)
         padded[:n_samples] = X
         with np.errstate(over="ignore", invalid="ignore"):
-            blocks = [np.asarray(phase.predict_logits(params_star, params, extra,
-                                                      jnp.asarray(padded[i:i + PREDICT_BLOCK])),
+            blocks = [np.asarray(predict_logits(params_star, params,
+                                                X=jax.device_put(padded[i:i + PREDICT_BLOCK])),
                                  dtype=np.float64)
                       for i in range(0, padded.shape[0], PREDICT_BLOCK)]
         return np.concatenate(blocks)[:n_samples]

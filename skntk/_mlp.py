@@ -49,26 +49,41 @@ def cross_entropy_per_sample(logits, Y):
     return -jnp.sum(Y * jax.nn.log_softmax(logits, axis=-1), axis=-1)
 
 
-def mean_cross_entropy(logits, Y):
-    """Mean cross-entropy over the samples (a scalar)."""
-    return jnp.mean(cross_entropy_per_sample(logits, Y))
+def weighted_mean(values, weights=None):
+    """Mean of ``values`` (n,), or with ``weights`` (n,) (1 for real samples, 0 for the
+    padding rows of a bucket) the weighted mean ``sum(w v) / sum(w)``."""
+    if weights is None:
+        return jnp.mean(values)
+    return jnp.sum(weights * values) / jnp.sum(weights)
 
 
-def accuracy(logits, Y):
-    """Share of samples whose largest logit is the target class."""
-    return jnp.mean(jnp.argmax(logits, axis=-1) == jnp.argmax(Y, axis=-1))
+def mean_cross_entropy(logits, Y, weights=None):
+    """Mean cross-entropy over the samples (a scalar); see :func:`weighted_mean`."""
+    return weighted_mean(cross_entropy_per_sample(logits, Y), weights)
+
+
+def accuracy(logits, Y, weights=None):
+    """Share of samples whose largest logit is the target class; see
+    :func:`weighted_mean`."""
+    correct = (jnp.argmax(logits, axis=-1) == jnp.argmax(Y, axis=-1)).astype(logits.dtype)
+    return weighted_mean(correct, weights)
 
 
 @jax.jit
-def logits_loss_and_accuracy(logits, Y):
-    """Mean cross-entropy and accuracy of ``logits`` against one-hot ``Y``, jitted."""
-    return mean_cross_entropy(logits, Y), accuracy(logits, Y)
+def logits_loss_and_accuracy(logits, Y, weights=None):
+    """Mean cross-entropy and accuracy of ``logits`` against one-hot ``Y``, jitted.
+
+    ``weights`` (n,), optional: 1 for real samples, 0 for padding rows, which then
+    count in neither (padding rows must have finite logits).
+    """
+    return mean_cross_entropy(logits, Y, weights), accuracy(logits, Y, weights)
 
 
 @jax.jit
-def loss_and_accuracy(params, X, Y):
-    """Mean cross-entropy and accuracy of the network on ``(X, Y)``, jitted."""
-    return logits_loss_and_accuracy(mlp_forward(params, X), Y)
+def loss_and_accuracy(params, X, Y, weights=None):
+    """Mean cross-entropy and accuracy of the network on ``(X, Y)``, jitted; ``weights``
+    as in :func:`logits_loss_and_accuracy`."""
+    return logits_loss_and_accuracy(mlp_forward(params, X), Y, weights)
 
 
 def params_to_numpy(params):
@@ -77,5 +92,7 @@ def params_to_numpy(params):
 
 
 def params_to_jax(params, dtype=None):
-    """Put a parameter list on the default device as jax arrays."""
-    return [(jnp.asarray(W, dtype=dtype), jnp.asarray(b, dtype=dtype)) for W, b in params]
+    """Put a parameter list on the default device as jax arrays (a plain transfer, which
+    compiles nothing)."""
+    return [(jax.device_put(np.asarray(W, dtype=dtype)), jax.device_put(np.asarray(b, dtype=dtype)))
+            for W, b in params]

@@ -60,7 +60,8 @@ def _tree_axpy(params, direction, scale):
 
 def _mean_residual(logits, Y, weights):
     """``(softmax(f) - Y) / N`` per sample; with ``weights`` (1 for real samples, 0 for
-    the padding rows of a multi-device split) a weighted mean over the real ones."""
+    the padding rows of a bucket or a multi-device split) a weighted mean over the real
+    ones."""
     residual = jax.nn.softmax(logits) - Y
     if weights is None:
         return residual / Y.shape[0]
@@ -104,9 +105,10 @@ def linearized_step(params, params_star, X, Y, learning_rate, weights=None, ridg
 
 class NetworkState(NamedTuple):
     """``params``: current parameters; ``params_star``: the switch point; ``X``, ``Y``:
-    training inputs (N', d) and one-hot targets (N', C), jax arrays, their rows split
-    over the devices of ``settings.mesh`` (padded to N' rows); ``weights``: (N',), 1
-    for the N real samples, 0 for padding, or ``None`` on one device."""
+    training inputs (N', d) and one-hot targets (N', C), jax arrays, padded to N' rows
+    (a bucket size, and a multiple of the devices of ``settings.mesh`` over which their
+    rows are split); ``weights``: (N',), 1 for the N real samples, 0 for padding, or
+    ``None`` when there is no padding."""
 
     params: Any
     params_star: Any
@@ -119,13 +121,14 @@ class NoPhase:
     """``ntk_phase=None``: the SGD network as it is."""
 
     @staticmethod
-    def start(params_star, X, Y, settings):
+    def start(params_star, X, Y, settings, weights=None):
+        """``weights`` (N,), optional: 0 for padding rows of ``X`` and ``Y`` (a bucket)."""
         mesh = settings.mesh
         if mesh is None:
-            return NetworkState(params_star, params_star, X, Y)
-        weights = shard_rows(np.ones(X.shape[0], np.float32), mesh)
+            return NetworkState(params_star, params_star, X, Y, weights)
+        weights = np.ones(X.shape[0], np.float32) if weights is None else weights
         return NetworkState(params_star, params_star, shard_rows(X, mesh), shard_rows(Y, mesh),
-                            weights)
+                            shard_rows(weights, mesh))
 
     @staticmethod
     def epochs(settings):
@@ -213,8 +216,8 @@ class LinearizedLBFGSPhase(LinearizedPhase):
     so ``settings.learning_rate`` is unused."""
 
     @staticmethod
-    def start(params_star, X, Y, settings):
-        base = NoPhase.start(params_star, X, Y, settings)
+    def start(params_star, X, Y, settings, weights=None):
+        base = NoPhase.start(params_star, X, Y, settings, weights)
         weights = base.weights
         if weights is None:
             weights = jnp.ones(base.X.shape[0], base.X.dtype)
@@ -230,9 +233,12 @@ class LinearizedLBFGSPhase(LinearizedPhase):
 
     @staticmethod
     def logits(state, X):
-        if X is state.X:
-            return state.solver.logits
         return linearized_logits(state.lin.params_star, LinearizedLBFGSPhase.params(state), X)
+
+    @staticmethod
+    def train_logits(state):
+        """The linearised model on the training rows, which the solver holds."""
+        return state.solver.logits
 
     @staticmethod
     def params(state):

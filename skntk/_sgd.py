@@ -1,9 +1,16 @@
-"""The SGD phase: one jitted function per epoch, a ``lax.scan`` over mini-batches."""
+"""The SGD phase: one jitted function per epoch, a loop over mini-batches.
+
+The shuffling is drawn on the host (numpy, from the estimator's ``RandomState``), so it
+depends only on the number of real samples: a training set padded to a bucket
+(:mod:`skntk._buckets`) is shuffled and trained exactly as the unpadded one, and the
+compiled epoch depends only on the bucket, not on the number of samples.
+"""
 
 from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._devices import constrain_rows, padded_length
 from ._mlp import cross_entropy_per_sample, mlp_forward
@@ -15,32 +22,74 @@ def n_batches_per_epoch(n_samples, batch_size):
     return -(-n_samples // batch_size)
 
 
+def compiled_batch_size(batch_size, n_samples, n_rows):
+    """Rows per mini-batch of the compiled epoch.
+
+    ``batch_size`` when it is below ``n_samples``; otherwise the whole padded set,
+    ``n_rows``: one batch holding every real sample (and zero-weight padding), which is
+    the same update as a batch of exactly the ``n_samples`` real rows, so that every
+    ``batch_size >= n_samples`` and every size of one bucket compile one shape.
+    """
+    return batch_size if batch_size < n_samples else n_rows
+
+
+def epoch_order(rng, n_samples, n_rows, batch_size):
+    """Row order of one epoch: a permutation of the real rows, then padding slots.
+
+    Parameters
+    ----------
+    rng : numpy.random.RandomState
+        Draws the permutation (``rng.permutation(n_samples)``: independent of the
+        padding).
+    n_samples : int
+        Real rows, the first ``n_samples`` of the (padded) training arrays.
+    n_rows : int
+        Rows of the padded training arrays, ``>= n_samples``.
+    batch_size : int
+        Rows per batch of the compiled epoch (:func:`compiled_batch_size`).
+
+    Returns
+    -------
+    order : ndarray of shape (n_batches_per_epoch(n_rows, batch_size) * batch_size,), int32
+        The permutation, then zeros (slots of weight zero).
+    """
+    order = np.zeros(n_batches_per_epoch(n_rows, batch_size) * batch_size, np.int32)
+    order[:n_samples] = rng.permutation(n_samples)
+    return order
+
+
 def _weighted_batch_loss(params, X, Y, weights):
     per_sample = cross_entropy_per_sample(mlp_forward(params, X), Y)
     return jnp.sum(weights * per_sample) / jnp.sum(weights)
 
 
 @partial(jax.jit, static_argnames=("batch_size", "mesh"))
-def sgd_epoch(params, X, Y, key, learning_rate, batch_size, mesh=None):
+def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=None):
     """One shuffled pass of mini-batch SGD on the mean cross-entropy.
 
-    Every sample is used exactly once: the permutation is padded to a whole number
-    of batches and the padded slots get weight zero, so the last, partial batch is a
-    mean over its real samples only.
+    Every real sample is used exactly once: slot ``i`` of ``order`` belongs to batch
+    ``i // batch_size``, the slots past ``n_samples`` get weight zero, so the last,
+    partial batch is a mean over its real samples only, and batches made only of
+    padding slots are not run at all (the loop stops after
+    ``ceil(n_samples / batch_size)`` batches).
 
     Parameters
     ----------
     params : list of (W, b)
         Network parameters (jax arrays).
-    X : jax array of shape (n_samples, n_features)
-    Y : jax array of shape (n_samples, n_classes)
-        One-hot targets.
-    key : jax PRNG key
-        Draws this epoch's permutation.
+    X : jax array of shape (n_rows, n_features)
+    Y : jax array of shape (n_rows, n_classes)
+        One-hot targets. Rows past ``n_samples`` (padding) are never weighted.
+    order : array of shape (n_slots,), int32
+        Row indices in the order of this epoch (:func:`epoch_order`), ``n_slots`` a
+        multiple of ``batch_size``.
+    n_samples : int
+        Number of real samples; traced, so that every size of one bucket shares the
+        compiled epoch.
     learning_rate : float
-        Step size of each update.
+        Step size of each update; traced.
     batch_size : int
-        Static; clipped to ``n_samples``.
+        Static; rows per batch (:func:`compiled_batch_size`).
     mesh : jax.sharding.Mesh or None, default=None
         Static. With a mesh, each mini-batch is padded (weight 0) to a multiple of the
         number of devices and split over them: data-parallel SGD. ``X`` and ``Y`` are
@@ -51,27 +100,22 @@ def sgd_epoch(params, X, Y, key, learning_rate, batch_size, mesh=None):
     params : list of (W, b)
         Parameters after ``ceil(n_samples / batch_size)`` updates.
     """
-    n_samples = X.shape[0]
-    batch_size = min(batch_size, n_samples)
-    n_batches = n_batches_per_epoch(n_samples, batch_size)
-    n_padded = n_batches * batch_size
-    order = jax.random.permutation(key, n_samples)
-    order = jnp.concatenate([order, jnp.zeros(n_padded - n_samples, order.dtype)])
-    weights = (jnp.arange(n_padded) < n_samples).astype(X.dtype)
-    order = order.reshape(n_batches, batch_size)
-    weights = weights.reshape(n_batches, batch_size)
+    n_slots = order.shape[0]
+    n_batch_slots = n_slots // batch_size
+    weights = (jnp.arange(n_slots) < n_samples).astype(X.dtype)
+    order = jnp.asarray(order).reshape(n_batch_slots, batch_size)
+    weights = weights.reshape(n_batch_slots, batch_size)
     split = padded_length(batch_size, mesh) - batch_size
     if split:
         order = jnp.pad(order, ((0, 0), (0, split)))
         weights = jnp.pad(weights, ((0, 0), (0, split)))
     grad_fn = jax.grad(_weighted_batch_loss)
 
-    def step(params, batch):
-        idx, w = batch
+    def step(i, params):
+        idx, w = order[i], weights[i]
         Xb, Yb, w = (constrain_rows(a, mesh) for a in (X[idx], Y[idx], w))
         grads = grad_fn(params, Xb, Yb, w)
-        params = jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, params, grads)
-        return params, None
+        return jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, params, grads)
 
-    params, _ = jax.lax.scan(step, params, (order, weights))
-    return params
+    n_batches = (n_samples + batch_size - 1) // batch_size
+    return jax.lax.fori_loop(0, n_batches, step, params)

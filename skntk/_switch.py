@@ -20,7 +20,6 @@ learning never looks settled.
 """
 
 import math
-from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -42,10 +41,13 @@ class SwitchConfig(NamedTuple):
     switch_epoch : int
         Epoch of the ``"fixed_epoch"`` criterion.
     X_monitor : jax array of shape (m', n_features) or None
-        Fixed monitor subset for the kernel criteria; on several devices its rows are
-        split over them and padded to m' >= m rows.
+        Fixed monitor subset for the kernel criteria, padded with zero rows to m' >= m
+        rows (a bucket size, :mod:`skntk._buckets`, and a multiple of the number of
+        devices, over which its rows are split).
     n_monitor : int or None
-        ``m``, the real monitor samples (the first ``m`` rows of ``X_monitor``).
+        ``m``, the real monitor samples (the first ``m`` rows of ``X_monitor``). The
+        monitor kernels are (m', m') with the padding rows and columns set to zero, so
+        that every Frobenius norm and inner product equals that of the (m, m) kernel.
     """
 
     window: int
@@ -146,23 +148,28 @@ class NTKNormState(NamedTuple):
 
 
 def _monitor_kernel(params, X_monitor, n_monitor):
-    # Rows past n_monitor pad a multi-device split of the subset; they are cut off.
-    return ntk_gram(params, X_monitor)[:n_monitor, :n_monitor]
+    # Rows past n_monitor pad the subset (to a bucket, and for a multi-device split);
+    # they are zeroed rather than cut off, so that n_monitor is traced and every subset
+    # size of one bucket shares the compiled kernel.
+    if n_monitor is None:
+        return ntk_gram(params, X_monitor)
+    real = jnp.arange(X_monitor.shape[0]) < n_monitor
+    return jnp.where(real[:, None] & real[None, :], ntk_gram(params, X_monitor), 0.0)
 
 
-_monitor_kernel_jit = jax.jit(_monitor_kernel, static_argnums=2)
+_monitor_kernel_jit = jax.jit(_monitor_kernel)
 
 
 def _ntk_norm_init(params0, config):
     return NTKNormState(_monitor_kernel_jit(params0, config.X_monitor, config.n_monitor), (0.0,))
 
 
-@partial(jax.jit, static_argnums=3)
+@jax.jit
 def _distance_from_initial_kernel(params, X_monitor, K0, n_monitor):
     return frobenius_distance(_monitor_kernel(params, X_monitor, n_monitor), K0)
 
 
-@partial(jax.jit, static_argnums=3)
+@jax.jit
 def _kernel_and_distance(params, X_monitor, K_past, n_monitor):
     K = _monitor_kernel(params, X_monitor, n_monitor)
     return K, kernel_distance(K, K_past)
@@ -222,7 +229,7 @@ def _cosine_distance(A, B):
     return 0.5 * jnp.sum(difference * difference)
 
 
-@partial(jax.jit, static_argnums=4)
+@jax.jit
 def _kernel_velocity_and_distance(params, X_monitor, K_last, K0, n_monitor):
     K = _monitor_kernel(params, X_monitor, n_monitor)
     return K, _cosine_distance(K, K_last), _cosine_distance(K, K0)

@@ -3,19 +3,21 @@
 import math
 import time
 import warnings
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._devices import data_mesh, replicate, shard_rows
-from ._mlp import (init_mlp_params, logits_loss_and_accuracy, loss_and_accuracy,
-                   params_to_jax, params_to_numpy)
+from ._buckets import Rows, monitor_rows, padded_monitor_size, padded_rows
+from ._devices import data_mesh, replicate
+from ._mlp import (init_mlp_params, logits_loss_and_accuracy, mlp_forward, params_to_jax,
+                   params_to_numpy)
 from ._kernel_phase import KernelState, MatrixFreeState, check_kernel_phase_budget
 from ._linearized import auto_ntk_learning_rate
-from ._phases import LBFGSNetworkState, PhaseSettings, phase_class
-from ._sgd import sgd_epoch
+from ._phases import LBFGSNetworkState, NoPhase, PhaseSettings, phase_class
+from ._sgd import compiled_batch_size, epoch_order, n_batches_per_epoch, sgd_epoch
 from ._stopping import NTKStopping
 from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
 from .ntk import _working_set_bytes, check_kernel_budget, kernel_nbytes
@@ -39,11 +41,13 @@ class _History:
         self.est = est
         self.start = start
 
-    def record(self, phase, params_or_logits, X, Y, X_val, Y_val, statistic, logits_fn,
-               kernel_iterations=math.nan, threshold=math.nan):
-        train_loss, train_acc = _metrics(logits_fn, params_or_logits, X, Y)
-        val_loss, val_acc = ((math.nan, math.nan) if X_val is None
-                             else _metrics(logits_fn, params_or_logits, X_val, Y_val))
+    def record(self, phase, metrics, statistic, kernel_iterations=math.nan,
+               threshold=math.nan):
+        """One history row; ``metrics``: ``(train_loss, train_accuracy, val_loss,
+        val_accuracy)``, floats or an array of 4 (NaN without validation data), see
+        :func:`_network_metrics` and :func:`_host_metrics`; ``threshold``: the switch
+        threshold the statistic was compared with."""
+        train_loss, train_acc, val_loss, val_acc = (float(v) for v in np.asarray(metrics))
         if not math.isfinite(train_loss):
             raise self.divergence("the training loss", phase)
         row = dict(epoch=len(self.rows) + 1, phase=phase, train_loss=train_loss,
@@ -107,15 +111,62 @@ def _solver_iterations(state):
     return math.nan
 
 
-def _metrics(logits_fn, state, X, Y):
-    loss, acc = logits_fn(state, X, Y)
-    return float(loss), float(acc)
+def _host_metrics(logits_fn, state, train, val):
+    """``(train_loss, train_accuracy, val_loss, val_accuracy)`` of a model whose
+    ``logits_fn(state, X)`` runs on the host (the kernel phase); ``train`` and ``val``
+    are :class:`skntk._buckets.Rows`, ``val`` may be ``None`` (NaN)."""
+    values = []
+    for rows in (train, val):
+        if rows is None:
+            values += [math.nan, math.nan]
+        else:
+            loss, acc = logits_loss_and_accuracy(logits_fn(state, rows.X), rows.Y, rows.weights)
+            values += [float(loss), float(acc)]
+    return values
+
+
+@partial(jax.jit, static_argnums=0, static_argnames="train_logits_fn")
+def _network_metrics(logits_fn, state, train, val, train_logits_fn=None):
+    """``[train_loss, train_accuracy, val_loss, val_accuracy]`` of a model whose
+    ``logits_fn(state, X)`` is traceable (the network, or a network phase's model), in
+    one compiled program per model and bucket. ``train`` and ``val`` are
+    :class:`skntk._buckets.Rows` (their padding rows weigh zero); ``val`` may be
+    ``None`` (NaN). ``train_logits_fn(state)``, optional, gives the training logits
+    that a phase already holds, instead of a pass over the training rows."""
+    train_logits = (logits_fn(state, train.X) if train_logits_fn is None
+                    else train_logits_fn(state))
+    values = list(logits_loss_and_accuracy(train_logits, train.Y, train.weights))
+    if val is None:
+        values += [jnp.nan, jnp.nan]
+    else:
+        values += list(logits_loss_and_accuracy(logits_fn(state, val.X), val.Y, val.weights))
+    return jnp.stack(values)
 
 
 @jax.jit
 def _tree_is_finite(tree):
-    """Whether every leaf is finite: one fused reduction, one scalar to the host."""
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+    """Whether every leaf is finite: one scalar to the host. ``x * 0`` is 0 for a finite
+    ``x`` and NaN for inf or NaN, so one float sum per leaf decides (it cannot overflow,
+    and compiles several times faster than boolean reductions)."""
+    return jnp.isfinite(sum(jnp.sum(leaf * 0) for leaf in jax.tree.leaves(tree)))
+
+
+@partial(jax.jit, static_argnames=("batch_size", "mesh"))
+def _sgd_epoch_and_metrics(params, train, val, order, n_samples, learning_rate, batch_size,
+                           mesh=None):
+    """One SGD epoch and what the loop checks and records after it, in one compiled
+    program with one transfer to the host.
+
+    Runs :func:`skntk._sgd.sgd_epoch` over ``n_samples`` samples (``train.n``; 0 runs no
+    batch, for the metrics of the initial network). Returns the parameters and
+    ``[1 if every parameter is finite else 0, train_loss, train_accuracy, val_loss,
+    val_accuracy]``.
+    """
+    params = sgd_epoch(params, train.X, train.Y, order, n_samples, learning_rate, batch_size,
+                       mesh)
+    finite = _tree_is_finite(params).astype(train.X.dtype)
+    return params, jnp.concatenate([finite[None], _network_metrics(mlp_forward, params, train,
+                                                                   val)])
 
 
 def _nonfinite_part(state):
@@ -146,7 +197,7 @@ def _check_budgets(est, layer_sizes, n_samples, n_val):
     other phases): with ``kernel_solver="auto"``, matrix-free exactly when the dense
     kernels would exceed ``max_kernel_bytes``."""
     if est.switch in KERNEL_CRITERIA:
-        m = min(est.ntk_monitor_size, n_samples)
+        m = padded_monitor_size(min(est.ntk_monitor_size, n_samples), est.ntk_monitor_size)
         kept = _monitor_kernels_kept(est)
         held = kept * kernel_nbytes(m, m, COMPUTE_DTYPE)
         if est.switch == "ntk_norm":
@@ -200,12 +251,27 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     # The monitor subset serves the kernel criteria and the automatic NTK step.
     monitor_index = np.sort(rng.choice(n_samples, m, replace=False))
     if est.switch in KERNEL_CRITERIA:
-        monitor = shard_rows(X[monitor_index], mesh)
-    key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
-    X_j, Y_j, Xv_j, Yv_j = (None if a is None else replicate(jnp.asarray(a), mesh)
-                            for a in (X, Y, X_val, Y_val))
+        monitor = monitor_rows(X[monitor_index], est.ntk_monitor_size, mesh)
+    # The shuffling is drawn on the host, from a generator of its own, so that it does
+    # not depend on the padding (see _sgd).
+    shuffle_rng = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
 
-    initial_loss, _ = _metrics(loss_and_accuracy, params, X_j, Y_j)
+    # Sample-indexed arrays are padded to a bucket size with rows of weight zero
+    # (_buckets), so that fits of nearby sizes share every compiled function.
+    def place(a):
+        return replicate(jax.device_put(a), mesh)
+
+    train = padded_rows(X, Y, place)
+    val = None if X_val is None else padded_rows(X_val, Y_val, place)
+    batch_size = compiled_batch_size(est.batch_size, n_samples, train.X.shape[0])
+    learning_rate = float(est.learning_rate)
+
+    # The epoch program over no sample: the metrics of the initial network.
+    no_order = np.zeros(n_batches_per_epoch(train.X.shape[0], batch_size) * batch_size, np.int32)
+    _, report = _sgd_epoch_and_metrics(params, train, val, no_order, 0, learning_rate,
+                                       batch_size, mesh)
+    initial_report = np.asarray(report)
+    initial_loss = float(initial_report[1])
     if not math.isfinite(initial_loss):
         raise ValueError(
             f"The network's outputs on `X` are already non-finite at initialisation "
@@ -220,20 +286,20 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
                           None if est.switch_threshold == "auto" else float(est.switch_threshold),
                           est.switch_epoch, monitor, m)
     state = criterion.init(params, config)
-    batch_size = min(est.batch_size, n_samples)
     switched = False
     threshold = math.nan
     for epoch in range(1, est.max_sgd_epochs + 1):
-        key, epoch_key = jax.random.split(key)
-        params = sgd_epoch(params, X_j, Y_j, epoch_key, est.learning_rate, batch_size, mesh)
-        if not bool(_tree_is_finite(params)):
+        order = epoch_order(shuffle_rng, n_samples, train.X.shape[0], batch_size)
+        params, report = _sgd_epoch_and_metrics(params, train, val, order, n_samples,
+                                                learning_rate, batch_size, mesh)
+        report = np.asarray(report)
+        if not report[0]:
             raise history.divergence("the parameters", "sgd")
         state, statistic, epoch_threshold, switched = criterion.update(state, epoch, params,
                                                                        config)
         if not math.isnan(epoch_threshold):
             threshold = epoch_threshold
-        history.record("sgd", params, X_j, Y_j, Xv_j, Yv_j, statistic, loss_and_accuracy,
-                       threshold=epoch_threshold)
+        history.record("sgd", report[1:], statistic, threshold=epoch_threshold)
         n_sgd = epoch
         if switched:
             if est.verbose:
@@ -262,21 +328,29 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     n_epochs = est.ntk_epochs
     if auto_epochs:
         n_epochs = math.inf if est.ntk_phase == "kernel" else NTK_MAX_EPOCHS_AUTO
-    learning_rate = _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index, mesh)
+    learning_rate = _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index)
     settings = PhaseSettings(learning_rate, n_epochs, float(est.kernel_ridge),
                              est.max_kernel_bytes, mesh, float(est.kernel_tol),
                              int(est.kernel_max_iter), est.kernel_offset,
                              float(est.ntk_ridge) if est.ntk_phase == "linearized" else 0.0)
-    phase_state = phase.start(params, X_j, Y_j, settings)
-
-    def phase_metrics(st, X_, Y_):
-        return logits_loss_and_accuracy(phase.logits(st, X_), Y_)
+    if issubclass(phase, NoPhase):
+        # Network phases: the padded rows, masked by their weights.
+        ntk_train, ntk_val = train, val
+        phase_state = phase.start(params, train.X, train.Y, settings, weights=train.weights)
+        # A phase may already hold its training logits (L-BFGS does).
+        phase_metrics = partial(_network_metrics, phase.logits,
+                                train_logits_fn=getattr(phase, "train_logits", None))
+    else:
+        # The kernel phase works on the real rows only: its kernels and solvers are
+        # exact on them and sized to them anyway.
+        ntk_train, ntk_val = (None if a is None else Rows(place(a), place(b), None, a.shape[0])
+                              for a, b in ((X, Y), (X_val, Y_val)))
+        phase_state = phase.start(params, ntk_train.X, ntk_train.Y, settings)
+        phase_metrics = partial(_host_metrics, phase.logits)
 
     stop_reason, best_epoch, final_loss = None, 0, switch_loss
     if est.ntk_phase is not None:
-        switch_val_score = (math.nan if Xv_j is None else
-                            last_row["val_accuracy"] if last_row else
-                            _metrics(loss_and_accuracy, params, Xv_j, Yv_j)[1])
+        switch_val_score = last_row["val_accuracy"] if last_row else float(initial_report[4])
         # The kernel phase has no iterations to stop early: "auto" is its closed form.
         stopping = NTKStopping(auto_epochs and est.ntk_phase != "kernel", n_epochs,
                                float(est.ntk_tol), int(est.ntk_patience), phase_state,
@@ -286,7 +360,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
             what = _nonfinite_part(phase_state)
             if what is not None:
                 raise history.divergence(what, "ntk")
-            history.record("ntk", phase_state, X_j, Y_j, Xv_j, Yv_j, math.nan, phase_metrics,
+            history.record("ntk", phase_metrics(phase_state, ntk_train, ntk_val), math.nan,
                            _solver_iterations(phase_state))
             row = history.rows[-1]
             if stopping.update(count, phase_state, row["train_loss"], row["val_accuracy"]):
@@ -330,7 +404,7 @@ def _resolve_ntk_solver(est):
     return None
 
 
-def _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index, mesh):
+def _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index):
     """``ntk_learning_rate`` as a float; ``"auto"`` from the NTK's largest eigenvalue on
     the monitor subset (NaN where no step is taken: L-BFGS, whose line search sets
     every step, and kernel regression at infinite flow time)."""

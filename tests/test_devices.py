@@ -44,8 +44,9 @@ SCRIPT = textwrap.dedent("""
     Xj = jnp.asarray(X, jnp.float32)
     Yj = jnp.asarray(np.eye(10, dtype=np.float32)[y])
     p = replicate(params_to_jax(init_mlp_params((64, 16, 10), np.random.RandomState(0))), mesh)
-    sgd = sgd_epoch.lower(p, replicate(Xj, mesh), replicate(Yj, mesh), jax.random.key(0),
-                          0.1, 30, mesh).compile().as_text()
+    sgd = sgd_epoch.lower(p, replicate(Xj, mesh), replicate(Yj, mesh),
+                          np.arange(330, dtype=np.int32) % 301, 301, 0.1, 30,
+                          mesh).compile().as_text()
     step = frozen_jacobian_step.lower(p, p, shard_rows(Xj, mesh), shard_rows(Yj, mesh), 0.1,
                                       shard_rows(np.ones(301, np.float32), mesh)).compile().as_text()
     from skntk._switch import _monitor_kernel_jit

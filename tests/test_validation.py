@@ -30,7 +30,7 @@ from skntk._mlp import cross_entropy_per_sample, init_mlp_params, mlp_forward, p
 from skntk._kernel_phase import (CROSS_KERNEL_COPIES, TRAINING_KERNEL_COPIES, _check_kernel,
                                  check_kernel_phase_budget)
 from skntk._phases import FrozenJacobianPhase
-from skntk._sgd import sgd_epoch
+from skntk._sgd import epoch_order, sgd_epoch
 from skntk.ntk import empirical_ntk, ntk_vector_product
 
 from .conftest import blobs
@@ -108,16 +108,16 @@ def test_last_batch_of_one_sample_is_a_mean_over_that_sample():
     X = rng.normal(size=(9, 4)).astype(np.float32)
     Y = np.eye(3, dtype=np.float32)[np.arange(9) % 3]
     params = params_to_jax(init_mlp_params((4, 8, 3), rng))
-    key, lr = jax.random.key(3), 0.1
-    got = sgd_epoch(params, jnp.asarray(X), jnp.asarray(Y), key, lr, 4)
+    lr = 0.1
+    order = epoch_order(np.random.RandomState(3), 9, 9, 4)
+    got = sgd_epoch(params, jnp.asarray(X), jnp.asarray(Y), order, 9, lr, 4)
     # by hand: batches of 4, 4 and 1 along the same permutation, each a plain mean
-    order = np.asarray(jax.random.permutation(key, 9))
     want = params
 
     def batch_loss(p, xb, yb):
         return jnp.mean(cross_entropy_per_sample(mlp_forward(p, xb), yb))
 
-    for batch in (order[:4], order[4:8], order[8:]):
+    for batch in (order[:4], order[4:8], order[8:9]):
         grads = jax.grad(batch_loss)(want, X[batch], Y[batch])
         want = jax.tree_util.tree_map(lambda p, g: p - lr * g, want, grads)
     for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
@@ -367,14 +367,17 @@ def _poison_first_unit(params):
 
 
 def test_non_finite_parameters_with_a_finite_loss_are_caught_in_sgd(monkeypatch):
+    epoch_and_metrics = training_module._sgd_epoch_and_metrics
     calls = []
 
-    def poisoned_epoch(params, *args):
-        calls.append(1)
-        params = sgd_epoch(params, *args)
-        return _poison_first_unit(params) if len(calls) == 2 else params
+    def poisoned_epoch(params, train, val, order, n_samples, *args):
+        if n_samples:  # an epoch (n_samples=0 gives the initial metrics)
+            calls.append(1)
+        if len(calls) == 2:  # the parameters entering epoch 2; epoch 2 keeps W1[:, 0] at -inf
+            params = _poison_first_unit(params)
+        return epoch_and_metrics(params, train, val, order, n_samples, *args)
 
-    monkeypatch.setattr(training_module, "sgd_epoch", poisoned_epoch)
+    monkeypatch.setattr(training_module, "_sgd_epoch_and_metrics", poisoned_epoch)
     clf = fast(max_sgd_epochs=3, switch=None, ntk_phase=None)
     X_pos = np.abs(X30) + 1
     with pytest.raises(ValueError, match=r"the parameters became non-finite \(NaN or inf\) "
@@ -429,7 +432,8 @@ def test_predict_proba_is_finite_far_outside_the_training_range(ntk_phase):
 def test_monitor_kernel_over_budget_is_refused_before_training(switch, capsys):
     clf = fast(switch=switch, max_kernel_bytes=1000, verbose=1)
     with pytest.raises(ValueError, match=(
-            r"monitor kernel of shape \(30, 30\) \(float32\) needs about .*bytes.*budget "
+            # 30 samples, padded to the bucket of 32 rows (skntk._buckets)
+            r"monitor kernel of shape \(32, 32\) \(float32\) needs about .*bytes.*budget "
             r"`max_kernel_bytes` = .*1,000 bytes.*lower `ntk_monitor_size` \(got 256\)")):
         clf.fit(X30, y30)
     assert "epoch" not in capsys.readouterr().out

@@ -1,0 +1,313 @@
+"""scikit-learn workflows end to end, each in a fresh Python process: grid search,
+learning curve, first fit, compilations per fit and memory over many sizes.
+
+Run: ``python benchmarks/bench_workflow.py`` (about 5 minutes on 2 cores; ``--repeat
+3`` takes the best of three runs of every timed row, ``--quick`` skips the learning
+curves).
+
+Data: scikit-learn's digits (1797 x 64), standardised; network (128, 128), batch 64.
+
+- **Grid search**: ``GridSearchCV(cv=5)`` over 6 learning rates, 30 epochs, with
+  ``n_jobs=1`` and ``n_jobs=2`` (joblib's loky workers), timed around
+  ``GridSearchCV.fit`` in a new process (imports excluded, worker start-up
+  included). ``MLPClassifier(solver="sgd")`` gets the same budget: 30 epochs (no early
+  stop), the same grid of ``learning_rate_init``, plain SGD (no momentum). It is run
+  with its default BLAS threads and with one BLAS thread (``threadpoolctl``); the
+  ratios use the faster of the two. skntk runs as
+  ``"SGD only"`` (``switch=None, ntk_phase=None``: exactly MLPClassifier's budget) and
+  as ``"hybrid"`` (the estimator's defaults, ``max_sgd_epochs=30``: the switch
+  criterion, then the default NTK phase), each without and with a warm persistent
+  compilation cache (``SKNTK_COMPILATION_CACHE``, filled by one untimed run first).
+- **Learning curve**: ``learning_curve`` over 10 training sizes (10 % to 100 %),
+  ``cv=5``, ``n_jobs=1``.
+- **First fit**: one 30-epoch fit on the digits, the first in a new process, cold and
+  with a warm cache; and the same fit again in that process.
+- **Compilations**: executables that JAX compiles (or loads from the cache) during each
+  of a sequence of fits, counted through :mod:`jax.monitoring`.
+- **Memory**: 14 fits on 200, 201, ..., 213 rows (10 epochs): growth of the process's
+  resident memory after the first fit; the bound is 50 MB.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+N_EPOCHS = 30
+LEARNING_RATES = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1]
+HIDDEN = (128, 128)
+BATCH = 64
+MEMORY_BOUND_MB = 50
+
+CONFIGS = {
+    "sgd": dict(switch=None, ntk_phase=None),
+    "hybrid": {},
+}
+CONFIG_NAMES = {"sgd": "SGD only", "hybrid": "hybrid (defaults)"}
+
+
+# ------------------------------------------------------------------- worker side
+
+def _digits():
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+    X, y = load_digits(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _estimator(lib, config):
+    if lib == "mlp":
+        from sklearn.neural_network import MLPClassifier
+        return MLPClassifier(hidden_layer_sizes=HIDDEN, solver="sgd", batch_size=BATCH,
+                             max_iter=N_EPOCHS, momentum=0.0, tol=0.0,
+                             n_iter_no_change=N_EPOCHS + 1, random_state=0)
+    from skntk import HybridNTKClassifier
+    return HybridNTKClassifier(hidden_layer_sizes=HIDDEN, batch_size=BATCH,
+                               max_sgd_epochs=N_EPOCHS, random_state=0, **CONFIGS[config])
+
+
+def _grid(lib):
+    return {("learning_rate_init" if lib == "mlp" else "learning_rate"): LEARNING_RATES}
+
+
+def _rss_mb():
+    """Resident memory of this process in MB (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def _counter():
+    if os.environ.get("BENCH_LIB") == "mlp":
+        import contextlib
+        return contextlib.nullcontext(type("Zero", (), {"count": 0})())
+    from skntk._runtime import count_compilations
+    return count_compilations()
+
+
+def task_grid(lib, config, n_jobs, blas_threads=None):
+    from sklearn.model_selection import GridSearchCV
+    X, y = _digits()
+    search = GridSearchCV(_estimator(lib, config), _grid(lib), cv=5, n_jobs=n_jobs)
+    import contextlib
+    limit = contextlib.nullcontext()
+    if blas_threads:
+        from threadpoolctl import threadpool_limits
+        limit = threadpool_limits(blas_threads)
+    with limit, _counter() as compiled:
+        start = time.perf_counter()
+        search.fit(X, y)
+        seconds = time.perf_counter() - start
+    return dict(seconds=seconds, compilations=compiled.count,
+                score=float(search.best_score_))
+
+
+def task_curve(lib, config):
+    import numpy as np
+    from sklearn.model_selection import learning_curve
+    X, y = _digits()
+    with _counter() as compiled:
+        start = time.perf_counter()
+        sizes, _, test = learning_curve(_estimator(lib, config), X, y, cv=5, n_jobs=1,
+                                        train_sizes=np.linspace(0.1, 1.0, 10))
+        seconds = time.perf_counter() - start
+    return dict(seconds=seconds, compilations=compiled.count, sizes=sizes.tolist(),
+                score=float(test.mean(axis=1)[-1]))
+
+
+def task_first_fit(lib, config):
+    X, y = _digits()
+    times = []
+    with _counter() as first:
+        start = time.perf_counter()
+        _estimator(lib, config).fit(X, y)
+        times.append(time.perf_counter() - start)
+    with _counter() as again:
+        start = time.perf_counter()
+        _estimator(lib, config).fit(X, y)
+        times.append(time.perf_counter() - start)
+    return dict(seconds=times[0], again=times[1], compilations=first.count,
+                compilations_again=again.count)
+
+
+def task_compilations(config):
+    from skntk._runtime import count_compilations
+    X, y = _digits()
+    steps = [
+        ("first fit, 1437 rows", dict(), 1437),
+        ("same data again", dict(), 1437),
+        ("1438 rows (same bucket)", dict(), 1438),
+        ("other learning rates, switch window and threshold", dict(
+            learning_rate=0.02, ntk_learning_rate=0.3, switch_window=2,
+            switch_threshold=0.5), 1437),
+        ("1797 rows (a new bucket)", dict(), 1797),
+    ]
+    rows = []
+    for name, params, n in steps:
+        est = _estimator("skntk", config).set_params(**params)
+        with count_compilations() as compiled:
+            est.fit(X[:n], y[:n])
+        rows.append((name, compiled.count))
+    with count_compilations() as compiled:
+        est.predict(X[:360])
+    rows.append(("predict 360 rows", compiled.count))
+    return dict(rows=rows)
+
+
+def task_memory(config):
+    X, y = _digits()
+    est = _estimator("skntk", config).set_params(max_sgd_epochs=10)
+    est.fit(X[:200], y[:200])
+    before = _rss_mb()
+    from skntk._runtime import count_compilations
+    with count_compilations() as compiled:
+        for n in range(201, 214):
+            est.fit(X[:n], y[:n])
+    return dict(growth_mb=_rss_mb() - before, compilations=compiled.count)
+
+
+def run_task(spec):
+    warnings.simplefilter("ignore")
+    kind = spec.pop("task")
+    return globals()[f"task_{kind}"](**spec)
+
+
+# ------------------------------------------------------------------- parent side
+
+def fresh(spec, cache_dir=None):
+    """Run one task in a new Python process; returns its result and the process's wall
+    seconds."""
+    env = dict(os.environ, BENCH_LIB=spec.get("lib", "skntk"))
+    env.pop("SKNTK_COMPILATION_CACHE", None)
+    if cache_dir:
+        env["SKNTK_COMPILATION_CACHE"] = cache_dir
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{spec} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_s"] = wall
+    return result
+
+
+def _best(results):
+    return min(results, key=lambda r: r["seconds"])
+
+
+def grid_section(repeat, cache_dir):
+    rows = {}  # (label) -> {n_jobs: [results]}
+    plan = [("MLPClassifier(solver='sgd')", dict(lib="mlp", config=None), None),
+            ("MLPClassifier, 1 BLAS thread", dict(lib="mlp", config=None, blas_threads=1), None)]
+    for config in CONFIGS:
+        plan.append((f"skntk {CONFIG_NAMES[config]}", dict(lib="skntk", config=config), None))
+        plan.append((f"skntk {CONFIG_NAMES[config]}, warm cache",
+                     dict(lib="skntk", config=config), cache_dir))
+    for config in CONFIGS:  # fill the cache (untimed)
+        fresh(dict(task="grid", lib="skntk", config=config, n_jobs=1), cache_dir)
+    for _ in range(repeat):  # round robin, so that load changes hit every row alike
+        for label, spec, cache in plan:
+            for n_jobs in (1, 2):
+                result = fresh(dict(task="grid", n_jobs=n_jobs, **spec), cache)
+                rows.setdefault(label, {}).setdefault(n_jobs, []).append(result)
+    best = {label: {n: _best(r) for n, r in by_jobs.items()} for label, by_jobs in rows.items()}
+    mlp = {n: min(best[label][n]["seconds"] for label in best if label.startswith("MLP"))
+           for n in (1, 2)}
+    print(f"\nGridSearchCV(cv=5), {len(LEARNING_RATES)} learning rates, {N_EPOCHS} epochs, "
+          f"digits, {HIDDEN}, batch {BATCH}: seconds of GridSearchCV.fit in a fresh process "
+          f"(best of {repeat})")
+    header = (f"| {'estimator':<40} | {'n_jobs=1 s':>10} | {'n_jobs=2 s':>10} | "
+              f"{'2 jobs / 1 job':>14} | {'/ MLP, 1 job':>12} | {'/ MLP, 2 jobs':>13} | "
+              f"{'compilations':>12} | {'best score':>10} |")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for label, by_jobs in best.items():
+        one, two = by_jobs[1]["seconds"], by_jobs[2]["seconds"]
+        print(f"| {label:<40} | {one:>10.2f} | {two:>10.2f} | {two / one:>14.2f} | "
+              f"{one / mlp[1]:>12.2f} | {two / mlp[2]:>13.2f} | "
+              f"{by_jobs[1]['compilations']:>12d} | {by_jobs[1]['score']:>10.3f} |")
+    print("MLP = the faster MLPClassifier row; compilations: in the n_jobs=1 process.")
+
+
+def curve_section(cache_dir):
+    print(f"\nlearning_curve, 10 sizes (10 % to 100 %), cv=5, {N_EPOCHS} epochs, n_jobs=1")
+    header = (f"| {'estimator':<40} | {'seconds':>7} | {'compilations':>12} | "
+              f"{'score at 100 %':>14} |")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    runs = [("MLPClassifier(solver='sgd')", dict(lib="mlp", config=None), None)]
+    for config in CONFIGS:
+        runs.append((f"skntk {CONFIG_NAMES[config]}", dict(lib="skntk", config=config), None))
+        runs.append((f"skntk {CONFIG_NAMES[config]}, warm cache",
+                     dict(lib="skntk", config=config), cache_dir))
+    for label, spec, cache in runs:
+        if cache:  # fill the cache with this workflow's shapes (untimed)
+            fresh(dict(task="curve", **spec), cache)
+        r = fresh(dict(task="curve", **spec), cache)
+        print(f"| {label:<40} | {r['seconds']:>7.2f} | {r['compilations']:>12d} | "
+              f"{r['score']:>14.3f} |")
+
+
+def first_fit_section(cache_dir):
+    print(f"\nFirst fit in a new process (digits, {N_EPOCHS} epochs); import of the library "
+          f"excluded")
+    header = (f"| {'estimator':<40} | {'first fit s':>11} | {'same fit again s':>16} | "
+              f"{'compilations':>12} | {'again':>5} |")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    runs = [("MLPClassifier(solver='sgd')", dict(lib="mlp", config=None), None)]
+    for config in CONFIGS:
+        runs.append((f"skntk {CONFIG_NAMES[config]}", dict(lib="skntk", config=config), None))
+        runs.append((f"skntk {CONFIG_NAMES[config]}, warm cache",
+                     dict(lib="skntk", config=config), cache_dir))
+    for label, spec, cache in runs:
+        r = fresh(dict(task="first_fit", **spec), cache)
+        print(f"| {label:<40} | {r['seconds']:>11.2f} | {r['again']:>16.2f} | "
+              f"{r['compilations']:>12d} | {r['compilations_again']:>5d} |")
+
+
+def compilations_section():
+    for config in CONFIGS:
+        r = fresh(dict(task="compilations", config=config))
+        print(f"\nCompilations per fit, skntk {CONFIG_NAMES[config]} (one process, no cache)")
+        for name, count in r["rows"]:
+            print(f"  {name:<52} {count:>3d}")
+    r = fresh(dict(task="memory", config="hybrid"))
+    verdict = "holds" if r["growth_mb"] < MEMORY_BOUND_MB else "FAILS"
+    print(f"\n14 fits on 200..213 rows (hybrid, 10 epochs): resident memory grew "
+          f"{r['growth_mb']:.1f} MB after the first fit, {r['compilations']} compilations "
+          f"(bound {MEMORY_BOUND_MB} MB: {verdict})")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="timed runs per grid-search row; the best is shown")
+    parser.add_argument("--quick", action="store_true", help="skip the learning curves")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_task(json.loads(args.worker))))
+        return
+    import jax
+    import sklearn
+    print(f"JAX {jax.__version__} on {jax.default_backend()}, scikit-learn "
+          f"{sklearn.__version__}, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="skntk-cache-") as cache_dir:
+        grid_section(args.repeat, cache_dir)
+        first_fit_section(cache_dir)
+        compilations_section()
+        if not args.quick:
+            curve_section(cache_dir)
+
+
+if __name__ == "__main__":
+    main()
