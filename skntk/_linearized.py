@@ -34,7 +34,7 @@ LBFGS_MEMORY = 10
 """Curvature pairs kept by L-BFGS (Nocedal and Wright recommend 3 to 20)."""
 
 _BRACKET_DOUBLINGS = 30
-_BISECTIONS = 30
+_LINE_SEARCH_STEPS = 8
 
 
 class Linearization(NamedTuple):
@@ -241,35 +241,43 @@ def _two_loop_direction(state):
     return -jax.lax.fori_loop(0, M, oldest_first, r)
 
 
-def _line_slope(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d, alpha):
-    """``d/d alpha`` of the objective at ``delta + alpha d``, whose logits are
-    ``f + alpha u``."""
-    return (jnp.sum(_residual(logits + alpha * u, Y, weights) * u)
-            + ridge * (delta_dot_d + alpha * d_dot_d))
+def _line_derivatives(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d, alpha):
+    """First and second derivative in ``alpha`` of the objective at ``delta + alpha d``,
+    whose logits are ``f + alpha u``: ``sum_i w_i (p_i - y_i) . u_i / W`` and
+    ``sum_i w_i u_i^T (diag(p_i) - p_i p_i^T) u_i / W``, plus the ridge's terms."""
+    p = jax.nn.softmax(logits + alpha * u)
+    scale = (weights / jnp.sum(weights))[:, None]
+    first = jnp.sum(scale * (p - Y) * u) + ridge * (delta_dot_d + alpha * d_dot_d)
+    pu = jnp.sum(p * u, axis=1, keepdims=True)
+    second = jnp.sum(scale * p * (u - pu) ** 2) + ridge * d_dot_d
+    return first, second
 
 
 def _exact_line_search(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d):
-    """The minimiser over ``alpha >= 0`` of the (convex) objective along the line:
-    bracketed by doubling from 1, then bisection on the slope."""
-    slope = lambda alpha: _line_slope(logits, u, Y, weights, ridge,  # noqa: E731
-                                      delta_dot_d, d_dot_d, alpha)
+    """The minimiser over ``alpha >= 0`` of the (convex) objective along the line: a
+    bracket found by doubling from 1, then safeguarded Newton steps (a step that leaves
+    the bracket is replaced by bisection), which converge in a few iterations."""
+    derivatives = lambda alpha: _line_derivatives(  # noqa: E731
+        logits, u, Y, weights, ridge, delta_dot_d, d_dot_d, alpha)
 
     def grow(carry):
         lo, hi, i = carry
         return hi, 2.0 * hi, i + 1
 
     lo, hi, _ = jax.lax.while_loop(
-        lambda c: (slope(c[1]) < 0) & (c[2] < _BRACKET_DOUBLINGS), grow,
+        lambda c: (derivatives(c[1])[0] < 0) & (c[2] < _BRACKET_DOUBLINGS), grow,
         (jnp.asarray(0.0, logits.dtype), jnp.asarray(1.0, logits.dtype), 0))
 
-    def bisect(i, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        negative = slope(mid) < 0
-        return jnp.where(negative, mid, lo), jnp.where(negative, hi, mid)
+    def newton(i, carry):
+        lo, hi, alpha = carry
+        first, second = derivatives(alpha)
+        lo, hi = jnp.where(first < 0, alpha, lo), jnp.where(first < 0, hi, alpha)
+        step = alpha - first / jnp.where(second > 0, second, 1.0)
+        inside = (second > 0) & (step > lo) & (step < hi)
+        return lo, hi, jnp.where(inside, step, 0.5 * (lo + hi))
 
-    lo, hi = jax.lax.fori_loop(0, _BISECTIONS, bisect, (lo, hi))
-    return 0.5 * (lo + hi)
+    _, _, alpha = jax.lax.fori_loop(0, _LINE_SEARCH_STEPS, newton, (lo, hi, 0.5 * (lo + hi)))
+    return alpha
 
 
 @jax.jit
