@@ -19,13 +19,15 @@ Data: scikit-learn's digits (1797 x 64), standardised; network (128, 128), batch
   criterion, then the default NTK phase), each without and with a warm persistent
   compilation cache (``SKNTK_COMPILATION_CACHE``, filled by one untimed run first).
 - **Learning curve**: ``learning_curve`` over 10 training sizes (10 % to 100 %),
-  ``cv=5``, ``n_jobs=1``.
+  ``cv=5``, ``n_jobs=1``; MLPClassifier with one BLAS thread.
 - **First fit**: one 30-epoch fit on the digits, the first in a new process, cold and
   with a warm cache; and the same fit again in that process.
 - **Compilations**: executables that JAX compiles (or loads from the cache) during each
   of a sequence of fits, counted through :mod:`jax.monitoring`.
 - **Memory**: 14 fits on 200, 201, ..., 213 rows (10 epochs): growth of the process's
   resident memory after the first fit; the bound is 50 MB.
+- **Parallel capacity**, before and after the grid searches: a CPU-bound loop alone and
+  with a copy beside it, which tells whether a second core was free to ``n_jobs=2``.
 """
 
 import argparse
@@ -63,7 +65,7 @@ def _estimator(lib, config):
     if lib == "mlp":
         from sklearn.neural_network import MLPClassifier
         return MLPClassifier(hidden_layer_sizes=HIDDEN, solver="sgd", batch_size=BATCH,
-                             max_iter=N_EPOCHS, momentum=0.0, tol=0.0,
+                             learning_rate_init=0.05, max_iter=N_EPOCHS, momentum=0.0, tol=0.0,
                              n_iter_no_change=N_EPOCHS + 1, random_state=0)
     from skntk import HybridNTKClassifier
     return HybridNTKClassifier(hidden_layer_sizes=HIDDEN, batch_size=BATCH,
@@ -92,16 +94,19 @@ def _counter():
     return count_compilations()
 
 
+def _blas_limit(blas_threads):
+    import contextlib
+    if not blas_threads:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(blas_threads)
+
+
 def task_grid(lib, config, n_jobs, blas_threads=None):
     from sklearn.model_selection import GridSearchCV
     X, y = _digits()
     search = GridSearchCV(_estimator(lib, config), _grid(lib), cv=5, n_jobs=n_jobs)
-    import contextlib
-    limit = contextlib.nullcontext()
-    if blas_threads:
-        from threadpoolctl import threadpool_limits
-        limit = threadpool_limits(blas_threads)
-    with limit, _counter() as compiled:
+    with _blas_limit(blas_threads), _counter() as compiled:
         start = time.perf_counter()
         search.fit(X, y)
         seconds = time.perf_counter() - start
@@ -109,11 +114,11 @@ def task_grid(lib, config, n_jobs, blas_threads=None):
                 score=float(search.best_score_))
 
 
-def task_curve(lib, config):
+def task_curve(lib, config, blas_threads=None):
     import numpy as np
     from sklearn.model_selection import learning_curve
     X, y = _digits()
-    with _counter() as compiled:
+    with _blas_limit(blas_threads), _counter() as compiled:
         start = time.perf_counter()
         sizes, _, test = learning_curve(_estimator(lib, config), X, y, cv=5, n_jobs=1,
                                         train_sizes=np.linspace(0.1, 1.0, 10))
@@ -122,14 +127,14 @@ def task_curve(lib, config):
                 score=float(test.mean(axis=1)[-1]))
 
 
-def task_first_fit(lib, config):
+def task_first_fit(lib, config, blas_threads=None):
     X, y = _digits()
     times = []
-    with _counter() as first:
+    with _blas_limit(blas_threads), _counter() as first:
         start = time.perf_counter()
         _estimator(lib, config).fit(X, y)
         times.append(time.perf_counter() - start)
-    with _counter() as again:
+    with _blas_limit(blas_threads), _counter() as again:
         start = time.perf_counter()
         _estimator(lib, config).fit(X, y)
         times.append(time.perf_counter() - start)
@@ -173,6 +178,15 @@ def task_memory(config):
     return dict(growth_mb=_rss_mb() - before, compilations=compiled.count)
 
 
+def task_spin():
+    """A fixed CPU-bound pure-Python loop; returns its wall seconds."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(20_000_000):
+        total += i
+    return dict(seconds=time.perf_counter() - start)
+
+
 def run_task(spec):
     warnings.simplefilter("ignore")
     kind = spec.pop("task")
@@ -181,16 +195,25 @@ def run_task(spec):
 
 # ------------------------------------------------------------------- parent side
 
+RUN_TIMEOUT_S = 180
+"""A run that takes longer is stopped and shown as ``> 180`` (MLPClassifier's BLAS
+threads can spin for minutes on a busy 2-core machine)."""
+
+
 def fresh(spec, cache_dir=None):
     """Run one task in a new Python process; returns its result and the process's wall
-    seconds."""
+    seconds (``seconds=inf`` after :data:`RUN_TIMEOUT_S`)."""
     env = dict(os.environ, BENCH_LIB=spec.get("lib", "skntk"))
     env.pop("SKNTK_COMPILATION_CACHE", None)
     if cache_dir:
         env["SKNTK_COMPILATION_CACHE"] = cache_dir
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
-                          capture_output=True, text=True)
+    try:
+        done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
+                              env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return dict(seconds=float("inf"), compilations=-1, score=float("nan"),
+                    process_s=float("inf"))
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{spec} failed:\n{done.stderr[-3000:]}")
@@ -199,8 +222,26 @@ def fresh(spec, cache_dir=None):
     return result
 
 
+def _seconds(value):
+    return f"> {RUN_TIMEOUT_S}" if value == float("inf") else f"{value:.2f}"
+
+
 def _best(results):
     return min(results, key=lambda r: r["seconds"])
+
+
+def capacity_section():
+    """How much parallel CPU this machine gives right now: one CPU-bound process alone,
+    then two at once. On a machine with two idle cores both take as long as one alone;
+    when other load occupies a core, ``n_jobs=2`` cannot beat ``n_jobs=1``."""
+    alone = fresh(dict(task="spin"))["seconds"]
+    command = [sys.executable, __file__, "--worker", json.dumps(dict(task="spin"))]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    together = max(json.loads(run.communicate()[0].strip().splitlines()[-1])["seconds"]
+                   for run in runs)
+    print(f"\nParallel capacity: a CPU-bound loop takes {alone:.2f} s alone and {together:.2f} s "
+          f"with a second copy beside it: {2 * alone / together:.2f} of 2 cores are free "
+          f"(2.00 = two idle cores).")
 
 
 def grid_section(repeat, cache_dir):
@@ -231,8 +272,8 @@ def grid_section(repeat, cache_dir):
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for label, by_jobs in best.items():
         one, two = by_jobs[1]["seconds"], by_jobs[2]["seconds"]
-        print(f"| {label:<40} | {one:>10.2f} | {two:>10.2f} | {two / one:>14.2f} | "
-              f"{one / mlp[1]:>12.2f} | {two / mlp[2]:>13.2f} | "
+        print(f"| {label:<40} | {_seconds(one):>10} | {_seconds(two):>10} | "
+              f"{two / one:>14.2f} | {one / mlp[1]:>12.2f} | {two / mlp[2]:>13.2f} | "
               f"{by_jobs[1]['compilations']:>12d} | {by_jobs[1]['score']:>10.3f} |")
     print("MLP = the faster MLPClassifier row; compilations: in the n_jobs=1 process.")
 
@@ -243,7 +284,8 @@ def curve_section(cache_dir):
               f"{'score at 100 %':>14} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    runs = [("MLPClassifier(solver='sgd')", dict(lib="mlp", config=None), None)]
+    runs = [("MLPClassifier, 1 BLAS thread", dict(lib="mlp", config=None, blas_threads=1),
+             None)]
     for config in CONFIGS:
         runs.append((f"skntk {CONFIG_NAMES[config]}", dict(lib="skntk", config=config), None))
         runs.append((f"skntk {CONFIG_NAMES[config]}, warm cache",
@@ -252,7 +294,7 @@ def curve_section(cache_dir):
         if cache:  # fill the cache with this workflow's shapes (untimed)
             fresh(dict(task="curve", **spec), cache)
         r = fresh(dict(task="curve", **spec), cache)
-        print(f"| {label:<40} | {r['seconds']:>7.2f} | {r['compilations']:>12d} | "
+        print(f"| {label:<40} | {_seconds(r['seconds']):>7} | {r['compilations']:>12d} | "
               f"{r['score']:>14.3f} |")
 
 
@@ -263,14 +305,18 @@ def first_fit_section(cache_dir):
               f"{'compilations':>12} | {'again':>5} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    runs = [("MLPClassifier(solver='sgd')", dict(lib="mlp", config=None), None)]
+    runs = [("MLPClassifier(solver='sgd')", dict(lib="mlp", config=None), None),
+            ("MLPClassifier, 1 BLAS thread", dict(lib="mlp", config=None, blas_threads=1),
+             None)]
     for config in CONFIGS:
         runs.append((f"skntk {CONFIG_NAMES[config]}", dict(lib="skntk", config=config), None))
         runs.append((f"skntk {CONFIG_NAMES[config]}, warm cache",
                      dict(lib="skntk", config=config), cache_dir))
     for label, spec, cache in runs:
         r = fresh(dict(task="first_fit", **spec), cache)
-        print(f"| {label:<40} | {r['seconds']:>11.2f} | {r['again']:>16.2f} | "
+        if r["seconds"] == float("inf"):
+            r.update(again=float("inf"), compilations_again=-1)
+        print(f"| {label:<40} | {_seconds(r['seconds']):>11} | {_seconds(r['again']):>16} | "
               f"{r['compilations']:>12d} | {r['compilations_again']:>5d} |")
 
 
@@ -302,7 +348,9 @@ def main():
     print(f"JAX {jax.__version__} on {jax.default_backend()}, scikit-learn "
           f"{sklearn.__version__}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="skntk-cache-") as cache_dir:
+        capacity_section()
         grid_section(args.repeat, cache_dir)
+        capacity_section()
         first_fit_section(cache_dir)
         compilations_section()
         if not args.quick:

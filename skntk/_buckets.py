@@ -28,7 +28,7 @@ of every full-batch computation.
 
 from typing import Any, NamedTuple
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 from ._devices import shard_rows
@@ -124,14 +124,14 @@ class Rows(NamedTuple):
     n: int
 
 
-def padded_rows(X, Y, place=jnp.asarray, n_rows=None):
+def padded_rows(X, Y, place=jax.device_put, n_rows=None):
     """Pad ``(X, Y)`` to their bucket (or to ``n_rows``) and place them on the device.
 
     Parameters
     ----------
     X : ndarray of shape (n, n_features), float32
     Y : ndarray of shape (n, n_classes), float32
-    place : callable, default=jax.numpy.asarray
+    place : callable, default=jax.device_put
         Puts one numpy array on the device(s), e.g. a replication over a mesh.
     n_rows : int or None, default=None
         Padded size; ``None`` for ``bucket_size(n)``.
