@@ -93,7 +93,7 @@ plt.show()
 #   ``history_["switch_threshold"]`` holds the value of every epoch.
 # * The default criterion, ``"kernel_velocity"``, divides the kernel's velocity by
 #   the distance it has travelled: it is scale free, and its automatic threshold
-#   (0.03) comes from the benchmark in the user guide ("When does the hybrid pay
+#   (0.01) comes from the benchmark in the user guide ("When does the hybrid pay
 #   off").
 # * Treat the threshold as a hyper-parameter and cross-validate it: see
 #   :ref:`sphx_glr_auto_examples_plot_grid_search.py`.

@@ -63,7 +63,7 @@ def build_parser():
                         help="NTK phase (default: linearized)")
     parser.add_argument("--switch-threshold", type=float, default=None,
                         help="switch threshold; its scale depends on the criterion "
-                             "(default: 'auto', 0.03 for kernel_velocity)")
+                             "(default: 'auto', 0.01 for kernel_velocity)")
     parser.add_argument("--max-sgd-epochs", type=int, default=60,
                         help="SGD epoch budget of both methods (default: 60)")
     parser.add_argument("--ntk-epochs", type=float, default=None,

@@ -103,7 +103,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     switch_threshold : float or "auto", default="auto"
         Threshold of the switch statistic. 0 never triggers: a scouting run that only
         records the statistic in ``history_["switch_statistic"]`` (no warning is
-        given). ``"auto"``: 0.03 for ``"kernel_velocity"``, 1e-3 for
+        given). ``"auto"``: 0.01 for ``"kernel_velocity"``, 1e-3 for
         ``"kernel_distance"``, and for the criteria whose statistic has the scale of
         what it measures a share of the movement since initialisation, so that they
         cannot hold before the network moves: ``0.1 * D_e`` for ``"ntk_norm"`` and

@@ -74,7 +74,7 @@ from initialisation so far."""
 AUTO_KERNEL_DISTANCE = 1e-3
 """``switch_threshold="auto"`` of ``"kernel_distance"``."""
 
-AUTO_KERNEL_VELOCITY = 0.03
+AUTO_KERNEL_VELOCITY = 0.01
 """``switch_threshold="auto"`` of ``"kernel_velocity"`` (see benchmarks/bench_hybrid.py
 and the user guide, "When does the hybrid pay off")."""
 
