@@ -115,3 +115,11 @@ def test_csv_that_is_not_utf8_is_a_usage_error(tmp_path, capsys):
         main(["--csv", str(path), "--target", "label"])
     assert exit_info.value.code == 2
     assert "is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_generated_interaction_dataset_runs(capsys):
+    assert main(["--dataset", "interaction", "--max-sgd-epochs", "3", "--ntk-epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "interaction (generated" in out and "train: 3000" in out and "features: 30" in out
+    rows = _rows(out)
+    assert len(rows) == 2 and all(row.split()[-1].endswith("x") for row in rows)
