@@ -85,8 +85,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
           inner product), and ``v_e`` at most half the largest ``v`` of the earlier
           checks: the kernel has moved, has passed its fastest change and now moves
           little compared with how far it has come. Scale-free; it cannot hold while
-          the network has not started learning (a kernel drifting at constant speed
-          never slows down). After Fort et al. 2020, who track these distances;
+          the network has not started learning: a kernel drifting at constant speed
+          never slows down, and one whose cosine distance from ``K_0`` is below 1e-4
+          has not moved (the statistic is ``inf``). After Fort et al. 2020, who track these distances;
         - ``"fixed_epoch"``: ``e >= switch_epoch``;
         - ``"param_norm"``: ``||theta_e - theta_{e-k}||_2 < switch_threshold``;
         - ``"ntk_norm"``: ``|D_e - D_{e-k}| < switch_threshold`` with

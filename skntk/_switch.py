@@ -235,14 +235,16 @@ def _kernel_velocity_and_distance(params, X_monitor, K_last, K0, n_monitor):
     return K, _cosine_distance(K, K_last), _cosine_distance(K, K0)
 
 
-UNMOVED_DISTANCE = 1e-8
-"""A cosine distance from initialisation below this (an angle of about 1.4e-4 rad)
-counts as "the kernel has not moved": float32 rounding of the kernels is of that order."""
+UNMOVED_DISTANCE = 1e-4
+"""A cosine distance from initialisation below this (an angle of about 0.014 rad)
+counts as "the kernel has not moved". Measured on 300 digits with one hidden layer of
+128: 1e-5 after 30 epochs at learning rate 1e-4, where single ReLU units switching
+on or off make the velocity erratic; 4e-3 to 1.5e-2 from epoch 6 to 30 at 0.05."""
 
 
 def relative_kernel_velocity(velocity, distance_from_init):
     """``v_e / d_e``; ``inf`` while the kernel has not moved from initialisation
-    (``d_e < UNMOVED_DISTANCE``)."""
+    (``d_e < UNMOVED_DISTANCE``, 1e-4)."""
     if not distance_from_init >= UNMOVED_DISTANCE:
         return math.inf
     return velocity / distance_from_init

@@ -77,16 +77,46 @@ def test_kernel_velocity_statistic_against_numpy_and_switch_epoch():
     assert all(math.isnan(r[1]) for e, r in enumerate(rows, start=1) if e % k)
 
 
-def test_kernel_velocity_never_holds_while_the_kernel_moves_steadily():
-    """A kernel that drifts at constant speed has not settled: v_e/d_e falls like
+def _decisions(monkeypatch, velocities, distances, k=3, tau=0.5):
+    """The criterion's statistics and switch flags at its checks, with the kernel's
+    velocity and distance from initialisation at check ``i`` set to the given values."""
+    import skntk._switch as switch_module
+
+    values = iter(zip(velocities, distances))
+
+    def constructed(params, X_monitor, K_last, K0, n_monitor):
+        v, d = next(values)
+        return K0, v, d
+
+    monkeypatch.setattr(switch_module, "_kernel_velocity_and_distance", constructed)
+    X = jnp.zeros((4, 3), jnp.float32)
+    trajectory = [_params((3, 5, 2))] * (k * len(velocities) + 1)
+    rows = _run("kernel_velocity", trajectory, SwitchConfig(k, tau, 1, X, 4))
+    checks = rows[k - 1::k]
+    return [r[0] for r in checks], [r[2] for r in checks]
+
+
+def test_kernel_velocity_never_holds_while_the_kernel_moves_steadily(monkeypatch):
+    """A kernel that drifts at constant speed has not settled: v_e / d_e falls like
     (k/e)^2, under any threshold eventually, but the velocity never drops below half
     its peak."""
-    trajectory = _trajectory(30, lambda e: 1e-3 * e)
-    X = jnp.asarray(np.random.RandomState(4).normal(size=(6, 3)).astype(np.float32))
-    rows = _run("kernel_velocity", trajectory, SwitchConfig(3, 0.5, 1, X, 6))
-    stats = np.array([r[0] for r in rows if not math.isnan(r[0])])
-    assert stats[-1] < 0.5  # the ratio alone would have switched
-    assert not any(r[2] for r in rows)
+    n = 12
+    stats, switches = _decisions(monkeypatch, [1e-3] * n, [1e-3 * i ** 2 for i in range(1, n + 1)])
+    np.testing.assert_allclose(stats, [1 / i ** 2 for i in range(1, n + 1)])
+    assert stats[-1] < 0.5 and not any(switches)
+
+
+def test_kernel_velocity_holds_once_the_kernel_has_slowed_and_moved(monkeypatch):
+    velocities = [1e-3, 4e-3, 2e-3, 1e-3, 4e-4]
+    distances = [1e-3, 5e-3, 8e-3, 9e-3, 9.4e-3]
+    stats, switches = _decisions(monkeypatch, velocities, distances, tau=0.15)
+    np.testing.assert_allclose(stats, np.divide(velocities, distances))
+    # Check 3: v/d = 0.25 (too high); check 4: 0.11 < 0.15 and v = peak / 4.
+    assert switches == [False, False, False, True, True]
+    # The same trajectory a hundred times smaller has not moved (d < 1e-4): never.
+    stats, switches = _decisions(monkeypatch, np.divide(velocities, 100),
+                                 np.divide(distances, 100), tau=0.15)
+    assert np.isinf(stats).all() and not any(switches)
 
 
 def test_kernel_velocity_does_not_switch_with_a_tiny_learning_rate(digits_small):
