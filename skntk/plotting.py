@@ -255,7 +255,7 @@ class SwitchStatisticDisplay:
     statistic : array-like of shape (n_epochs,)
         Statistic after each epoch, in the unit of the criterion (kernel units for
         ``"ntk_norm"``, parameter units for ``"param_norm"``, none for
-        ``"kernel_distance"``); NaN and non-positive values are not drawn.
+        ``"kernel_distance"``); NaN, infinite and non-positive values are not drawn.
     threshold : float, array-like of shape (n_epochs,) or None, default=None
         Threshold of the criterion: one value (a horizontal line) or one per epoch
         (the relative automatic thresholds of ``"param_norm"`` and ``"ntk_norm"``,
@@ -381,7 +381,8 @@ class SwitchStatisticDisplay:
         epochs = np.asarray(self.epochs)
         statistic = np.asarray(self.statistic, dtype=float)
         # Criteria checked every k epochs leave NaN between checks: join the checks.
-        shown = statistic > 0
+        # (inf, a kernel that has not moved yet, cannot be drawn either.)
+        shown = np.isfinite(statistic) & (statistic > 0)
         self.line_, = ax.plot(epochs[shown], statistic[shown], marker=".", color=_TRAIN_COLOR,
                               label="switch statistic")
         ax.set_yscale("log")
