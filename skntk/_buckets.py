@@ -26,6 +26,7 @@ Powers of two times the batch size would compile fewer shapes, but waste up to h
 of every full-batch computation.
 """
 
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -38,6 +39,10 @@ BUCKET_SIGNIFICANT_BITS = 3
 
 MIN_BUCKET_STEP = 16
 """Spacing of the buckets below ``16 * 2**BUCKET_SIGNIFICANT_BITS = 128`` rows."""
+
+MAX_LIVE_SHAPES = 16
+"""Most fit shapes (see :func:`use_shapes`) whose compiled programs a process keeps; a
+compiled program costs about 3 to 7 MB of memory on a CPU."""
 
 
 def bucket_size(n):
@@ -175,3 +180,38 @@ def monitor_rows(X_monitor, monitor_size, mesh=None):
     """
     return shard_rows(pad_rows(X_monitor, padded_monitor_size(X_monitor.shape[0], monitor_size)),
                       mesh)
+
+
+# ------------------------------------------------------------------ bounded compiled state
+
+_live_shapes = set()
+
+
+def clear_compiled_programs():
+    """Drop the compiled programs of every jitted function of skntk (not those of other
+    libraries); later calls compile again, or read the persistent compilation cache."""
+    for name, module in list(sys.modules.items()):
+        if name == "skntk" or name.startswith("skntk."):
+            for obj in list(vars(module).values()):
+                if callable(getattr(obj, "clear_cache", None)) and hasattr(obj, "lower"):
+                    obj.clear_cache()
+    _live_shapes.clear()
+
+
+def use_shapes(key):
+    """Note that a fit runs the programs compiled for ``key`` (everything that shapes
+    them: layer sizes, batch size, buckets, phase, devices).
+
+    Buckets bound the compiled programs of fits of nearby sizes; this bounds them over
+    any sequence of fits: when a fit brings the number of distinct keys seen since the
+    last clearing above :data:`MAX_LIVE_SHAPES`, :func:`clear_compiled_programs` runs
+    first, so a process holds the programs of at most that many keys (a few hundred MB
+    at most) however many sizes and architectures it fits. Workflows that cycle through
+    fewer keys (the folds of a grid search, a learning curve of up to 16 sizes) never
+    clear.
+    """
+    if key in _live_shapes:
+        return
+    if len(_live_shapes) >= MAX_LIVE_SHAPES:
+        clear_compiled_programs()
+    _live_shapes.add(key)

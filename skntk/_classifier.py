@@ -338,9 +338,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     points of a learning curve, refits) compile nothing, and neither do other values
     of the hyperparameters that are not shapes (everything but
     ``hidden_layer_sizes``, ``batch_size``, ``ntk_monitor_size`` and ``devices``).
-    The ``"kernel"`` phase works on the unpadded training set. Worker processes
-    (``n_jobs``) compile once each; :func:`skntk.enable_compilation_cache` lets them,
-    and later runs, read compiled code from disk instead.
+    A process keeps the compiled programs of at most 16 distinct fit shapes (layer
+    sizes, batch size, buckets, phase) and drops skntk's own beyond that, so memory
+    stays bounded. The ``"kernel"`` phase works on the unpadded training set. Worker
+    processes (``n_jobs``) compile once each; :func:`skntk.enable_compilation_cache`
+    lets them, and later runs, read compiled code from disk instead.
 
     References
     ----------

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._buckets import Rows, monitor_rows, padded_monitor_size, padded_rows
+from ._buckets import Rows, monitor_rows, padded_monitor_size, padded_rows, use_shapes
 from ._devices import data_mesh, replicate
 from ._mlp import (init_mlp_params, logits_loss_and_accuracy, mlp_forward, params_to_jax,
                    params_to_numpy)
@@ -264,6 +264,9 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     train = padded_rows(X, Y, place)
     val = None if X_val is None else padded_rows(X_val, Y_val, place)
     batch_size = compiled_batch_size(est.batch_size, n_samples, train.X.shape[0])
+    use_shapes((layer_sizes, batch_size, train.X.shape[0], None if val is None else
+                val.X.shape[0], None if monitor is None else monitor.shape[0], est.switch,
+                est.ntk_phase, kernel_solver, None if mesh is None else mesh.devices.size))
     learning_rate = float(est.learning_rate)
 
     # The epoch program over no sample: the metrics of the initial network.

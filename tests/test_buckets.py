@@ -180,3 +180,28 @@ def test_learning_curve_of_14_sizes_compiles_once_and_keeps_memory_flat():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["compilations"] == 0
     assert result["growth_mb"] < 50
+
+
+def test_compiled_programs_are_dropped_beyond_the_live_shape_limit(digits_small, monkeypatch):
+    import jax
+
+    X, y = digits_small
+    kw = dict(hidden_layer_sizes=(16,), max_sgd_epochs=1, switch=None, ntk_phase=None,
+              validation_fraction=None, random_state=0)
+    monkeypatch.setattr(buckets, "MAX_LIVE_SHAPES", 2)
+    monkeypatch.setattr(buckets, "_live_shapes", set())
+    other_library = jax.jit(lambda x: x - 1)
+    other_library(np.ones(3, np.float32))
+    for n in (100, 120, 100):  # buckets 112, 128: two shapes, the limit
+        HybridNTKClassifier(**kw).fit(X[:n], y[:n])
+    with count_compilations() as compiled:
+        HybridNTKClassifier(**kw).fit(X[:120], y[:120])
+    assert compiled.count == 0
+    HybridNTKClassifier(**kw).fit(X[:140], y[:140])  # a third shape: drops the programs
+    assert len(buckets._live_shapes) == 1
+    with count_compilations() as compiled:
+        HybridNTKClassifier(**kw).fit(X[:100], y[:100])
+    assert compiled.count >= 1
+    with count_compilations() as compiled:
+        other_library(np.ones(3, np.float32))  # other libraries keep theirs
+    assert compiled.count == 0
