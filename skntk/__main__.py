@@ -45,6 +45,16 @@ def _none_or(value):
     return None if value == "none" else value
 
 
+def _threshold(text):
+    """``--switch-threshold``: a number or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="skntk", description="Plain SGD against hybrid SGD -> NTK training on one dataset.")
@@ -61,7 +71,7 @@ def build_parser():
     parser.add_argument("--ntk-phase", default="linearized",
                         choices=[p if p else "none" for p in NTK_PHASES],
                         help="NTK phase (default: linearized)")
-    parser.add_argument("--switch-threshold", type=float, default=None,
+    parser.add_argument("--switch-threshold", type=_threshold, default=None,
                         help="switch threshold; its scale depends on the criterion "
                              "(default: 'auto', 0.01 for kernel_velocity)")
     parser.add_argument("--max-sgd-epochs", type=int, default=60,

@@ -123,16 +123,23 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
             default="linearized"
         How training continues after the switch; ``None`` stops after SGD.
     ntk_epochs : int, numpy.inf or "auto", default="auto"
-        Full-batch epochs of the NTK phase. ``"auto"`` stops by itself: when an epoch
-        lowers the training loss by less than ``ntk_tol`` times its value at the
-        switch (the last state is kept), or, with validation data, when the
+        Full-batch epochs of the NTK phase. ``"auto"`` stops by itself: when two
+        epochs in a row each lower the training loss by less than ``ntk_tol`` times
+        its value at the switch (the last state is kept), or, with validation data,
+        when the
         validation accuracy has not improved for ``ntk_patience`` epochs (the best
         state is kept, the switch point included), and after at most 100 epochs;
-        ``ntk_stop_reason_`` says which. For ``"kernel"``, the flow time is
+        ``ntk_stop_reason_`` says which. Without validation data
+        (``validation_fraction=None``) only convergence and the cap stop it, and the
+        linearised network can overfit: keep a validation fraction, or pass a whole
+        number of epochs. For ``"kernel"``, the flow time is
         ``t = ntk_learning_rate * ntk_epochs``; ``numpy.inf`` (and ``"auto"``) give
         kernel regression.
     ntk_learning_rate : float or "auto", default="auto"
-        Step size ``eta`` of the gradient-descent NTK phases. ``"auto"``:
+        Step size ``eta`` of the gradient-descent NTK phases (``"frozen_jacobian"``,
+        ``"linearized"`` with ``ntk_solver="gd"``, and the flow time of ``"kernel"``);
+        unused by the default L-BFGS solver, whose line search sets every step.
+        ``"auto"``:
         ``eta = 2 m / lambda_max(Theta_m)``, with ``Theta_m`` the per-logit NTK on
         the ``m`` monitor samples, whose top eigenvalue is found by Lanczos
         iterations on NTK-vector products (no kernel matrix is formed). Since the
@@ -141,10 +148,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         never raises its loss; half of it for the squared error of ``"kernel"``. The
         value used is ``ntk_learning_rate_`` (NaN where no step is taken).
     ntk_solver : {"auto", "lbfgs", "gd"}, default="auto"
-        Solver of ``"linearized"``: ``"lbfgs"`` (``"auto"``) minimises its convex
-        cross-entropy by L-BFGS with an exact line search, one Jacobian-vector and
-        one vector-Jacobian product per epoch; ``"gd"`` takes gradient steps of size
-        ``ntk_learning_rate``. ``"frozen_jacobian"`` always uses ``"gd"`` (its update
+        Solver of the NTK phase; ``"auto"`` is ``"lbfgs"`` for ``"linearized"`` and
+        ``"gd"`` for ``"frozen_jacobian"``. For ``"linearized"``, ``"lbfgs"``
+        minimises its convex cross-entropy by L-BFGS with an exact line search, one
+        Jacobian-vector and one vector-Jacobian product per epoch; ``"gd"`` takes
+        gradient steps of size ``ntk_learning_rate``. ``"frozen_jacobian"`` always uses ``"gd"`` (its update
         is not the gradient of a loss; ``"lbfgs"`` with it raises a ``ValueError``).
     ntk_tol : float, default=1e-2
         Convergence tolerance of ``ntk_epochs="auto"``, relative to the training loss
