@@ -434,7 +434,7 @@ def test_monitor_kernel_over_budget_is_refused_before_training(switch, capsys):
     with pytest.raises(ValueError, match=(
             # 30 samples, padded to the bucket of 32 rows (skntk._buckets)
             r"monitor kernel of shape \(32, 32\) \(float32\) needs about .*bytes.*budget "
-            r"`max_kernel_bytes` = .*1,000 bytes.*lower `ntk_monitor_size` \(got 256\)")):
+            r"`max_kernel_bytes` = .*1,000 bytes.*lower `ntk_monitor_size` \(got 128\)")):
         clf.fit(X30, y30)
     assert "epoch" not in capsys.readouterr().out
     assert_unfitted(clf)
