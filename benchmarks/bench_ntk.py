@@ -139,7 +139,6 @@ def large_kernel_section():
 def monitor_section(monitor_size=256, hidden=(128, 128), n_epochs=20):
     """One ``ntk_norm`` monitor check (kernel on the monitor subset and its distance to
     K_0) against one SGD epoch of the estimator's defaults on standardised digits."""
-    import jax
     import jax.numpy as jnp
     from sklearn.datasets import load_digits
     from sklearn.preprocessing import StandardScaler

@@ -1,9 +1,9 @@
 """scikit-learn workflows end to end, each in a fresh Python process: grid search,
 learning curve, first fit, compilations per fit and memory over many sizes.
 
-Run: ``python benchmarks/bench_workflow.py`` (about 5 minutes on 2 cores; ``--repeat
-3`` takes the best of three runs of every timed row, ``--quick`` skips the learning
-curves).
+Run: ``python benchmarks/bench_workflow.py`` (about 10 minutes on 2 busy cores;
+``--repeat 3`` takes the best of three runs of every timed row, about 20 minutes;
+``--quick`` skips the learning curves).
 
 Data: scikit-learn's digits (1797 x 64), standardised; network (128, 128), batch 64.
 
