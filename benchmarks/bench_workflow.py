@@ -278,6 +278,16 @@ def grid_section(repeat, cache_dir):
     print("MLP = the faster MLPClassifier row; compilations: in the n_jobs=1 process.")
 
 
+def _skntk_runs(cache_dir):
+    """``(label, spec, cache)`` of every skntk configuration, cold and with a warm cache."""
+    runs = []
+    for config in CONFIGS:
+        runs.append((f"skntk {CONFIG_NAMES[config]}", dict(lib="skntk", config=config), None))
+        runs.append((f"skntk {CONFIG_NAMES[config]}, warm cache",
+                     dict(lib="skntk", config=config), cache_dir))
+    return runs
+
+
 def curve_section(cache_dir):
     print(f"\nlearning_curve, 10 sizes (10 % to 100 %), cv=5, {N_EPOCHS} epochs, n_jobs=1")
     header = (f"| {'estimator':<40} | {'seconds':>7} | {'compilations':>12} | "
@@ -286,10 +296,7 @@ def curve_section(cache_dir):
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     runs = [("MLPClassifier, 1 BLAS thread", dict(lib="mlp", config=None, blas_threads=1),
              None)]
-    for config in CONFIGS:
-        runs.append((f"skntk {CONFIG_NAMES[config]}", dict(lib="skntk", config=config), None))
-        runs.append((f"skntk {CONFIG_NAMES[config]}, warm cache",
-                     dict(lib="skntk", config=config), cache_dir))
+    runs += _skntk_runs(cache_dir)
     for label, spec, cache in runs:
         if cache:  # fill the cache with this workflow's shapes (untimed)
             fresh(dict(task="curve", **spec), cache)
@@ -308,10 +315,7 @@ def first_fit_section(cache_dir):
     runs = [("MLPClassifier(solver='sgd')", dict(lib="mlp", config=None), None),
             ("MLPClassifier, 1 BLAS thread", dict(lib="mlp", config=None, blas_threads=1),
              None)]
-    for config in CONFIGS:
-        runs.append((f"skntk {CONFIG_NAMES[config]}", dict(lib="skntk", config=config), None))
-        runs.append((f"skntk {CONFIG_NAMES[config]}, warm cache",
-                     dict(lib="skntk", config=config), cache_dir))
+    runs += _skntk_runs(cache_dir)
     for label, spec, cache in runs:
         r = fresh(dict(task="first_fit", **spec), cache)
         if r["seconds"] == float("inf"):
