@@ -155,29 +155,19 @@ class NoPhase:
         return mlp_forward(params, X)
 
 
-class _FullBatchPhase(NoPhase):
-    """A phase of full-batch steps ``update(params, params_star, X, Y, eta, weights)``."""
+class FrozenJacobianPhase(NoPhase):
+    """``ntk_phase="frozen_jacobian"``: the network trained with the Jacobian frozen at ``theta*``."""
 
-    update = None
-
-    @classmethod
-    def step(cls, state, epoch, settings):
-        params = cls.update(state.params, state.params_star, state.X, state.Y,
-                            settings.learning_rate, state.weights)
+    @staticmethod
+    def step(state, epoch, settings):
+        params = frozen_jacobian_step(state.params, state.params_star, state.X, state.Y,
+                                      settings.learning_rate, state.weights)
         return state._replace(params=params)
 
 
-class FrozenJacobianPhase(_FullBatchPhase):
-    """``ntk_phase="frozen_jacobian"``: the network trained with the Jacobian frozen at ``theta*``."""
-
-    update = staticmethod(frozen_jacobian_step)
-
-
-class LinearizedPhase(_FullBatchPhase):
+class LinearizedPhase(NoPhase):
     """``ntk_phase="linearized"``: the first-order Taylor model around ``theta*``, by
     gradient descent (``ntk_solver="gd"``)."""
-
-    update = staticmethod(linearized_step)
 
     @staticmethod
     def step(state, epoch, settings):

@@ -181,11 +181,18 @@ def _nonfinite_part(state):
 
 
 def _monitor_kernels_kept(est):
-    """Monitor kernels the switch criterion keeps from epoch to epoch, alive until the
-    end of the SGD phase: ``K_0`` for ``"ntk_norm"``, ``K_0`` and the kernel of the last
-    check for ``"kernel_velocity"``, the last ``switch_window`` kernels for
-    ``"kernel_distance"``."""
-    return {"ntk_norm": 1, "kernel_velocity": 2}.get(est.switch, est.switch_window)
+    """The monitor kernels the switch criterion keeps from epoch to epoch, alive until
+    the end of the SGD phase: ``(count, description, fix)``, with ``fix`` the parameter
+    besides ``ntk_monitor_size`` that lowers the count ("" if none)."""
+    if est.switch == "ntk_norm":
+        return 1, "K_0, the monitor kernel at initialisation", ""
+    if est.switch == "kernel_velocity":
+        return 2, ("K_0 and the monitor kernel of the last check, kept by "
+                   "switch='kernel_velocity'"), ""
+    return (est.switch_window,
+            f"the last {est.switch_window} monitor kernels, kept by switch={est.switch!r} "
+            f"(switch_window={est.switch_window})",
+            f" or `switch_window` (got {est.switch_window})")
 
 
 def _check_budgets(est, layer_sizes, n_samples, n_val):
@@ -198,18 +205,8 @@ def _check_budgets(est, layer_sizes, n_samples, n_val):
     kernels would exceed ``max_kernel_bytes``."""
     if est.switch in KERNEL_CRITERIA:
         m = padded_monitor_size(min(est.ntk_monitor_size, n_samples), est.ntk_monitor_size)
-        kept = _monitor_kernels_kept(est)
+        kept, held_what, window_hint = _monitor_kernels_kept(est)
         held = kept * kernel_nbytes(m, m, COMPUTE_DTYPE)
-        if est.switch == "ntk_norm":
-            held_what, window_hint = "K_0, the monitor kernel at initialisation", ""
-        elif est.switch == "kernel_velocity":
-            held_what = ("K_0 and the monitor kernel of the last check, kept by "
-                         "switch='kernel_velocity'")
-            window_hint = ""
-        else:
-            held_what = (f"the last {kept} monitor kernels, kept by switch={est.switch!r} "
-                         f"(switch_window={est.switch_window})")
-            window_hint = f" or `switch_window` (got {est.switch_window})"
         # ntk_gram holds the new kernel, its Gram temporaries and the layer factors,
         # beside the kernels kept by the criterion.
         working = _working_set_bytes(layer_sizes, m, m, m, True, False,
