@@ -30,11 +30,13 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from scipy.sparse.linalg import LinearOperator, eigsh
 
+from ._mlp import logits_loss_and_accuracy
+
 LBFGS_MEMORY = 10
 """Curvature pairs kept by L-BFGS (Nocedal and Wright recommend 3 to 20)."""
 
-_BRACKET_DOUBLINGS = 30
-_LINE_SEARCH_STEPS = 8
+_LINE_SEARCH_STEPS = 6
+"""Safeguarded Newton steps of the exact line search."""
 
 
 class Linearization(NamedTuple):
@@ -254,38 +256,31 @@ def _line_derivatives(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d, alpha)
 
 
 def _exact_line_search(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d):
-    """The minimiser over ``alpha >= 0`` of the (convex) objective along the line: a
-    bracket found by doubling from 1, then safeguarded Newton steps (a step that leaves
-    the bracket is replaced by bisection), which converge in a few iterations."""
-    derivatives = lambda alpha: _line_derivatives(  # noqa: E731
-        logits, u, Y, weights, ridge, delta_dot_d, d_dot_d, alpha)
-
-    def grow(carry):
-        lo, hi, i = carry
-        return hi, 2.0 * hi, i + 1
-
-    lo, hi, _ = jax.lax.while_loop(
-        lambda c: (derivatives(c[1])[0] < 0) & (c[2] < _BRACKET_DOUBLINGS), grow,
-        (jnp.asarray(0.0, logits.dtype), jnp.asarray(1.0, logits.dtype), 0))
-
+    """The minimiser over ``alpha >= 0`` of the (convex) objective along the line, by
+    safeguarded Newton steps from ``alpha = 1`` (the natural quasi-Newton step): the
+    bracket ``[lo, hi]`` of the minimiser shrinks with the sign of each derivative, and
+    a Newton step that leaves it is replaced by doubling (while no upper end is known)
+    or bisection. Each step costs one softmax over the (N, C) logits and no pass over
+    the network."""
     def newton(i, carry):
         lo, hi, alpha = carry
-        first, second = derivatives(alpha)
+        first, second = _line_derivatives(logits, u, Y, weights, ridge, delta_dot_d,
+                                          d_dot_d, alpha)
         lo, hi = jnp.where(first < 0, alpha, lo), jnp.where(first < 0, hi, alpha)
         step = alpha - first / jnp.where(second > 0, second, 1.0)
-        inside = (second > 0) & (step > lo) & (step < hi)
-        return lo, hi, jnp.where(inside, step, 0.5 * (lo + hi))
+        # Inclusive: once converged to rounding, the Newton step lands on an end of
+        # the bracket and must stay there rather than bisect away.
+        inside = (second > 0) & (step >= lo) & (step <= hi)
+        fallback = jnp.where(jnp.isinf(hi), 2.0 * alpha, 0.5 * (lo + hi))
+        return lo, hi, jnp.where(inside, step, fallback)
 
-    _, _, alpha = jax.lax.fori_loop(0, _LINE_SEARCH_STEPS, newton, (lo, hi, 0.5 * (lo + hi)))
+    zero = jnp.zeros((), logits.dtype)
+    _, _, alpha = jax.lax.fori_loop(0, _LINE_SEARCH_STEPS, newton,
+                                    (zero, zero + jnp.inf, zero + 1.0), unroll=True)
     return alpha
 
 
-@jax.jit
-def lbfgs_step(state, lin, Y, weights, ridge=0.0):
-    """One L-BFGS iteration on ``mean CE(f_lin) + (ridge / 2) ||theta - theta*||^2``:
-    a direction from the stored pairs, one Jacobian-vector product for the line
-    ``f + alpha J d``, an exact line search along it, and one vector-Jacobian product
-    for the new gradient."""
+def _lbfgs_step(state, lin, Y, weights, ridge):
     _, unravel = ravel_pytree(lin.params_star)
     direction = _two_loop_direction(state)
     # Not a descent direction (rounding): fall back to steepest descent.
@@ -300,15 +295,49 @@ def lbfgs_step(state, lin, Y, weights, ridge=0.0):
     grad = _flat_gradient(lin, logits, Y, weights) + ridge * (state.delta + s)
     y = grad - state.grad
     sy = jnp.dot(s, y)
+    # A pair without positive curvature (rounding) would spoil the inverse-Hessian
+    # estimate: it is not stored, and the oldest pair stays.
     keep = sy > 1e-10 * jnp.sqrt(jnp.dot(s, s) * jnp.dot(y, y))
     slot = state.count % LBFGS_MEMORY
-    new_pairs = LBFGSState(
+    return LBFGSState(
         state.delta + s, logits, grad, _loss(logits, Y, weights),
-        state.s.at[slot].set(s), state.y.at[slot].set(y),
-        state.rho.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), state.count + 1, alpha)
-    skip_pair = state._replace(delta=state.delta + s, logits=logits, grad=grad,
-                               loss=_loss(logits, Y, weights), alpha=alpha)
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new_pairs, skip_pair)
+        state.s.at[slot].set(jnp.where(keep, s, state.s[slot])),
+        state.y.at[slot].set(jnp.where(keep, y, state.y[slot])),
+        state.rho.at[slot].set(jnp.where(keep, 1.0 / jnp.where(keep, sy, 1.0),
+                                         state.rho[slot])),
+        state.count + keep.astype(state.count.dtype), alpha)
+
+
+@jax.jit
+def lbfgs_step(state, lin, Y, weights, ridge=0.0):
+    """One L-BFGS iteration on ``mean CE(f_lin) + (ridge / 2) ||theta - theta*||^2``:
+    a direction from the stored pairs, one Jacobian-vector product for the line
+    ``f + alpha J d``, an exact line search along it, and one vector-Jacobian product
+    for the new gradient."""
+    return _lbfgs_step(state, lin, Y, weights, ridge)
+
+
+@jax.jit
+def lbfgs_epoch_and_metrics(state, lin, Y, weights, ridge, val_lin, Y_val, weights_val):
+    """One L-BFGS iteration (:func:`lbfgs_step`) and what the training loop checks and
+    records after it, in one compiled program with one transfer to the host.
+
+    ``val_lin``: the linearisation at ``theta*`` on the validation inputs, or ``None``.
+    Returns the new state and ``[1 if the step and logits are finite else 0,
+    train_loss, train_accuracy, val_loss, val_accuracy]`` (NaN without validation
+    data); the training logits are the solver's own, the validation logits one
+    Jacobian-vector product."""
+    state = _lbfgs_step(state, lin, Y, weights, ridge)
+    finite = jnp.isfinite(jnp.sum(state.delta * 0) + jnp.sum(state.logits * 0))
+    values = [finite.astype(state.logits.dtype), *logits_loss_and_accuracy(state.logits, Y,
+                                                                         weights)]
+    if val_lin is None:
+        values += [jnp.nan, jnp.nan]
+    else:
+        _, unravel = ravel_pytree(lin.params_star)
+        val_logits = val_lin.logits + jacobian_vector_product(val_lin, unravel(state.delta))
+        values += list(logits_loss_and_accuracy(val_logits, Y_val, weights_val))
+    return state, jnp.stack([jnp.asarray(v, state.logits.dtype) for v in values])
 
 
 @jax.jit

@@ -30,7 +30,8 @@ import numpy as np
 
 from ._devices import shard_rows
 from ._kernel_phase import KernelPhase, MatrixFreeKernelPhase
-from ._linearized import delta_to_params, lbfgs_init, lbfgs_step, linearization
+from ._linearized import (delta_to_params, lbfgs_epoch_and_metrics, lbfgs_init, lbfgs_step,
+                          linearization)
 from ._mlp import mlp_forward, params_to_numpy
 
 
@@ -121,8 +122,10 @@ class NoPhase:
     """``ntk_phase=None``: the SGD network as it is."""
 
     @staticmethod
-    def start(params_star, X, Y, settings, weights=None):
-        """``weights`` (N,), optional: 0 for padding rows of ``X`` and ``Y`` (a bucket)."""
+    def start(params_star, X, Y, settings, weights=None, val=None):
+        """``weights`` (N,), optional: 0 for padding rows of ``X`` and ``Y`` (a bucket);
+        ``val``: the validation rows (:class:`skntk._buckets.Rows`) or ``None``, for the
+        phases that report their metrics with each step (:meth:`step_and_report`)."""
         mesh = settings.mesh
         if mesh is None:
             return NetworkState(params_star, params_star, X, Y, weights)
@@ -189,13 +192,18 @@ class LBFGSNetworkState(NamedTuple):
     """State of the L-BFGS linearised phase: ``lin``, the activations at ``theta*`` on
     the training inputs (:class:`skntk._linearized.Linearization`); ``solver``, the
     :class:`skntk._linearized.LBFGSState`; ``X``: the training inputs (N', d) and
-    ``Y``, ``weights`` as in :class:`NetworkState`."""
+    ``Y``, ``weights`` as in :class:`NetworkState`; ``val_lin``, ``Y_val``,
+    ``weights_val``: the linearisation on the validation inputs and their targets and
+    weights (``None`` without validation data)."""
 
     lin: Any
     solver: Any
     X: Any
     Y: Any
     weights: Any
+    val_lin: Any = None
+    Y_val: Any = None
+    weights_val: Any = None
 
 
 class LinearizedLBFGSPhase(LinearizedPhase):
@@ -206,14 +214,31 @@ class LinearizedLBFGSPhase(LinearizedPhase):
     so ``settings.learning_rate`` is unused."""
 
     @staticmethod
-    def start(params_star, X, Y, settings, weights=None):
+    def start(params_star, X, Y, settings, weights=None, val=None):
         base = NoPhase.start(params_star, X, Y, settings, weights)
         weights = base.weights
         if weights is None:
             weights = jnp.ones(base.X.shape[0], base.X.dtype)
         lin = linearization(params_star, base.X)
-        return LBFGSNetworkState(lin, lbfgs_init(lin, base.Y, weights), base.X, base.Y,
-                                 weights)
+        state = LBFGSNetworkState(lin, lbfgs_init(lin, base.Y, weights), base.X, base.Y,
+                                  weights)
+        if val is None:
+            return state
+        val_weights = val.weights
+        if val_weights is None:
+            val_weights = jnp.ones(val.X.shape[0], val.X.dtype)
+        return state._replace(val_lin=linearization(params_star, val.X), Y_val=val.Y,
+                              weights_val=val_weights)
+
+    @staticmethod
+    def step_and_report(state, settings):
+        """One iteration and ``[finite, train_loss, train_accuracy, val_loss,
+        val_accuracy]`` in one compiled program (see
+        :func:`skntk._linearized.lbfgs_epoch_and_metrics`)."""
+        solver, report = lbfgs_epoch_and_metrics(
+            state.solver, state.lin, state.Y, state.weights, settings.ntk_ridge,
+            state.val_lin, state.Y_val, state.weights_val)
+        return state._replace(solver=solver), report
 
     @staticmethod
     def step(state, epoch, settings):

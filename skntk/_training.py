@@ -336,7 +336,8 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     if issubclass(phase, NoPhase):
         # Network phases: the padded rows, masked by their weights.
         ntk_train, ntk_val = train, val
-        phase_state = phase.start(params, train.X, train.Y, settings, weights=train.weights)
+        phase_state = phase.start(params, train.X, train.Y, settings, weights=train.weights,
+                                  val=val)
         # A phase may already hold its training logits (L-BFGS does).
         phase_metrics = partial(_network_metrics, phase.logits,
                                 train_logits_fn=getattr(phase, "train_logits", None))
@@ -356,12 +357,20 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
                                float(est.ntk_tol), int(est.ntk_patience), phase_state,
                                switch_loss, switch_val_score)
         for count, epoch in enumerate(phase.epochs(settings), start=1):
-            phase_state = phase.step(phase_state, epoch, settings)
-            what = _nonfinite_part(phase_state)
-            if what is not None:
-                raise history.divergence(what, "ntk")
-            history.record("ntk", phase_metrics(phase_state, ntk_train, ntk_val), math.nan,
-                           _solver_iterations(phase_state))
+            if hasattr(phase, "step_and_report"):
+                # The step, its finiteness and its metrics in one program.
+                phase_state, report = phase.step_and_report(phase_state, settings)
+                report = np.asarray(report)
+                if not report[0]:
+                    raise history.divergence("the parameters", "ntk")
+                metrics = report[1:]
+            else:
+                phase_state = phase.step(phase_state, epoch, settings)
+                what = _nonfinite_part(phase_state)
+                if what is not None:
+                    raise history.divergence(what, "ntk")
+                metrics = phase_metrics(phase_state, ntk_train, ntk_val)
+            history.record("ntk", metrics, math.nan, _solver_iterations(phase_state))
             row = history.rows[-1]
             if stopping.update(count, phase_state, row["train_loss"], row["val_accuracy"]):
                 break
