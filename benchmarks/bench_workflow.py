@@ -3,12 +3,13 @@ learning curve, first fit, compilations per fit and memory over many sizes.
 
 Run: ``python benchmarks/bench_workflow.py`` (about 10 minutes on 2 busy cores;
 ``--repeat 3`` takes the best of three runs of every timed row, about 20 minutes;
-``--quick`` skips the learning curves).
+``--quick`` skips the learning curves; ``--grid-only`` runs only the grid search).
 
 Data: scikit-learn's digits (1797 x 64), standardised; network (128, 128), batch 64.
 
 - **Grid search**: ``GridSearchCV(cv=5)`` over 6 learning rates, 30 epochs, with
-  ``n_jobs=1`` and ``n_jobs=2`` (joblib's loky workers), timed around
+  ``n_jobs=1``, ``n_jobs=2`` in joblib's default loky worker processes, and
+  ``n_jobs=2`` in threads (``joblib.parallel_config(backend="threading")``), timed around
   ``GridSearchCV.fit`` in a new process (imports excluded, worker start-up
   included). ``MLPClassifier(solver="sgd")`` gets the same budget: 30 epochs (no early
   stop), the same grid of ``learning_rate_init``, plain SGD (no momentum). It is run
@@ -102,11 +103,15 @@ def _blas_limit(blas_threads):
     return threadpool_limits(blas_threads)
 
 
-def task_grid(lib, config, n_jobs, blas_threads=None):
+def task_grid(lib, config, n_jobs, blas_threads=None, backend=None):
+    import contextlib
+    import joblib
     from sklearn.model_selection import GridSearchCV
     X, y = _digits()
     search = GridSearchCV(_estimator(lib, config), _grid(lib), cv=5, n_jobs=n_jobs)
-    with _blas_limit(blas_threads), _counter() as compiled:
+    threads = (joblib.parallel_config(backend=backend) if backend
+               else contextlib.nullcontext())
+    with threads, _blas_limit(blas_threads), _counter() as compiled:
         start = time.perf_counter()
         search.fit(X, y)
         seconds = time.perf_counter() - start
@@ -254,28 +259,34 @@ def grid_section(repeat, cache_dir):
                      dict(lib="skntk", config=config), cache_dir))
     for config in CONFIGS:  # fill the cache (untimed)
         fresh(dict(task="grid", lib="skntk", config=config, n_jobs=1), cache_dir)
+    # Columns: n_jobs=1; n_jobs=2 with joblib's default loky worker processes; n_jobs=2
+    # with joblib's threading backend.
+    columns = {"1": dict(n_jobs=1), "2 processes": dict(n_jobs=2),
+               "2 threads": dict(n_jobs=2, backend="threading")}
     for _ in range(repeat):  # round robin, so that load changes hit every row alike
         for label, spec, cache in plan:
-            for n_jobs in (1, 2):
-                result = fresh(dict(task="grid", n_jobs=n_jobs, **spec), cache)
-                rows.setdefault(label, {}).setdefault(n_jobs, []).append(result)
-    best = {label: {n: _best(r) for n, r in by_jobs.items()} for label, by_jobs in rows.items()}
-    mlp = {n: min(best[label][n]["seconds"] for label in best if label.startswith("MLP"))
-           for n in (1, 2)}
+            for column, jobs in columns.items():
+                result = fresh(dict(task="grid", **jobs, **spec), cache)
+                rows.setdefault(label, {}).setdefault(column, []).append(result)
+    best = {label: {c: _best(r) for c, r in by_jobs.items()} for label, by_jobs in rows.items()}
+    mlp = min(best[label]["1"]["seconds"] for label in best if label.startswith("MLP"))
     print(f"\nGridSearchCV(cv=5), {len(LEARNING_RATES)} learning rates, {N_EPOCHS} epochs, "
           f"digits, {HIDDEN}, batch {BATCH}: seconds of GridSearchCV.fit in a fresh process "
           f"(best of {repeat})")
-    header = (f"| {'estimator':<40} | {'n_jobs=1 s':>10} | {'n_jobs=2 s':>10} | "
-              f"{'2 jobs / 1 job':>14} | {'/ MLP, 1 job':>12} | {'/ MLP, 2 jobs':>13} | "
-              f"{'compilations':>12} | {'best score':>10} |")
+    header = (f"| {'estimator':<40} | {'n_jobs=1 s':>10} | {'/ MLP':>5} | "
+              f"{'2 processes s':>13} | {'/ 1 job':>7} | {'2 threads s':>11} | "
+              f"{'/ 1 job':>7} | {'compilations':>12} | {'best score':>10} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for label, by_jobs in best.items():
-        one, two = by_jobs[1]["seconds"], by_jobs[2]["seconds"]
-        print(f"| {label:<40} | {_seconds(one):>10} | {_seconds(two):>10} | "
-              f"{two / one:>14.2f} | {one / mlp[1]:>12.2f} | {two / mlp[2]:>13.2f} | "
-              f"{by_jobs[1]['compilations']:>12d} | {by_jobs[1]['score']:>10.3f} |")
-    print("MLP = the faster MLPClassifier row; compilations: in the n_jobs=1 process.")
+        one = by_jobs["1"]["seconds"]
+        processes, threads = by_jobs["2 processes"]["seconds"], by_jobs["2 threads"]["seconds"]
+        print(f"| {label:<40} | {_seconds(one):>10} | {one / mlp:>5.2f} | "
+              f"{_seconds(processes):>13} | {processes / one:>7.2f} | "
+              f"{_seconds(threads):>11} | {threads / one:>7.2f} | "
+              f"{by_jobs['1']['compilations']:>12d} | {by_jobs['1']['score']:>10.3f} |")
+    print("MLP = the faster MLPClassifier row with n_jobs=1; 2 threads: n_jobs=2 inside "
+          "joblib.parallel_config(backend='threading'); compilations: in the n_jobs=1 process.")
 
 
 def _skntk_runs(cache_dir):
@@ -342,6 +353,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=1,
                         help="timed runs per grid-search row; the best is shown")
     parser.add_argument("--quick", action="store_true", help="skip the learning curves")
+    parser.add_argument("--grid-only", action="store_true",
+                        help="only the grid-search table (and the capacity checks)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -355,6 +368,8 @@ def main():
         capacity_section()
         grid_section(args.repeat, cache_dir)
         capacity_section()
+        if args.grid_only:
+            return
         first_fit_section(cache_dir)
         compilations_section()
         if not args.quick:

@@ -99,9 +99,10 @@ plt.show()
 # %%
 # The hybrid's training history
 # -----------------------------
-# On the interaction task: the dotted line marks the epoch where
-# ``"kernel_velocity"`` held; the shaded part is the NTK phase. Validation curves
-# use the 10% of the training data held out by ``validation_fraction``.
+# On the interaction task: the red dotted line marks the epoch where
+# ``"kernel_velocity"`` held; the shaded part is the NTK phase, and a green dotted
+# line the epoch whose state the model kept when that phase stopped early. Validation
+# curves use the 10% of the training data held out by ``validation_fraction``.
 display = TrainingHistoryDisplay.from_estimator(results["x0 * x1 among 30 inputs"]["model"])
 plt.show()
 
@@ -117,3 +118,16 @@ plt.show()
 # digits.
 # ``benchmarks/bench_hybrid.py`` measures this on four tasks and several seeds (see
 # the user guide, "When does the hybrid pay off").
+
+# sphinx_gallery_start_ignore
+# Run as a plain script, save the figures still open (see README.txt). sphinx-gallery
+# is imported when it runs the examples, and captures the figures itself.
+import sys
+from pathlib import Path
+
+if "sphinx_gallery" not in sys.modules:
+    for n, number in enumerate(plt.get_fignums(), start=1):
+        name = f"{Path(__file__).stem}_{n}.png"
+        plt.figure(number).savefig(name)
+        print("saved", name)
+# sphinx_gallery_end_ignore

@@ -101,3 +101,16 @@ plt.show()
 # * Only the frozen-Jacobian network stays a network: its predictions are
 #   non-linear in ``theta``, so it can drift from the linear model when the
 #   steps are long.
+
+# sphinx_gallery_start_ignore
+# Run as a plain script, save the figures still open (see README.txt). sphinx-gallery
+# is imported when it runs the examples, and captures the figures itself.
+import sys
+from pathlib import Path
+
+if "sphinx_gallery" not in sys.modules:
+    for n, number in enumerate(plt.get_fignums(), start=1):
+        name = f"{Path(__file__).stem}_{n}.png"
+        plt.figure(number).savefig(name)
+        print("saved", name)
+# sphinx_gallery_end_ignore

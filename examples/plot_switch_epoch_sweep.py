@@ -145,3 +145,16 @@ for name, curves in results.items():
     best = {phase: max(curves[phase]) for phase in PHASES}
     print(f"{name}: plain SGD after {BUDGET} epochs {curves['sgd'][-1]:.3f}; best NTK phase "
           + ", ".join(f"{phase} {acc:.3f}" for phase, acc in best.items()))
+
+# sphinx_gallery_start_ignore
+# Run as a plain script, save the figures still open (see README.txt). sphinx-gallery
+# is imported when it runs the examples, and captures the figures itself.
+import sys
+from pathlib import Path
+
+if "sphinx_gallery" not in sys.modules:
+    for n, number in enumerate(plt.get_fignums(), start=1):
+        name = f"{Path(__file__).stem}_{n}.png"
+        plt.figure(number).savefig(name)
+        print("saved", name)
+# sphinx_gallery_end_ignore

@@ -27,6 +27,7 @@ of every full-batch computation.
 """
 
 import sys
+import threading
 from typing import Any, NamedTuple
 
 import jax
@@ -185,6 +186,7 @@ def monitor_rows(X_monitor, monitor_size, mesh=None):
 # ------------------------------------------------------------------ bounded compiled state
 
 _live_shapes = set()
+_live_shapes_lock = threading.Lock()  # fits may run in threads (n_jobs, threading backend)
 
 
 def clear_compiled_programs():
@@ -210,8 +212,9 @@ def use_shapes(key):
     fewer keys (the folds of a grid search, a learning curve of up to 16 sizes) never
     clear.
     """
-    if key in _live_shapes:
-        return
-    if len(_live_shapes) >= MAX_LIVE_SHAPES:
-        clear_compiled_programs()
-    _live_shapes.add(key)
+    with _live_shapes_lock:
+        if key in _live_shapes:
+            return
+        if len(_live_shapes) >= MAX_LIVE_SHAPES:
+            clear_compiled_programs()
+        _live_shapes.add(key)

@@ -26,7 +26,8 @@ from ._validation import (FLOAT32_MAX, check_float32_range, label_repr, python_s
 from .ntk import DEFAULT_MAX_KERNEL_BYTES
 
 _FITTED_ATTRIBUTES = (
-    "classes_", "coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_", "history_",
+    "classes_", "coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_", "init_coefs_",
+    "init_intercepts_", "monitor_indices_", "history_",
     "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_",
     "sgd_time_", "ntk_time_", "ntk_learning_rate_", "ntk_solver_", "ntk_stop_reason_",
     "ntk_best_epoch_", "_ntk_extra", "kernel_solver_", "kernel_solver_info_",
@@ -251,6 +252,14 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         per layer. For ``"kernel"`` this is ``theta*``.
     switch_coefs_, switch_intercepts_ : list of ndarray
         ``theta*``, the parameters at the switch.
+    init_coefs_, init_intercepts_ : list of ndarray
+        ``theta_0``, the initial parameters drawn from ``random_state`` (float32,
+        shapes as ``coefs_``), from which the SGD phase starts.
+    monitor_indices_ : ndarray of shape (m,), int
+        Rows of the ``X`` passed to :meth:`fit` that form the monitor subset (sorted;
+        ``m = min(ntk_monitor_size, n_train)``, drawn from the training part after the
+        validation split): the inputs of the kernel criteria's monitor kernels and of
+        the automatic NTK step.
     history_ : dict of ndarray
         One entry per epoch of either phase: ``epoch`` (1-based, continuing through
         the NTK phase), ``phase`` (``"sgd"`` or ``"ntk"``), ``train_loss``,
@@ -509,13 +518,15 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                 f"HybridNTKClassifier needs samples of at least 2 classes; got 1 class "
                 f"({label_repr(classes[0])}). Pass data with two or more distinct labels in `y`.")
         rng = check_random_state(self.random_state)
-        X, Y, X_val, Y_val = self._split(X, y_index, len(classes), X_val, y_val, classes, rng)
+        X, Y, X_val, Y_val, train_rows = self._split(X, y_index, len(classes), X_val, y_val,
+                                                     classes, rng)
 
         settings = self._with_python_scalars()
         fitted = fit_hybrid(settings, X, Y, X_val, Y_val, layers, rng)
         # Everything prediction needs is fitted state, so that set_params after fit
         # changes nothing until the next fit.
         fitted.update(
+            monitor_indices_=np.sort(train_rows[fitted.pop("monitor_index")]),
             ntk_phase_=settings.ntk_phase, switch_=settings.switch,
             _ntk_extra=dict(fitted["_ntk_extra"], max_kernel_bytes=settings.max_kernel_bytes))
         self.classes_ = classes
@@ -589,9 +600,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         return X_checked, np.searchsorted(classes, y_val)
 
     def _split(self, X, y_index, n_classes, X_val, y_val, classes, rng):
-        """Float32 training and validation arrays with one-hot targets (copies)."""
+        """Float32 training and validation arrays with one-hot targets (copies), and the
+        rows of ``X`` that form the training part."""
         split_seed = rng.randint(np.iinfo(np.int32).max)
         val_index = None
+        train_rows = np.arange(X.shape[0])
         if X_val is not None:
             X_val, val_index = self._check_validation_set(X_val, y_val, classes)
         elif self.validation_fraction:
@@ -608,8 +621,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                 reason = (f"the {n_samples - n_val} remaining training sample(s) cannot "
                           f"represent {n_classes} classes")
             else:
-                X_train, X_held, train_index, held_index = train_test_split(
-                    X, y_index, test_size=n_val, stratify=y_index, random_state=split_seed)
+                X_train, X_held, train_index, held_index, train_rows, _ = train_test_split(
+                    X, y_index, np.arange(n_samples), test_size=n_val, stratify=y_index,
+                    random_state=split_seed)
                 for part, index in (("training", train_index), ("validation", held_index)):
                     missing = np.flatnonzero(np.bincount(index, minlength=n_classes) == 0)
                     if missing.size and reason is None:
@@ -617,6 +631,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                                   f"out of the {part} part")
                 if reason is None:
                     X, X_val, y_index, val_index = X_train, X_held, train_index, held_index
+                else:
+                    train_rows = np.arange(n_samples)
             if reason is not None:
                 warnings.warn(
                     f"validation_fraction={self.validation_fraction} cannot hold out a "
@@ -629,8 +645,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         eye = np.eye(n_classes, dtype=COMPUTE_DTYPE)
         X = np.array(X, dtype=COMPUTE_DTYPE)
         if X_val is None:
-            return X, eye[y_index], None, None
-        return X, eye[y_index], np.array(X_val, dtype=COMPUTE_DTYPE), eye[val_index]
+            return X, eye[y_index], None, None, train_rows
+        return (X, eye[y_index], np.array(X_val, dtype=COMPUTE_DTYPE), eye[val_index],
+                train_rows)
 
     # -------------------------------------------------------------- predict
 
@@ -666,6 +683,44 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                                  dtype=np.float64)
                       for i in range(0, padded.shape[0], PREDICT_BLOCK)]
         return np.concatenate(blocks)[:n_samples]
+
+    def decision_function(self, X):
+        """The model's logits: the network's outputs before the softmax.
+
+        For the ``"linearized"`` phase these are the linearised network's outputs
+        ``f(x; theta*) + J(x; theta*) (theta - theta*)``; for the ``"kernel"`` phase the
+        kernel regression's outputs (see the user guide's "Method" section).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Dense inputs with the features seen in :meth:`fit`. Values beyond the
+            float32 range are clipped to it. Not modified.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes), float64
+            With two classes, the log-odds of ``classes_[1]`` against ``classes_[0]``
+            (``f_1(x) - f_0(x)``, positive where ``classes_[1]`` is predicted), as
+            scikit-learn's binary classifiers return; otherwise the logits, columns in
+            the order of ``classes_`` (defined up to a constant per row: the softmax
+            ignores it). Computed in float32; a diverged model may give ``inf`` or
+            NaN, which :meth:`predict_proba` handles by the rule in the Notes.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If ``X`` holds NaN or infinity, or has other features than in :meth:`fit`.
+        TypeError
+            If ``X`` is a scipy sparse matrix.
+        """
+        logits = self._logits(X)
+        if len(self.classes_) == 2:
+            with np.errstate(invalid="ignore", over="ignore"):
+                return logits[:, 1] - logits[:, 0]
+        return logits
 
     def predict_proba(self, X):
         """Class probabilities: the softmax of the model's logits.

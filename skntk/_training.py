@@ -243,7 +243,8 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     # With several devices every array lives on all of them (replicated) and the
     # per-step computations split their batch over the mesh; see _devices.
     mesh = data_mesh(est.devices)
-    params = replicate(params_to_jax(init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE)), mesh)
+    init_params = init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE)
+    params = replicate(params_to_jax(init_params), mesh)
     monitor, m = None, min(est.ntk_monitor_size, n_samples)
     # The monitor subset serves the kernel criteria and the automatic NTK step.
     monitor_index = np.sort(rng.choice(n_samples, m, replace=False))
@@ -393,6 +394,8 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     return dict(
         coefs_=[W for W, _ in final], intercepts_=[b for _, b in final],
         switch_coefs_=[W for W, _ in params_star], switch_intercepts_=[b for _, b in params_star],
+        init_coefs_=[np.array(W) for W, _ in init_params],
+        init_intercepts_=[np.array(b) for _, b in init_params], monitor_index=monitor_index,
         history_=arrays, loss_curve_=arrays["train_loss"].tolist(),
         switch_epoch_=n_sgd, switch_threshold_=threshold, switch_reached_=bool(switched),
         n_iter_=len(history.rows), sgd_time_=sgd_time, ntk_time_=ntk_time,

@@ -5,9 +5,13 @@ arrays with its constructor followed by :meth:`plot`. After drawing, ``figure_``
 ``ax_`` hold the matplotlib figure and axes.
 
 - :class:`TrainingHistoryDisplay`: loss and accuracy per epoch, on the training and
-  validation data, with the switch epoch marked and the NTK phase shaded.
+  validation data, with the switch epoch marked, the NTK phase shaded and, when that
+  phase stopped early, the epoch whose state the model kept marked.
 - :class:`SwitchStatisticDisplay`: the monitored switch statistic per epoch on a log
   scale, with the threshold and the switch epoch marked.
+
+Epoch axes show whole epochs only; a run of one or two epochs is shown with one
+epoch of room either side.
 
 matplotlib is optional (``pip install matplotlib``, or the ``plot`` extra:
 ``pip install ".[plot]"`` in a checkout of skntk); it is imported only when a
@@ -22,6 +26,19 @@ from sklearn.utils.validation import check_is_fitted
 __all__ = ["SwitchStatisticDisplay", "TrainingHistoryDisplay"]
 
 _TRAIN_COLOR, _VAL_COLOR, _SWITCH_COLOR, _NTK_COLOR = "C0", "C1", "C3", "C2"
+
+# NTK-phase stops that end it early (``ntk_epochs="auto"``), and keep the state of
+# ``ntk_best_epoch_`` ("max_epochs" runs the whole cap; "n_epochs" a whole number).
+_EARLY_NTK_STOPS = ("validation_score", "converged")
+
+# What each criterion's statistic is, for the y-axis label (see HybridNTKClassifier's
+# ``switch`` parameter); k is ``switch_window``.
+_STATISTIC_LABELS = {
+    "kernel_velocity": r"kernel velocity $v_e / d_e$",
+    "kernel_distance": r"kernel distance $1 - \cos(K_e, K_{e-k})$",
+    "ntk_norm": r"NTK distance change $|D_e - D_{e-k}|$",
+    "param_norm": r"parameter change $\|\theta_e - \theta_{e-k}\|_2$",
+}
 
 
 def _require_matplotlib():
@@ -75,19 +92,54 @@ def _mark_switch(ax, switch_epoch, label):
                       label=label)
 
 
-def _integer_epochs(ax):
+def _integer_epochs(ax, epochs):
+    """Whole-epoch ticks and the label "epoch" on the x-axis of ``ax``.
+
+    ``epochs`` are the x positions drawn (NaN ignored). When they span less than two
+    epochs (one point, or two neighbours), the limits are widened to one epoch either
+    side: on a narrower range even an integer locator falls back to fractional ticks
+    (2.84 ... 3.16 around a single point). Call after drawing, as it fixes the limits.
+    """
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
+    epochs = np.asarray(epochs, dtype=float).ravel()
+    epochs = epochs[np.isfinite(epochs)]
+    if epochs.size and np.ptp(epochs) < 2:
+        low, high = ax.get_xlim()
+        ax.set_xlim(min(low, epochs.min() - 1), max(high, epochs.max() + 1))
+
+
+def _kept_ntk_epoch(estimator):
+    """Overall epoch whose state the model kept when its NTK phase stopped early
+    (``switch_epoch_ + ntk_best_epoch_``); None when the phase ran to its end or kept
+    the switch point."""
+    best = getattr(estimator, "ntk_best_epoch_", 0)
+    if best > 0 and getattr(estimator, "ntk_stop_reason_", None) in _EARLY_NTK_STOPS:
+        return int(estimator.switch_epoch_) + int(best)
+    return None
+
+
+def _statistic_label(criterion, window):
+    """y-axis label: what the statistic of ``criterion`` is, and its window k."""
+    if criterion in _STATISTIC_LABELS:
+        label = _STATISTIC_LABELS[criterion]
+    else:
+        label = "switch statistic" + (f" ({criterion})" if criterion else "")
+    if window is not None:
+        label += f"\n(k = {window} epoch{'' if window == 1 else 's'})"
+    return label
 
 
 class TrainingHistoryDisplay:
     """Loss and accuracy per epoch of both training phases.
 
     Draws the training and validation curves of the mean cross-entropy and of the
-    accuracy, marks the switch epoch with a vertical dotted line and shades the NTK
-    phase. Build it with :meth:`from_estimator`, or from arrays and then :meth:`plot`.
+    accuracy (a fraction in [0, 1]), marks the switch epoch with a vertical dotted line,
+    shades the NTK phase and, when that phase stopped early, marks the epoch whose
+    state the model kept with a green dotted line. Build it with
+    :meth:`from_estimator`, or from arrays and then :meth:`plot`.
 
     Parameters
     ----------
@@ -98,11 +150,16 @@ class TrainingHistoryDisplay:
         [0, 1]; NaN validation values are not drawn).
     switch_epoch : int or None, default=None
         Last SGD epoch, marked by a vertical line; None marks nothing.
+    kept_epoch : int or None, default=None
+        Epoch (in ``history["epoch"]`` numbering) whose state the final model is, when
+        the NTK phase stopped early and kept an earlier or converged state: for a fitted
+        estimator ``switch_epoch_ + ntk_best_epoch_``. Marked by a vertical dotted line
+        labelled "kept NTK-phase epoch"; None marks nothing.
 
     Attributes
     ----------
     ax_ : matplotlib Axes
-        Axes of the loss curves.
+        Axes of the loss curves (log scale with ``log_loss=True``).
     accuracy_ax_ : matplotlib Axes
         Axes of the accuracy curves: the second panel, or a twin of ``ax_`` sharing
         its x-axis when :meth:`plot` was given a single Axes.
@@ -113,6 +170,8 @@ class TrainingHistoryDisplay:
         ``"val_accuracy"`` (validation keys only with validation data).
     switch_lines_ : list of matplotlib Line2D
         The vertical switch lines, one per axes; empty without a switch.
+    kept_lines_ : list of matplotlib Line2D
+        The vertical lines at ``kept_epoch``, one per axes; empty when it is None.
     ntk_spans_ : list of matplotlib patches
         The shaded NTK phase, one per axes; empty without an NTK phase.
 
@@ -136,13 +195,20 @@ class TrainingHistoryDisplay:
     5
     """
 
-    def __init__(self, history, switch_epoch=None):
+    def __init__(self, history, switch_epoch=None, kept_epoch=None):
         self.history = history
         self.switch_epoch = switch_epoch
+        self.kept_epoch = kept_epoch
 
     @classmethod
-    def from_estimator(cls, estimator, *, ax=None):
+    def from_estimator(cls, estimator, *, ax=None, log_loss=False):
         """Plot the training history of a fitted estimator.
+
+        The switch epoch is marked when the SGD phase ended by its criterion or an NTK
+        phase followed. When the NTK phase stopped early (``ntk_stop_reason_``
+        ``"validation_score"`` or ``"converged"``) and kept the state of one of its
+        epochs (``ntk_best_epoch_ > 0``), that epoch, ``switch_epoch_ +
+        ntk_best_epoch_`` overall, is marked too.
 
         Parameters
         ----------
@@ -151,6 +217,8 @@ class TrainingHistoryDisplay:
             ending in one.
         ax : matplotlib Axes, pair of Axes or None, default=None
             Where to draw; see :meth:`plot`.
+        log_loss : bool, default=False
+            Draw the loss on a log scale; see :meth:`plot`.
 
         Returns
         -------
@@ -168,9 +236,10 @@ class TrainingHistoryDisplay:
         """
         _require_matplotlib()
         clf = _fitted_hybrid(estimator)
-        return cls(clf.history_, _marked_switch_epoch(clf)).plot(ax=ax)
+        return cls(clf.history_, _marked_switch_epoch(clf), _kept_ntk_epoch(clf)).plot(
+            ax=ax, log_loss=log_loss)
 
-    def plot(self, ax=None):
+    def plot(self, ax=None, *, log_loss=False):
         """Draw the curves.
 
         Parameters
@@ -179,6 +248,9 @@ class TrainingHistoryDisplay:
             None draws loss and accuracy side by side in a new figure. A single Axes
             gets the loss (solid lines) and a twin y-axis the accuracy (dashed lines).
             A pair ``(loss_ax, accuracy_ax)`` gets one panel each.
+        log_loss : bool, default=False
+            Draw the loss axis on a log scale, which shows the small late decreases
+            of a loss that fell by orders of magnitude. The accuracy axis stays linear.
 
         Returns
         -------
@@ -203,8 +275,9 @@ class TrainingHistoryDisplay:
         epochs = np.asarray(h["epoch"])
         acc_style = "--" if twin else "-"
         self.lines_ = {}
-        for key, axes, style, ylabel in (("loss", loss_ax, "-", "cross-entropy loss"),
-                                         ("accuracy", acc_ax, acc_style, "accuracy")):
+        for key, axes, style, ylabel in (("loss", loss_ax, "-", "loss (mean cross-entropy)"),
+                                         ("accuracy", acc_ax, acc_style,
+                                          "accuracy (fraction)")):
             for split, color, name in (("train", _TRAIN_COLOR, "train"),
                                        ("val", _VAL_COLOR, "validation")):
                 values = np.asarray(h[f"{split}_{key}"], dtype=float)
@@ -213,11 +286,13 @@ class TrainingHistoryDisplay:
                 self.lines_[f"{split}_{key}"], = axes.plot(
                     epochs, values, style, color=color, marker=".", label=f"{name} {key}")
             axes.set_ylabel(ylabel)
-            _integer_epochs(axes)
+        if log_loss:
+            loss_ax.set_yscale("log")
 
         axes_pair = [loss_ax] if twin else [loss_ax, acc_ax]
-        self.switch_lines_, self.ntk_spans_ = [], []
+        self.switch_lines_, self.ntk_spans_, self.kept_lines_ = [], [], []
         ntk_epochs = epochs[np.asarray(h["phase"]) == "ntk"]
+        marked = [epochs]
         for axes in axes_pair:
             if self.switch_epoch is not None:
                 self.switch_lines_.append(_mark_switch(
@@ -226,6 +301,14 @@ class TrainingHistoryDisplay:
                 start = ntk_epochs.min() - 1 if self.switch_epoch is None else self.switch_epoch
                 self.ntk_spans_.append(axes.axvspan(start, ntk_epochs.max(), color=_NTK_COLOR,
                                                     alpha=0.12, label="NTK phase"))
+                marked.append([start])
+            if self.kept_epoch is not None:
+                self.kept_lines_.append(axes.axvline(
+                    self.kept_epoch, color=_NTK_COLOR, linestyle=":", linewidth=1.5,
+                    label="kept NTK-phase epoch"))
+        marked += [[e] for e in (self.switch_epoch, self.kept_epoch) if e is not None]
+        for axes in (loss_ax, acc_ax):
+            _integer_epochs(axes, np.concatenate([np.ravel(m) for m in marked]))
         if twin:
             handles = loss_ax.get_legend_handles_labels()
             acc_handles = acc_ax.get_legend_handles_labels()
@@ -267,7 +350,11 @@ class SwitchStatisticDisplay:
         Whether the criterion held at ``switch_epoch`` (else the budget ran out); sets
         the label of the vertical line.
     criterion : str or None, default=None
-        Name of the criterion, shown on the y-axis label.
+        Name of the criterion (a value of ``switch``); the y-axis label says what its
+        statistic is (for ``"kernel_velocity"``: kernel velocity ``v_e / d_e``).
+    window : int or None, default=None
+        The window ``k`` of the statistic, in epochs (``switch_window``), shown on the
+        y-axis label; None shows none.
 
     Attributes
     ----------
@@ -303,13 +390,14 @@ class SwitchStatisticDisplay:
     """
 
     def __init__(self, epochs, statistic, threshold=None, switch_epoch=None,
-                 switch_reached=True, criterion=None):
+                 switch_reached=True, criterion=None, window=None):
         self.epochs = epochs
         self.statistic = statistic
         self.threshold = threshold
         self.switch_epoch = switch_epoch
         self.switch_reached = switch_reached
         self.criterion = criterion
+        self.window = window
 
     @classmethod
     def from_estimator(cls, estimator, *, ax=None):
@@ -355,7 +443,8 @@ class SwitchStatisticDisplay:
         threshold = (thresholds if checked.size and np.ptp(checked) > 0
                      else clf.switch_threshold_)
         return cls(h["epoch"][sgd], h["switch_statistic"][sgd], threshold,
-                   _marked_switch_epoch(clf), clf.switch_reached_, clf.switch_).plot(ax=ax)
+                   _marked_switch_epoch(clf), clf.switch_reached_, clf.switch_,
+                   clf.switch_window).plot(ax=ax)
 
     def plot(self, ax=None):
         """Draw the statistic, the threshold and the switch epoch.
@@ -386,6 +475,7 @@ class SwitchStatisticDisplay:
         self.line_, = ax.plot(epochs[shown], statistic[shown], marker=".", color=_TRAIN_COLOR,
                               label="switch statistic")
         ax.set_yscale("log")
+        marked = [epochs[shown]]
         self.threshold_line_ = None
         threshold = self.threshold
         if threshold is not None and np.ndim(threshold) == 1:
@@ -394,6 +484,7 @@ class SwitchStatisticDisplay:
             if np.any(drawn):
                 self.threshold_line_, = ax.plot(epochs[drawn], threshold[drawn], color="0.3",
                                                 linestyle="--", label="threshold")
+                marked.append(epochs[drawn])
         elif threshold is not None and math.isfinite(threshold) and threshold > 0:
             self.threshold_line_ = ax.axhline(threshold, color="0.3", linestyle="--",
                                               label=f"threshold {threshold:.3g}")
@@ -402,8 +493,9 @@ class SwitchStatisticDisplay:
             what = "switch" if self.switch_reached else "budget spent, switch"
             self.switch_line_ = _mark_switch(ax, self.switch_epoch,
                                              f"{what} (epoch {self.switch_epoch})")
-        ax.set_ylabel("switch statistic" + (f" ({self.criterion})" if self.criterion else ""))
-        _integer_epochs(ax)
+            marked.append([self.switch_epoch])
+        ax.set_ylabel(_statistic_label(self.criterion, self.window))
+        _integer_epochs(ax, np.concatenate([np.ravel(m) for m in marked]))
         ax.legend(fontsize="small")
         self.ax_, self.figure_ = ax, ax.figure
         return self

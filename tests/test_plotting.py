@@ -61,6 +61,22 @@ def _x(line):
     return line.get_xdata()[0]
 
 
+def _shown_xtick_labels(ax):
+    """Texts of the x tick labels inside the view, as drawn."""
+    ax.figure.canvas.draw()
+    low, high = ax.get_xlim()
+    return [label.get_text() for tick, label in zip(ax.get_xticks(), ax.get_xticklabels())
+            if low <= tick <= high]
+
+
+def _is_whole_number(label):
+    return label.replace("\N{MINUS SIGN}", "-").removeprefix("-").isdigit()
+
+
+def _legend_texts(ax):
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
 def test_training_history_draws_on_given_ax_with_twin_and_marks_switch(fixed_epoch_fit):
     fig, ax = plt.subplots()
     display = TrainingHistoryDisplay.from_estimator(fixed_epoch_fit, ax=ax)
@@ -118,7 +134,7 @@ def test_switch_statistic_shows_the_fitted_criterion_after_set_params(param_norm
     clf = copy.deepcopy(param_norm_fit).set_params(switch="fixed_epoch")
     display = SwitchStatisticDisplay.from_estimator(clf)
     assert display.criterion == "param_norm"
-    assert "param_norm" in display.ax_.get_ylabel()
+    assert display.ax_.get_ylabel().startswith("parameter change")
 
 
 def test_switch_statistic_of_a_scouting_run_has_no_threshold_line(data):
@@ -163,3 +179,119 @@ def test_missing_matplotlib_says_how_to_install_it(display, fixed_epoch_fit, mon
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install matplotlib"):
         display.from_estimator(fixed_epoch_fit)
+
+
+# Epoch axes, labels, log loss and the kept NTK-phase epoch.
+
+def test_one_epoch_history_shows_whole_epochs_around_the_point(data):
+    clf = HybridNTKClassifier(**{**TINY, "max_sgd_epochs": 1}, switch=None,
+                              ntk_phase=None).fit(*data)
+    np.testing.assert_array_equal(clf.history_["epoch"], [1])
+    display = TrainingHistoryDisplay.from_estimator(clf)
+    for ax in (display.ax_, display.accuracy_ax_):
+        assert ax.get_xlim() == (0, 2)  # one epoch of room either side
+        assert _shown_xtick_labels(ax) == ["0", "1", "2"]
+        assert ax.get_xlabel() == "epoch"
+
+
+def test_one_epoch_switch_statistic_shows_whole_epochs(data):
+    clf = HybridNTKClassifier(**{**TINY, "max_sgd_epochs": 1}, switch="param_norm",
+                              switch_window=1, switch_threshold=0, ntk_phase=None).fit(*data)
+    display = SwitchStatisticDisplay.from_estimator(clf)
+    np.testing.assert_array_equal(display.line_.get_xdata(), [1])
+    assert display.ax_.get_xlim() == (0, 2)
+    assert _shown_xtick_labels(display.ax_) == ["0", "1", "2"]
+    assert display.ax_.get_xlabel() == "epoch"
+
+
+@pytest.mark.parametrize("epochs", [[3], [2, 3], [3, 4, 5], list(range(1, 41))])
+def test_epoch_ticks_are_whole_numbers(epochs):
+    display = SwitchStatisticDisplay(epochs, np.linspace(1.0, 0.1, len(epochs)), 0.05,
+                                     switch_epoch=epochs[-1]).plot()
+    labels = _shown_xtick_labels(display.ax_)
+    assert len(labels) >= 2
+    assert all(_is_whole_number(label) for label in labels), labels
+    low, high = display.ax_.get_xlim()
+    assert low <= min(epochs) - (1 if len(epochs) < 3 else 0)
+    assert high >= max(epochs) + (1 if len(epochs) < 3 else 0)
+
+
+def test_history_with_a_single_ntk_epoch_shows_whole_epochs():
+    history = dict(epoch=np.array([1]), phase=np.array(["ntk"]), train_loss=np.array([0.5]),
+                   val_loss=np.array([0.6]), train_accuracy=np.array([0.8]),
+                   val_accuracy=np.array([0.7]))
+    fig, ax = plt.subplots()
+    display = TrainingHistoryDisplay(history, switch_epoch=0).plot(ax=ax)
+    assert ax.get_xlim() == (-1, 2)  # the switch at 0 and the epoch at 1, padded
+    labels = _shown_xtick_labels(ax)
+    assert len(labels) == 4 and all(_is_whole_number(label) for label in labels), labels
+    assert display.accuracy_ax_.get_xlim() == (-1, 2)
+
+
+def test_switch_statistic_label_names_the_statistic_and_its_window(param_norm_fit, data):
+    label = SwitchStatisticDisplay.from_estimator(param_norm_fit).ax_.get_ylabel()
+    assert label == "parameter change $\\|\\theta_e - \\theta_{e-k}\\|_2$\n(k = 1 epoch)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = HybridNTKClassifier(**TINY, switch="kernel_velocity", switch_window=2,
+                                  ntk_monitor_size=32).fit(*data)
+    display = SwitchStatisticDisplay.from_estimator(clf)
+    assert display.ax_.get_ylabel() == "kernel velocity $v_e / d_e$\n(k = 2 epochs)"
+    assert display.ax_.get_xlabel() == "epoch"
+
+
+@pytest.mark.parametrize("criterion, name", [
+    ("kernel_velocity", "kernel velocity"), ("kernel_distance", "kernel distance"),
+    ("ntk_norm", "NTK distance change"), ("param_norm", "parameter change"),
+    ("my_criterion", "switch statistic (my_criterion)")])
+def test_switch_statistic_labels_render(criterion, name):
+    display = SwitchStatisticDisplay([1, 2, 3, 4], [np.nan, np.nan, 0.3, 0.1], 0.2,
+                                     criterion=criterion, window=3).plot()
+    label = display.ax_.get_ylabel()
+    assert label.startswith(name) and label.endswith("(k = 3 epochs)")
+    display.figure_.canvas.draw()  # the mathtext parses
+
+
+def test_training_history_labels_say_what_is_drawn(fixed_epoch_fit):
+    display = TrainingHistoryDisplay.from_estimator(fixed_epoch_fit)
+    assert display.ax_.get_ylabel() == "loss (mean cross-entropy)"
+    assert display.accuracy_ax_.get_ylabel() == "accuracy (fraction)"
+    assert display.ax_.get_xlabel() == display.accuracy_ax_.get_xlabel() == "epoch"
+
+
+@pytest.mark.parametrize("twin", [False, True])
+def test_log_loss_sets_the_loss_axis_to_log_scale(fixed_epoch_fit, twin):
+    ax = plt.subplots()[1] if twin else None
+    display = TrainingHistoryDisplay.from_estimator(fixed_epoch_fit, ax=ax, log_loss=True)
+    assert display.ax_.get_yscale() == "log"
+    assert display.accuracy_ax_.get_yscale() == "linear"
+    default = TrainingHistoryDisplay(fixed_epoch_fit.history_, 3).plot()
+    assert default.ax_.get_yscale() == "linear"
+    assert TrainingHistoryDisplay(fixed_epoch_fit.history_, 3).plot(
+        log_loss=True).ax_.get_yscale() == "log"
+
+
+def test_kept_ntk_phase_epoch_is_marked_when_the_phase_stopped_early(data):
+    # Gradient descent keeps improving the validation accuracy for a few epochs, then
+    # loses it: the phase stops on the validation score and keeps an earlier state.
+    clf = HybridNTKClassifier(**{**TINY, "ntk_epochs": "auto"}, switch="fixed_epoch",
+                              switch_epoch=3, ntk_patience=2, ntk_solver="gd").fit(*data)
+    assert clf.ntk_stop_reason_ == "validation_score" and clf.ntk_best_epoch_ > 0
+    kept = clf.switch_epoch_ + clf.ntk_best_epoch_
+    assert kept < clf.history_["epoch"][-1]  # not simply the last epoch
+    display = TrainingHistoryDisplay.from_estimator(clf)
+    assert display.kept_epoch == kept
+    assert [_x(line) for line in display.kept_lines_] == [kept, kept]
+    for ax in (display.ax_, display.accuracy_ax_):
+        assert "kept NTK-phase epoch" in _legend_texts(ax)
+    fig, ax = plt.subplots()
+    twin = TrainingHistoryDisplay.from_estimator(clf, ax=ax)
+    assert [_x(line) for line in twin.kept_lines_] == [kept]
+    assert "kept NTK-phase epoch" in _legend_texts(ax)
+
+
+def test_no_kept_epoch_marker_without_early_stop(fixed_epoch_fit):
+    assert fixed_epoch_fit.ntk_stop_reason_ == "n_epochs"
+    display = TrainingHistoryDisplay.from_estimator(fixed_epoch_fit)
+    assert display.kept_epoch is None and display.kept_lines_ == []
+    assert "kept NTK-phase epoch" not in _legend_texts(display.ax_)

@@ -180,3 +180,22 @@ def test_count_compilations_counts_new_shapes_only():
         assert compiled.count == 0
         f(np.ones(4, np.float32))
     assert compiled.count == 1
+
+
+def test_grid_search_in_threads_equals_the_serial_search():
+    """n_jobs=2 in joblib's threading backend (the documented way to use n_jobs with
+    skntk) shares the compiled programs between threads and gives the serial results."""
+    import joblib
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = blobs(n_samples=90, n_features=4, n_classes=3, seed=3)
+    estimator = HybridNTKClassifier(hidden_layer_sizes=(8,), max_sgd_epochs=6,
+                                    switch="fixed_epoch", switch_epoch=3, random_state=0)
+    grid = {"learning_rate": [0.02, 0.05, 0.1]}
+    serial = GridSearchCV(estimator, grid, cv=3, n_jobs=1).fit(X, y)
+    with joblib.parallel_config(backend="threading"):
+        threaded = GridSearchCV(estimator, grid, cv=3, n_jobs=2).fit(X, y)
+    np.testing.assert_allclose(threaded.cv_results_["mean_test_score"],
+                               serial.cv_results_["mean_test_score"])
+    np.testing.assert_allclose(threaded.best_estimator_.predict_proba(X),
+                               serial.best_estimator_.predict_proba(X), rtol=1e-5, atol=1e-6)
