@@ -239,6 +239,35 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         SGD shuffling. Pass an int for reproducible results.
     verbose : int, default=0
         1 prints one line per epoch and a line at the switch.
+    kernel_diagnostics : bool, default=False
+        After every SGD epoch, compute the monitor kernel ``K_e`` (the NTK on the
+        ``ntk_monitor_size`` monitor samples, ``monitor_indices_``) and record in
+        ``history_``: ``kernel_distance_from_init`` ``1 - cos(K_e, K_0)`` (Fort et al.,
+        NeurIPS 2020), ``kernel_velocity`` ``1 - cos(K_e, K_{e-k})`` with ``k =
+        switch_window``, ``kernel_alignment`` (centred kernel-target alignment with
+        the monitor labels, Cortes et al., JMLR 2012; :func:`skntk.ntk.centered_kernel_alignment`),
+        ``kernel_effective_rank`` (Roy and Vetterli, 2007; :func:`skntk.ntk.effective_rank`)
+        and ``kernel_top_eigenvalues``, shape (n_epochs, 5). NaN in the NTK phase, whose
+        kernel is frozen at ``theta*``. Costs one monitor kernel and one ``m x m``
+        eigendecomposition per epoch (about 1 ms on a CPU for ``m = 128``).
+    callbacks : callable, list of callables or None, default=None
+        Called after every epoch of either phase with an ``EpochInfo`` named tuple:
+        ``epoch`` (1-based, continuing through the NTK phase), ``phase`` (``"sgd"``
+        or ``"ntk"``), ``params`` (list of read-only numpy ``(W, b)``, the network
+        after the epoch; in the NTK phase the network reported as ``coefs_``) and
+        ``history`` (a read-only mapping, the epoch's row of ``history_``). A
+        callback that returns a true value ends the current phase after this epoch:
+        in the SGD phase the switch happens there (no warning about the criterion),
+        in the NTK phase it stops with the state the callback saw
+        (``ntk_stop_reason_ == "callback"``). Callbacks are kept as they are by
+        :func:`sklearn.base.clone` and pickled with the estimator, so a pickled
+        estimator needs picklable callbacks (module-level functions, not lambdas).
+    warm_start : bool, default=False
+        If True and the estimator is fitted, the next :meth:`fit` starts its SGD
+        phase from the fitted network (``coefs_``, ``intercepts_``) instead of a
+        random draw, as in scikit-learn's ``MLPClassifier``; the data must have the
+        same features and classes. For the ``"linearized"`` phase these are the
+        weights ``theta* + delta`` of its linear model, used as a network.
 
     Attributes
     ----------
@@ -266,8 +295,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         ``train_accuracy``, ``val_loss``, ``val_accuracy`` (NaN without validation
         data), ``switch_statistic`` (NaN where undefined), ``switch_threshold`` (the
         threshold it was compared with, NaN where none), ``kernel_iterations`` (Krylov
-        iterations of the matrix-free kernel solver behind the row, NaN elsewhere) and
-        ``elapsed_s`` (seconds since the start of ``fit``). Losses are mean
+        iterations of the matrix-free kernel solver behind the row, NaN elsewhere),
+        ``elapsed_s`` (seconds since the start of ``fit``) and the kernel diagnostics
+        of ``kernel_diagnostics=True`` (NaN without it): ``kernel_distance_from_init``,
+        ``kernel_velocity``, ``kernel_alignment``, ``kernel_effective_rank`` and
+        ``kernel_top_eigenvalues`` of shape (n_epochs, 5). Losses are mean
         cross-entropy.
     loss_curve_ : list of float
         ``history_["train_loss"]``.
@@ -295,7 +327,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         resolved; NaN for L-BFGS and kernel regression, which take no fixed step).
     ntk_solver_ : {"lbfgs", "gd"} or None
         Solver of the ``"linearized"`` and ``"frozen_jacobian"`` phases.
-    ntk_stop_reason_ : {"n_epochs", "converged", "validation_score", "max_epochs"} or None
+    ntk_stop_reason_ : {"n_epochs", "converged", "validation_score", "max_epochs", "callback"} or None
         Why the NTK phase stopped (``None`` without one).
     ntk_best_epoch_ : int
         Epoch of the NTK phase (1-based; 0: the switch point) whose state the final
@@ -407,6 +439,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         "devices": [None, Interval(Integral, 1, None, closed="left"), list],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "kernel_diagnostics": ["boolean"],
+        "callbacks": [None, callable, list, tuple],
+        "warm_start": ["boolean"],
     }
 
     def __init__(self, hidden_layer_sizes=(128, 128), learning_rate=0.05, batch_size=64,
@@ -417,7 +452,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                  kernel_ridge=0.0,
                  kernel_solver="auto", kernel_offset="zero", kernel_tol=1e-5, kernel_max_iter=500,
                  max_kernel_bytes=DEFAULT_MAX_KERNEL_BYTES, validation_fraction=0.1,
-                 devices=None, random_state=None, verbose=0):
+                 devices=None, random_state=None, verbose=0, kernel_diagnostics=False,
+                 callbacks=None, warm_start=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -444,14 +480,18 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         self.devices = devices
         self.random_state = random_state
         self.verbose = verbose
+        self.kernel_diagnostics = kernel_diagnostics
+        self.callbacks = callbacks
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, X_val=None, y_val=None, *, coef_init=None, intercept_init=None):
         """Train the network: SGD phase, switch, NTK phase.
 
-        Any fitted state of an earlier call is cleared first; if this call fails, the
-        estimator is left unfitted.
+        Any fitted state of an earlier call is cleared first (``warm_start=True``
+        keeps its network as the starting point); if this call fails, the estimator
+        is left unfitted.
 
         Parameters
         ----------
@@ -465,6 +505,15 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
             Validation inputs; when given, ``validation_fraction`` is ignored.
         y_val : array-like of shape (n_val,), default=None
             Validation labels, all among the labels of ``y``.
+        coef_init, intercept_init : list of array-like, default=None
+            Initial network ``theta_0`` instead of the random draw (pass both, or
+            neither): one weight matrix of shape (fan_in, fan_out) and one bias
+            vector of shape (fan_out,) per layer, for layer sizes ``(n_features,
+            *hidden_layer_sizes, n_classes)``, e.g. the ``coefs_`` and
+            ``intercepts_`` of another fitted estimator (copied, cast to float32;
+            not modified). ``random_state`` still makes its draw of initial weights,
+            so the monitor subset and the SGD order are those of a fit from the
+            draw. Takes precedence over ``warm_start``.
 
         Returns
         -------
@@ -481,13 +530,19 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
             something other than this process's jax devices; a kernel over
             ``max_kernel_bytes`` (raised before training); a non-finite loss or
             non-finite parameters during training (the message names the phase and
-            the epoch).
+            the epoch); ``coef_init``/``intercept_init`` of the wrong number of layers,
+            shapes or with non-finite values; ``warm_start=True`` with other features
+            or classes than the fitted network's.
         TypeError
             If ``X`` or ``X_val`` is a scipy sparse matrix.
         """
+        fitted = None
+        if self.warm_start is True and self.__sklearn_is_fitted__():
+            fitted = (self.coefs_, self.intercepts_, self.classes_)
         self._clear_fitted_state()
         try:
-            return self._fit(X, y, X_val, y_val)
+            start = self._starting_network(coef_init, intercept_init, fitted)
+            return self._fit(X, y, X_val, y_val, start)
         except BaseException:
             self._clear_fitted_state()
             raise
@@ -496,8 +551,52 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         for name in _FITTED_ATTRIBUTES:
             self.__dict__.pop(name, None)
 
+    @staticmethod
+    def _starting_network(coef_init, intercept_init, fitted):
+        """``(coefs, intercepts, source, fitted classes or None)`` to start from
+        (float32 copies), or ``None`` for the random draw; ``fitted``: the network and
+        classes of the previous fit under ``warm_start=True``, else ``None``."""
+        if (coef_init is None) != (intercept_init is None):
+            raise ValueError("Pass both `coef_init` and `intercept_init`, or neither.")
+        fitted_classes = None
+        if coef_init is not None:
+            source = "`coef_init`/`intercept_init`"
+        elif fitted is not None:
+            coef_init, intercept_init, fitted_classes = fitted
+            source = "the fitted network (warm_start=True)"
+        else:
+            return None
+        try:
+            coefs = [np.array(W, dtype=COMPUTE_DTYPE) for W in coef_init]
+            intercepts = [np.array(b, dtype=COMPUTE_DTYPE) for b in intercept_init]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source} must be lists of numeric arrays, one per layer: "
+                             f"{error}") from error
+        return coefs, intercepts, source, fitted_classes
+
+    def _check_starting_network(self, start, layer_sizes, classes):
+        coefs, intercepts, source, fitted_classes = start
+        if fitted_classes is not None and not np.array_equal(fitted_classes, classes):
+            raise ValueError(
+                f"warm_start=True continues the fitted network, whose classes are "
+                f"{fitted_classes[:10].tolist()}, but `y` has {classes[:10].tolist()}. "
+                f"Set warm_start=False to start from a new network.")
+        expected_W = [(a, b) for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
+        shapes_W = [W.shape for W in coefs]
+        shapes_b = [b.shape for b in intercepts]
+        if shapes_W != expected_W or shapes_b != [(b,) for _, b in expected_W]:
+            raise ValueError(
+                f"{source} has weight shapes {shapes_W} and bias shapes {shapes_b}, but "
+                f"the network for this data has layer sizes {layer_sizes} (n_features, "
+                f"*hidden_layer_sizes, n_classes): weights {expected_W}. Pass a network "
+                f"of these sizes"
+                + (", or set warm_start=False." if fitted_classes is not None else "."))
+        if not all(np.isfinite(a).all() for a in coefs + intercepts):
+            raise ValueError(f"{source} holds NaN or infinite values; pass finite weights.")
+        return list(zip(coefs, intercepts))
+
     @_fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X, y, X_val, y_val):
+    def _fit(self, X, y, X_val, y_val, start=None):
         check_not_forked()
         if (X_val is None) != (y_val is None):
             raise ValueError(
@@ -521,8 +620,21 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         X, Y, X_val, Y_val, train_rows = self._split(X, y_index, len(classes), X_val, y_val,
                                                      classes, rng)
 
+        init_params = None
+        if start is not None:
+            init_params = self._check_starting_network(
+                start, (X.shape[1], *layers, len(classes)), classes)
+        callbacks = self.callbacks
+        if callbacks is None:
+            callbacks = ()
+        elif callable(callbacks):
+            callbacks = (callbacks,)
+        elif not all(callable(c) for c in callbacks):
+            raise ValueError(f"`callbacks` must be a callable or a list of callables; got "
+                             f"{callbacks!r}.")
         settings = self._with_python_scalars()
-        fitted = fit_hybrid(settings, X, Y, X_val, Y_val, layers, rng)
+        fitted = fit_hybrid(settings, X, Y, X_val, Y_val, layers, rng, init_params,
+                            tuple(callbacks))
         # Everything prediction needs is fitted state, so that set_params after fit
         # changes nothing until the next fit.
         fitted.update(

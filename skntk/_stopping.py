@@ -18,6 +18,9 @@ state. With ``ntk_epochs="auto"`` it stops at the first of:
   state is kept;
 - ``"max_epochs"``: ``max_epochs`` epochs have run; the best state is kept.
 
+With either, ``"callback"``: one of the estimator's ``callbacks`` asked to stop after
+an epoch; the state it saw (the last) is kept.
+
 "Best" is the highest validation score (ties: the later state) or, without
 validation data, the lowest training loss. The switch point itself is a candidate
 (epoch 0), so the phase never hands back a model worse, by the criterion it watches,
@@ -26,7 +29,7 @@ than the one it started from.
 
 import math
 
-STOP_REASONS = ("n_epochs", "validation_score", "converged", "max_epochs")
+STOP_REASONS = ("n_epochs", "validation_score", "converged", "max_epochs", "callback")
 
 CONVERGENCE_EPOCHS = 2
 """Consecutive slow epochs that make the phase converged."""
@@ -92,10 +95,14 @@ class NTKStopping:
             self.reason = "max_epochs"
         return self.reason is not None
 
+    def interrupt(self):
+        """Stop after the last updated epoch, keeping its state (a callback asked)."""
+        self.reason = "callback"
+
     @property
     def kept_epoch(self):
         """The epoch (0: the switch point) whose state the phase ends with."""
-        if self.auto and self.reason != "converged":
+        if self.auto and self.reason not in ("converged", "callback"):
             return self.best_epoch
         return self.last_epoch
 

@@ -4,6 +4,8 @@ import math
 import time
 import warnings
 from functools import partial
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._buckets import Rows, monitor_rows, padded_monitor_size, padded_rows, use_shapes
 from ._devices import data_mesh, replicate
+from ._diagnostics import N_TOP_EIGENVALUES, SCALAR_COLUMNS, KernelDiagnostics
+from ._diagnostics import empty_row as empty_diagnostics
 from ._mlp import (init_mlp_params, logits_loss_and_accuracy, mlp_forward, params_to_jax,
                    params_to_numpy)
 from ._kernel_phase import KernelState, MatrixFreeState, check_kernel_phase_budget
@@ -21,6 +25,9 @@ from ._sgd import compiled_batch_size, epoch_order, n_batches_per_epoch, sgd_epo
 from ._stopping import NTKStopping
 from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
 from .ntk import _working_set_bytes, check_kernel_budget, kernel_nbytes
+
+DIAGNOSTIC_COLUMNS = (*SCALAR_COLUMNS, "kernel_top_eigenvalues")
+"""History columns of ``kernel_diagnostics=True`` (NaN where not computed)."""
 
 NTK_MAX_EPOCHS_AUTO = 100
 """Epoch cap of the NTK phase under ``ntk_epochs="auto"``."""
@@ -42,11 +49,12 @@ class _History:
         self.start = start
 
     def record(self, phase, metrics, statistic, kernel_iterations=math.nan,
-               threshold=math.nan):
+               threshold=math.nan, diagnostics=None):
         """One history row; ``metrics``: ``(train_loss, train_accuracy, val_loss,
         val_accuracy)``, floats or an array of 4 (NaN without validation data), see
         :func:`_network_metrics` and :func:`_host_metrics`; ``threshold``: the switch
-        threshold the statistic was compared with."""
+        threshold the statistic was compared with; ``diagnostics``: the kernel
+        diagnostics of the epoch (:mod:`skntk._diagnostics`; NaN when ``None``)."""
         train_loss, train_acc, val_loss, val_acc = (float(v) for v in np.asarray(metrics))
         if not math.isfinite(train_loss):
             raise self.divergence("the training loss", phase)
@@ -54,7 +62,8 @@ class _History:
                    train_accuracy=train_acc, val_loss=val_loss, val_accuracy=val_acc,
                    switch_statistic=statistic, switch_threshold=threshold,
                    kernel_iterations=kernel_iterations,
-                   elapsed_s=time.perf_counter() - self.start)
+                   elapsed_s=time.perf_counter() - self.start,
+                   **(diagnostics or empty_diagnostics()))
         self.rows.append(row)
         if self.est.verbose:
             print(f"[{phase}] epoch {row['epoch']:4d}  train loss {train_loss:.4f} "
@@ -85,13 +94,53 @@ class _History:
 
     def as_arrays(self):
         keys = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                "switch_statistic", "switch_threshold", "kernel_iterations", "elapsed_s")
+                "switch_statistic", "switch_threshold", "kernel_iterations", "elapsed_s",
+                *DIAGNOSTIC_COLUMNS)
         history = {k: np.array([row[k] for row in self.rows]) for k in keys}
         if not self.rows:
             history = {k: np.array([], dtype=float) for k in keys}
+            history["kernel_top_eigenvalues"] = np.zeros((0, N_TOP_EIGENVALUES))
         history["epoch"] = history["epoch"].astype(int)
         history["phase"] = history["phase"].astype("<U3")
         return history
+
+    def callback_view(self, params):
+        """What a callback sees after the last recorded epoch: an :class:`EpochInfo`
+        with read-only numpy copies of the parameters and of the history row."""
+        row = dict(self.rows[-1])
+        row["kernel_top_eigenvalues"] = row["kernel_top_eigenvalues"].copy()
+        row["kernel_top_eigenvalues"].flags.writeable = False
+        arrays = []
+        for W, b in params:
+            W, b = np.array(W), np.array(b)
+            W.flags.writeable = b.flags.writeable = False
+            arrays.append((W, b))
+        return EpochInfo(row["epoch"], row["phase"], arrays, MappingProxyType(row))
+
+
+class EpochInfo(NamedTuple):
+    """What each of ``callbacks`` receives after every epoch of either phase.
+
+    ``epoch``: 1-based, continuing through the NTK phase; ``phase``: ``"sgd"`` or
+    ``"ntk"``; ``params``: list of read-only ``(W, b)`` numpy arrays, the network after
+    the epoch (in the NTK phase the network reported as ``coefs_``: ``theta* + delta``
+    for the linearised phases, ``theta*`` for the kernel phase); ``history``: a
+    read-only mapping, the epoch's row of ``history_``."""
+
+    epoch: int
+    phase: str
+    params: list
+    history: Any
+
+
+def _run_callbacks(callbacks, history, params):
+    """Call every callback with the view of the last epoch; True when one asks to stop
+    (returns a true value). Every callback is called, even after one asked to stop."""
+    info = history.callback_view(params)
+    stop = False
+    for callback in callbacks:
+        stop = bool(callback(info)) or stop
+    return stop
 
 
 def _warn_if_loss_rose(phase, loss_before, loss_after, parameter, value):
@@ -203,7 +252,7 @@ def _check_budgets(est, layer_sizes, n_samples, n_val):
     Returns the kernel-phase solver, ``"dense"`` or ``"matrix_free"`` (``None`` for the
     other phases): with ``kernel_solver="auto"``, matrix-free exactly when the dense
     kernels would exceed ``max_kernel_bytes``."""
-    if est.switch in KERNEL_CRITERIA:
+    if est.switch in KERNEL_CRITERIA or est.kernel_diagnostics:
         m = padded_monitor_size(min(est.ntk_monitor_size, n_samples), est.ntk_monitor_size)
         kept, held_what, window_hint = _monitor_kernels_kept(est)
         held = kept * kernel_nbytes(m, m, COMPUTE_DTYPE)
@@ -233,8 +282,13 @@ def _check_budgets(est, layer_sizes, n_samples, n_val):
     return "dense"
 
 
-def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
-    """Both phases on prepared float32 arrays; returns the fitted attributes."""
+def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng, init_params=None, callbacks=()):
+    """Both phases on prepared float32 arrays; returns the fitted attributes.
+
+    ``init_params``: list of float32 ``(W, b)`` to start the SGD phase from instead of
+    the random draw (which is still made, so that the monitor subset and the SGD order
+    are those of a fit from the draw); ``callbacks``: sequence of callables, see
+    :class:`EpochInfo`."""
     start = time.perf_counter()
     n_samples, n_classes = Y.shape
     layer_sizes = (X.shape[1], *layers, n_classes)
@@ -243,12 +297,13 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
     # With several devices every array lives on all of them (replicated) and the
     # per-step computations split their batch over the mesh; see _devices.
     mesh = data_mesh(est.devices)
-    init_params = init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE)
+    drawn_params = init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE)
+    init_params = drawn_params if init_params is None else init_params
     params = replicate(params_to_jax(init_params), mesh)
     monitor, m = None, min(est.ntk_monitor_size, n_samples)
     # The monitor subset serves the kernel criteria and the automatic NTK step.
     monitor_index = np.sort(rng.choice(n_samples, m, replace=False))
-    if est.switch in KERNEL_CRITERIA:
+    if est.switch in KERNEL_CRITERIA or est.kernel_diagnostics:
         monitor = monitor_rows(X[monitor_index], est.ntk_monitor_size, mesh)
     # The shuffling is drawn on the host, from a generator of its own, so that it does
     # not depend on the padding (see _sgd).
@@ -287,7 +342,9 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
                           None if est.switch_threshold == "auto" else float(est.switch_threshold),
                           est.switch_epoch, monitor, m)
     state = criterion.init(params, config)
-    switched = False
+    diagnostics = (KernelDiagnostics(params, monitor, m, Y[monitor_index], est.switch_window)
+                   if est.kernel_diagnostics else None)
+    switched = stopped_by_callback = False
     threshold = math.nan
     for epoch in range(1, est.max_sgd_epochs + 1):
         order = epoch_order(shuffle_rng, n_samples, train.X.shape[0], batch_size)
@@ -300,14 +357,22 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
                                                                        config)
         if not math.isnan(epoch_threshold):
             threshold = epoch_threshold
-        history.record("sgd", report[1:], statistic, threshold=epoch_threshold)
+        history.record("sgd", report[1:], statistic, threshold=epoch_threshold,
+                       diagnostics=None if diagnostics is None else diagnostics.record(epoch,
+                                                                                     params))
         n_sgd = epoch
+        if callbacks and _run_callbacks(callbacks, history, params):
+            stopped_by_callback = True
+            if est.verbose:
+                print(f"A callback ended the SGD phase at epoch {epoch}.")
+            break
         if switched:
             if est.verbose:
                 print(f"Switch criterion {est.switch!r} met at epoch {epoch}.")
             break
     scouting = est.switch_threshold != "auto" and float(est.switch_threshold) == 0
-    if est.switch is not None and not switched and est.max_sgd_epochs > 0 and not scouting:
+    if (est.switch is not None and not switched and est.max_sgd_epochs > 0 and not scouting
+            and not stopped_by_callback):
         then = ("the NTK phase starts from the last SGD parameters" if est.ntk_phase is not None
                 else "training ends with the last SGD parameters")
         warnings.warn(
@@ -316,7 +381,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
             ConvergenceWarning)
     # The criterion's monitor kernels are not needed after the switch: released here, they
     # are not held beside the kernels of the NTK phase (see _check_budgets).
-    del state
+    del state, diagnostics
     sgd_time = time.perf_counter() - start
     last_row = history.rows[-1] if history.rows else None
     switch_loss = last_row["train_loss"] if last_row else initial_loss
@@ -373,7 +438,12 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng):
                 metrics = phase_metrics(phase_state, ntk_train, ntk_val)
             history.record("ntk", metrics, math.nan, _solver_iterations(phase_state))
             row = history.rows[-1]
-            if stopping.update(count, phase_state, row["train_loss"], row["val_accuracy"]):
+            stop = stopping.update(count, phase_state, row["train_loss"], row["val_accuracy"])
+            if callbacks and _run_callbacks(callbacks, history, phase.network(phase_state)):
+                if not stop:
+                    stopping.interrupt()
+                stop = True
+            if stop:
                 break
         phase_state = stopping.kept(phase_state)
         stop_reason, best_epoch = stopping.reason, stopping.kept_epoch

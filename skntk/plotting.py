@@ -9,6 +9,9 @@ arrays with its constructor followed by :meth:`plot`. After drawing, ``figure_``
   phase stopped early, the epoch whose state the model kept marked.
 - :class:`SwitchStatisticDisplay`: the monitored switch statistic per epoch on a log
   scale, with the threshold and the switch epoch marked.
+- :class:`KernelDiagnosticsDisplay`: the monitor kernel per SGD epoch
+  (``kernel_diagnostics=True``): distance from initialisation and velocity, centred
+  alignment, effective rank and largest eigenvalues.
 
 Epoch axes show whole epochs only; a run of one or two epochs is shown with one
 epoch of room either side.
@@ -23,7 +26,7 @@ import math
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["SwitchStatisticDisplay", "TrainingHistoryDisplay"]
+__all__ = ["KernelDiagnosticsDisplay", "SwitchStatisticDisplay", "TrainingHistoryDisplay"]
 
 _TRAIN_COLOR, _VAL_COLOR, _SWITCH_COLOR, _NTK_COLOR = "C0", "C1", "C3", "C2"
 
@@ -498,4 +501,131 @@ class SwitchStatisticDisplay:
         _integer_epochs(ax, np.concatenate([np.ravel(m) for m in marked]))
         ax.legend(fontsize="small")
         self.ax_, self.figure_ = ax, ax.figure
+        return self
+
+
+class KernelDiagnosticsDisplay:
+    """How the monitor kernel evolves over the SGD phase: four panels per epoch.
+
+    Draws what ``kernel_diagnostics=True`` records (see
+    :class:`~skntk.HybridNTKClassifier`): (1) the cosine distance of the kernel from
+    its initial value, ``1 - cos(K_e, K_0)``, and its velocity
+    ``1 - cos(K_e, K_{e-k})``, on a log scale; (2) the centred kernel-target
+    alignment with the monitor labels; (3) the effective rank; (4) the largest
+    eigenvalues, on a log scale (kernel units: squared output per squared parameter).
+    The switch epoch is marked on each panel.
+
+    Parameters
+    ----------
+    history : dict of ndarray
+        ``history_`` of a fit with ``kernel_diagnostics=True`` (the rows of the NTK
+        phase, NaN, are not drawn).
+    switch_epoch : int or None, default=None
+        Epoch to mark as the switch; None marks nothing.
+    window : int or None, default=None
+        ``k`` of the velocity (``switch_window``), shown in its label.
+
+    Attributes
+    ----------
+    axes_ : list of 4 matplotlib Axes
+    figure_ : matplotlib Figure
+
+    See Also
+    --------
+    TrainingHistoryDisplay : Loss and accuracy per epoch.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_iris
+    >>> from skntk import HybridNTKClassifier
+    >>> from skntk.plotting import KernelDiagnosticsDisplay
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = HybridNTKClassifier(hidden_layer_sizes=(16,), max_sgd_epochs=5,
+    ...                           ntk_phase=None, kernel_diagnostics=True,
+    ...                           random_state=0).fit(X, y)
+    >>> display = KernelDiagnosticsDisplay.from_estimator(clf)
+    >>> len(display.axes_)
+    4
+    """
+
+    def __init__(self, history, switch_epoch=None, window=None):
+        self.history = history
+        self.switch_epoch = switch_epoch
+        self.window = window
+
+    @classmethod
+    def from_estimator(cls, estimator):
+        """Plot the kernel diagnostics of a fitted estimator (a new figure).
+
+        Parameters
+        ----------
+        estimator : HybridNTKClassifier
+            Fitted with ``kernel_diagnostics=True``, or a fitted Pipeline or search
+            ending in one.
+
+        Returns
+        -------
+        display : KernelDiagnosticsDisplay
+            The display, drawn.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If it recorded no kernel diagnostics.
+        """
+        _require_matplotlib()
+        estimator = _fitted_hybrid(estimator)
+        if not np.any(np.isfinite(estimator.history_["kernel_alignment"])):
+            raise ValueError(
+                "This estimator recorded no kernel diagnostics. Fit it with "
+                "kernel_diagnostics=True (and max_sgd_epochs >= 1).")
+        return cls(estimator.history_, _marked_switch_epoch(estimator),
+                   estimator.switch_window).plot()
+
+    def plot(self):
+        """Draw on a new figure of four panels.
+
+        Returns
+        -------
+        self : KernelDiagnosticsDisplay
+        """
+        _require_matplotlib()
+        import matplotlib.pyplot as plt
+
+        h = self.history
+        sgd = np.asarray(h["phase"]) == "sgd"
+        epochs = np.asarray(h["epoch"])[sgd]
+        fig, axes = plt.subplots(1, 4, figsize=(17.0, 3.6), layout="constrained")
+        k = "k" if self.window is None else str(self.window)
+        moved, velocity = (np.asarray(h[name], float)[sgd]
+                           for name in ("kernel_distance_from_init", "kernel_velocity"))
+        for values, label in ((moved, r"from init $1 - \cos(K_e, K_0)$"),
+                              (velocity, rf"velocity $1 - \cos(K_e, K_{{e-{k}}})$")):
+            shown = np.where(values > 0, values, np.nan)
+            axes[0].plot(epochs, shown, marker="o", markersize=3, label=label)
+        axes[0].set_yscale("log")
+        axes[0].set_ylabel("kernel cosine distance")
+        axes[0].legend(fontsize="small")
+        axes[1].plot(epochs, np.asarray(h["kernel_alignment"], float)[sgd], marker="o",
+                     markersize=3)
+        axes[1].set_ylabel("centred kernel-target alignment")
+        axes[2].plot(epochs, np.asarray(h["kernel_effective_rank"], float)[sgd], marker="o",
+                     markersize=3)
+        axes[2].set_ylabel("effective rank")
+        top = np.asarray(h["kernel_top_eigenvalues"], float)[sgd]
+        for i in range(top.shape[1]):
+            axes[3].plot(epochs, top[:, i], marker="o", markersize=3, label=rf"$\lambda_{i + 1}$")
+        axes[3].set_yscale("log")
+        axes[3].set_ylabel("largest kernel eigenvalues")
+        axes[3].legend(fontsize="small", ncols=2)
+        for ax in axes:
+            if self.switch_epoch is not None:
+                _mark_switch(ax, self.switch_epoch, f"switch (epoch {self.switch_epoch})")
+            _integer_epochs(ax, np.append(epochs, [] if self.switch_epoch is None
+                                          else [self.switch_epoch]))
+        self.axes_, self.figure_ = list(axes), fig
         return self

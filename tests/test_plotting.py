@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from skntk.plotting import SwitchStatisticDisplay, TrainingHistoryDisplay  # noqa: E402
 
+from .conftest import blobs  # noqa: E402
+
 TINY = dict(hidden_layer_sizes=(16,), max_sgd_epochs=5, ntk_epochs=3, random_state=0)
 
 
@@ -295,3 +297,23 @@ def test_no_kept_epoch_marker_without_early_stop(fixed_epoch_fit):
     display = TrainingHistoryDisplay.from_estimator(fixed_epoch_fit)
     assert display.kept_epoch is None and display.kept_lines_ == []
     assert "kept NTK-phase epoch" not in _legend_texts(display.ax_)
+
+
+def test_kernel_diagnostics_display_draws_the_recorded_values():
+    from skntk.plotting import KernelDiagnosticsDisplay
+
+    X, y = blobs(n_samples=60, n_features=4, n_classes=3, seed=1)
+    clf = HybridNTKClassifier(hidden_layer_sizes=(8,), max_sgd_epochs=4, switch="fixed_epoch",
+                              switch_epoch=4, ntk_epochs=2, kernel_diagnostics=True,
+                              switch_window=2, random_state=0).fit(X, y)
+    display = KernelDiagnosticsDisplay.from_estimator(clf)
+    assert len(display.axes_) == 4
+    alignment = display.axes_[1].get_lines()[0]
+    np.testing.assert_array_equal(alignment.get_xdata(), [1, 2, 3, 4])  # SGD epochs only
+    np.testing.assert_allclose(alignment.get_ydata(), clf.history_["kernel_alignment"][:4])
+    assert "K_{e-2}" in display.axes_[0].get_legend().get_texts()[1].get_text()
+    assert display.axes_[3].get_yscale() == "log"
+    plt.close("all")
+    with pytest.raises(ValueError, match="kernel_diagnostics=True"):
+        KernelDiagnosticsDisplay.from_estimator(clf.set_params(kernel_diagnostics=False)
+                                                .fit(X, y))
