@@ -11,6 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -31,8 +32,12 @@ _FITTED_ATTRIBUTES = (
     "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_",
     "sgd_time_", "ntk_time_", "ntk_learning_rate_", "ntk_solver_", "ntk_stop_reason_",
     "ntk_best_epoch_", "_ntk_extra", "kernel_solver_", "kernel_solver_info_",
-    "n_features_in_", "feature_names_in_", "ntk_phase_", "switch_",
+    "n_features_in_", "feature_names_in_", "ntk_phase_", "switch_", "dual_coef_", "X_fit_",
 )
+
+_KERNEL_MODEL = ("dual_coef", "X_fit")
+"""Arrays of the kernel phase's model, fitted as the public ``dual_coef_`` and
+``X_fit_`` and read back from them by every prediction."""
 
 
 
@@ -316,6 +321,21 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     kernel_solver_info_ : dict or None
         Matrix-free solver's record: ``method`` ("cg" or "lanczos"), ``iterations``,
         ``residual_norm`` and ``converged`` per output, ``tol``; ``None`` otherwise.
+    dual_coef_ : ndarray of shape (n_train, n_classes), float64
+        Only for ``ntk_phase="kernel"`` (absent for the other phases): the dual
+        coefficients ``alpha`` of the kernel phase's model, whose logits are
+        ``f(x) = offset(x) + K_bar(x, X_fit_) @ dual_coef_``, with ``K_bar = K / C`` the
+        empirical NTK at ``theta*`` (:func:`skntk.ntk.empirical_ntk` of
+        ``switch_coefs_``, ``switch_intercepts_``, divided by ``C = n_classes``) and
+        ``offset`` zero or the network at ``theta*`` (``kernel_offset``). At flow time
+        ``t``, ``alpha = g(K_bar + rho I) (Y - offset(X_fit_))`` (the user guide's
+        "NTK phases"); at ``t = inf``, ``(K_bar + rho I)^+ (Y - offset(X_fit_))``. From
+        either solver (conjugate gradients or Lanczos for ``"matrix_free"``).
+        Prediction uses these arrays, as :class:`sklearn.kernel_ridge.KernelRidge` uses
+        its ``dual_coef_`` and ``X_fit_``.
+    X_fit_ : ndarray of shape (n_train, n_features), float32
+        Only for ``ntk_phase="kernel"``: the training inputs of that model, the rows of
+        ``X`` left after the validation split, as float32.
     switch_threshold_ : float
         Threshold of the last check (``switch_threshold`` with ``"auto"`` resolved;
         for the relative automatic thresholds, the value at the last check; NaN for
@@ -637,10 +657,15 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                             tuple(callbacks))
         # Everything prediction needs is fitted state, so that set_params after fit
         # changes nothing until the next fit.
+        extra = dict(fitted.pop("_ntk_extra"), max_kernel_bytes=settings.max_kernel_bytes)
+        if settings.ntk_phase == "kernel":
+            # The model's arrays are public; prediction reads them back (_phase_extra).
+            fitted.update({name + "_": extra.pop(name) for name in _KERNEL_MODEL})
+            extra.update(kernel_tol=float(settings.kernel_tol),
+                         kernel_max_iter=int(settings.kernel_max_iter))
         fitted.update(
             monitor_indices_=np.sort(train_rows[fitted.pop("monitor_index")]),
-            ntk_phase_=settings.ntk_phase, switch_=settings.switch,
-            _ntk_extra=dict(fitted["_ntk_extra"], max_kernel_bytes=settings.max_kernel_bytes))
+            ntk_phase_=settings.ntk_phase, switch_=settings.switch, _ntk_extra=extra)
         self.classes_ = classes
         for name, value in fitted.items():
             setattr(self, name, value)
@@ -766,8 +791,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_is_fitted__(self):
         return hasattr(self, "coefs_")
 
-    def _logits(self, X):
-        """Raw float64 logits of the fitted model; may hold ``inf`` or NaN."""
+    def _prediction_input(self, X):
+        """``X`` checked against the fit, as float32 (clipped to its range)."""
         check_is_fitted(self)
         check_not_forked()
         refuse_sparse(X, "X")
@@ -775,7 +800,18 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         if X.dtype != COMPUTE_DTYPE:
             # Beyond the float32 range: clip rather than overflow to inf in the cast.
             X = np.clip(X, -FLOAT32_MAX, FLOAT32_MAX)
-        X = np.asarray(X, dtype=COMPUTE_DTYPE)
+        return np.asarray(X, dtype=COMPUTE_DTYPE)
+
+    def _phase_extra(self):
+        """What the fitted NTK phase predicts from besides the parameters: its fitted
+        settings and, for ``"kernel"``, the arrays ``dual_coef_`` and ``X_fit_``."""
+        if self.ntk_phase_ != "kernel":
+            return self._ntk_extra
+        return dict(self._ntk_extra, dual_coef=self.dual_coef_, X_fit=self.X_fit_)
+
+    def _logits(self, X):
+        """Raw float64 logits of the fitted model; may hold ``inf`` or NaN."""
+        X = self._prediction_input(X)
         params = params_to_jax(list(zip(self.coefs_, self.intercepts_)))
         params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
         # The fitted phase, solver and budget: not the current parameters.
@@ -783,7 +819,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         if issubclass(phase, NoPhase):  # a network: one compiled program per block
             predict_logits = partial(_network_predict_logits, phase)
         else:
-            predict_logits = partial(phase.predict_logits, extra=self._ntk_extra)
+            predict_logits = partial(phase.predict_logits, extra=self._phase_extra())
         # Fixed-size row blocks: one compiled shape, and each sample's logits do not
         # depend on how many others are predicted with it.
         n_samples = X.shape[0]
@@ -887,6 +923,142 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         """
         logits = usable_logits(self._logits(X))
         return self.classes_[np.argmax(logits, axis=1)]
+
+    def _variance_is_defined(self):
+        """Check of :meth:`predict_variance` (``available_if``): True, or an
+        ``AttributeError`` that says what to refit with. A fitted estimator is judged by
+        its fitted phase and flow time, an unfitted one by its parameters."""
+        if hasattr(self, "coefs_"):
+            phase = self.ntk_phase_
+            if phase == "kernel":
+                t = self._ntk_extra["flow_time"]
+                if math.isinf(t):
+                    return True
+                got = (f"this estimator was fitted with ntk_phase='kernel' at the finite "
+                       f"flow time t = ntk_learning_rate_ * ntk_epochs = {t:.4g}")
+            else:
+                got = f"this estimator was fitted with ntk_phase={phase!r}"
+        else:
+            phase, epochs = self.ntk_phase, self.ntk_epochs
+            if phase == "kernel" and (epochs == "auto" or (isinstance(epochs, Real)
+                                                           and math.isinf(epochs))):
+                return True
+            got = f"got ntk_phase={phase!r} and ntk_epochs={epochs!r}"
+        raise AttributeError(
+            f"predict_variance is defined for ntk_phase='kernel' with ntk_epochs='auto' or "
+            f"numpy.inf (kernel regression, the posterior mean of the NTK Gaussian "
+            f"process); {got}. Fit with ntk_phase='kernel' and ntk_epochs='auto' to use it.")
+
+    @available_if(_variance_is_defined)
+    def predict_variance(self, X):
+        """Posterior variance of the latent logits under the NTK Gaussian process.
+
+        Only for ``ntk_phase="kernel"`` at infinite flow time (``ntk_epochs="auto"``, the
+        default, or ``numpy.inf``); otherwise the method is absent (``hasattr`` is False
+        and calling it raises an ``AttributeError`` whose cause says what to refit
+        with), as for scikit-learn's ``SVC(probability=False).predict_proba``.
+
+        Kernel regression with the NTK ``K_bar = K / C`` at ``theta*`` and the ridge
+        ``rho = kernel_ridge`` is the posterior mean of a Gaussian process that has prior
+        covariance ``K_bar``, the same for each of the ``C`` latent logits and
+        independent between them, prior mean ``offset(x)`` (``kernel_offset``) and
+        Gaussian observation noise of variance ``rho`` on the one-hot targets (the
+        "NTK-GP" of He, Lakshminarayanan and Teh 2020; Lee et al. 2019, sec. 2.3). This
+        method returns that process's posterior variance at each ``x``::
+
+            var(x) = K_bar(x, x) - K_bar(x, X) (K_bar(X, X) + rho I)^+ K_bar(X, x)
+
+        with ``X = X_fit_`` and ``^+`` the pseudo-inverse (which the fit uses too: it
+        matters only for ``rho = 0`` and a singular kernel). The posterior mean is
+        :meth:`decision_function`'s logits.
+
+        For a classifier this is the variance of every latent logit ``f_c(x)`` before the
+        softmax, in squared logit units (the units of the squared one-hot targets); it
+        is the same for every class. It says how far ``x`` lies from the training
+        inputs in the geometry of the kernel: about 0 at a training input when
+        ``rho = 0`` and the kernel is full rank (at most about ``rho`` otherwise), rising
+        towards the prior variance ``K_bar(x, x)`` away from the data. It is not a
+        calibrated probability, nor the variance of :meth:`predict_proba`, nor the spread
+        of networks over random initialisations: the kernel is the empirical NTK of
+        one trained network at ``theta*``, a data-dependent prior. For two classes
+        the difference ``f_1 - f_0`` that :meth:`decision_function` returns has
+        variance ``2 var(x)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Dense inputs with the features seen in :meth:`fit`. Values beyond the
+            float32 range are clipped to it. Not modified.
+
+        Returns
+        -------
+        variance : ndarray of shape (n_samples,), float64
+            ``var(x)`` per sample, ``>= 0`` (negative rounding is clipped to 0).
+
+        Raises
+        ------
+        AttributeError
+            If the estimator was fitted with another ``ntk_phase`` or at a finite flow
+            time (or, unfitted, has such parameters).
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If ``X`` holds NaN or infinity or has other features than in :meth:`fit`, or
+            if a kernel exceeds the fitted ``max_kernel_bytes`` (the message gives its
+            size and what lowers it).
+        TypeError
+            If ``X`` is a scipy sparse matrix.
+
+        Warns
+        -----
+        sklearn.exceptions.ConvergenceWarning
+            With ``kernel_solver_ == "matrix_free"``, when conjugate gradients stop at the
+            fitted ``kernel_max_iter`` before ``kernel_tol``; the variance is then
+            overestimated.
+
+        See Also
+        --------
+        decision_function : The posterior mean (the kernel regression's logits).
+        sklearn.gaussian_process.GaussianProcessClassifier.latent_mean_and_variance :
+            The latent variance of a Gaussian-process classifier (Laplace approximation
+            of a binary classifier).
+
+        Notes
+        -----
+        Nothing of the training kernel is kept by :meth:`fit`, so each call computes it
+        again with the fitted ``theta*``, ``X_fit_``, ridge, solver and memory budget
+        (:meth:`set_params` changes nothing); call it once on all the samples rather
+        than row by row. ``K_bar(x, x)`` comes from the per-layer factors of each
+        sample, so no kernel between the predicted samples is formed; the cross kernel
+        ``K_bar(x, X)`` is formed for blocks of 256 rows.
+
+        - ``kernel_solver_ == "dense"``: the ``N x N`` training kernel, ``O(N^2 F)``, and
+          its Cholesky factor for ``rho > 0`` (``O(N^3 / 3)``) or, for ``rho = 0``, its
+          eigendecomposition and pseudo-inverse as in :meth:`fit`; about as much memory
+          as the fit's kernel. Then a triangular solve (or product) per block,
+          ``O(n N^2)`` for ``n`` samples.
+        - ``kernel_solver_ == "matrix_free"``: preconditioned conjugate gradients on
+          ``(K_bar + rho I) Z = K_bar(X, x)`` for the samples of each block at once, one
+          kernel-block product of as many columns as samples per iteration: about
+          ``n / C`` times the cost of the fit's iterations, which for large ``N`` is
+          slow. A solve stopped early errs towards a larger variance (exactly so in
+          exact arithmetic). With ``rho = 0`` it may not converge: refit with
+          ``kernel_ridge > 0``.
+
+        The kernels are float32, so a variance below about ``1e-6 K_bar(x, x)`` is
+        rounding.
+
+        References
+        ----------
+        He, Lakshminarayanan and Teh, "Bayesian deep ensembles via the neural tangent
+        kernel", NeurIPS 2020.
+        Lee et al., "Wide neural networks of any depth evolve as linear models under
+        gradient descent", NeurIPS 2019.
+        """
+        X = self._prediction_input(X)
+        params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
+        phase = phase_class(self.ntk_phase_, self.kernel_solver_)
+        return phase.predict_variance(params_star, self._phase_extra(), X, PREDICT_BLOCK)
 
     # ---------------------------------------------------------- copies, pickles
 

@@ -11,6 +11,13 @@ phase interface of :mod:`skntk._phases`.
   ``t = inf`` and a Lanczos approximation at finite ``t``, through kernel-block
   products (:mod:`skntk._matrix_free`); for training sets whose kernel exceeds
   ``max_kernel_bytes``.
+
+Both end with the dual coefficients ``A`` (the estimator's ``dual_coef_``) on the
+training inputs (``X_fit_``): ``f_t(x) = f_0(x) + K_bar(x, X) A``. At ``t = inf`` they
+also give the posterior variance of the Gaussian process whose prior covariance is
+``K_bar`` (:meth:`KernelPhase.predict_variance`; He, Lakshminarayanan and Teh,
+NeurIPS 2020, "Bayesian deep ensembles via the neural tangent kernel"), whose
+posterior mean is the kernel regression (Lee et al. 2019, sec. 2.3).
 """
 
 import math
@@ -19,11 +26,13 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from ._kernel_flow import (eigendecompose_kernel, flow_coefficients, flow_outputs,
                            flow_train_outputs, project_residual)
-from ._matrix_free import (TrainingKernel, cross_kernel_apply, krylov_kernel_flow,
+from ._matrix_free import (TrainingKernel, _conjugate_gradients, cross_kernel_apply,
+                           kernel_diagonal, krylov_kernel_flow, nystrom_preconditioner,
                            solve_kernel_flow_matrix_free)
 from ._mlp import mlp_forward, params_to_numpy
 from .ntk import _working_set_bytes, check_kernel_budget, empirical_ntk, kernel_nbytes
@@ -37,7 +46,8 @@ class KernelState(NamedTuple):
     ``eigenvectors`` (N, N): of ``K_bar + rho I``; ``projection``: (N, C)
     ``V^T (Y - F0)``; ``coefficients``: (N, C) ``g(K_bar) (Y - F0)`` at the current
     flow time; ``train_logits``: (N, C) ``f_t(X)``; ``cross_kernels``: cache of
-    ``K_bar(X', X)`` per evaluation set, keyed by ``id(X')``.
+    ``K_bar(X', X)`` per evaluation set, keyed by ``id(X')``; ``ridge``: ``rho``;
+    ``flow_time``: ``t`` of ``coefficients`` (0 before the first step).
     """
 
     params_star: Any
@@ -51,6 +61,8 @@ class KernelState(NamedTuple):
     cross_kernels: dict
     max_kernel_bytes: Any = None
     offset: str = "network"
+    ridge: float = 0.0
+    flow_time: float = 0.0
 
 
 KERNEL_BLOCK_SIZE = 512
@@ -78,6 +90,15 @@ _PREDICTION_KERNEL = ("prediction cross kernel of ntk_phase='kernel'",
                       "use ntk_phase='frozen_jacobian' or fewer training samples (prediction "
                       "forms it for blocks of rows against the whole training set)")
 _EIGENVECTORS = "the eigenvectors of the training kernel, kept for the NTK epochs"
+_VARIANCE_TRAINING_KERNEL = (
+    "training kernel of predict_variance",
+    "refit with kernel_solver='matrix_free' (which forms no N x N kernel) or a larger "
+    "max_kernel_bytes (the working memory includes the kernel's float64 copies)")
+_VARIANCE_CROSS_KERNEL = (
+    "cross kernel of predict_variance",
+    "refit with a larger max_kernel_bytes or on fewer training samples (predict_variance "
+    "forms it for blocks of 256 rows against the whole training set, beside the factored "
+    "training kernel)")
 
 
 def _layer_sizes(params):
@@ -190,7 +211,7 @@ class KernelPhase:
         projection = project_residual(eigenvectors, np.asarray(Y, dtype=np.float64) - F0)
         return KernelState(params_star, X, F0, eigenvalues, eigenvectors, projection,
                            np.zeros_like(F0), F0, {}, settings.max_kernel_bytes,
-                           settings.kernel_offset)
+                           settings.kernel_offset, settings.ridge)
 
     @staticmethod
     def step(state, epoch, settings):
@@ -201,7 +222,8 @@ class KernelPhase:
         coefficients = flow_coefficients(*args, t, n_samples, projected=True)
         train_logits = flow_train_outputs(*args, state.F0, t, n_samples, settings.ridge,
                                           projected=True)
-        return state._replace(coefficients=coefficients, train_logits=train_logits)
+        return state._replace(coefficients=coefficients, train_logits=train_logits,
+                              flow_time=t)
 
     @staticmethod
     def logits(state, X):
@@ -223,22 +245,71 @@ class KernelPhase:
 
     @staticmethod
     def extra_state(state):
-        return {"X_train": np.asarray(state.X), "coefficients": state.coefficients,
-                "offset": state.offset}
+        """``dual_coef`` (N, C) float64 and ``X_fit`` (N, d) float32: the model
+        ``f(x) = offset(x) + K_bar(x, X_fit) dual_coef``; ``offset``, ``ridge`` and
+        ``flow_time`` (``t``)."""
+        return {"X_fit": np.array(state.X), "dual_coef": state.coefficients,
+                "offset": state.offset, "ridge": state.ridge, "flow_time": state.flow_time}
 
     @staticmethod
     def predict_logits(params_star, params, extra, X):
-        """``extra`` may hold ``"max_kernel_bytes"``, the budget of the cross kernel.
+        """``offset(X) + K_bar(X, extra["X_fit"]) extra["dual_coef"]``; ``extra`` may
+        hold ``"max_kernel_bytes"``, the budget of the cross kernel.
 
         Unlike :meth:`logits`, non-finite values (inputs so large that the kernel
         overflows) are passed on as ``inf``/``NaN`` logits for the caller to handle.
         """
-        coefficients = extra["coefficients"]
-        K_cross = _kernel_bar(params_star, X, jnp.asarray(extra["X_train"]), coefficients.shape[1],
+        dual_coef = extra["dual_coef"]
+        K_cross = _kernel_bar(params_star, X, jnp.asarray(extra["X_fit"]), dual_coef.shape[1],
                               extra.get("max_kernel_bytes"), _PREDICTION_KERNEL)
         F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
         with np.errstate(all="ignore"):
-            return F0_new + K_cross @ coefficients
+            return F0_new + K_cross @ dual_coef
+
+    @staticmethod
+    def training_inverse(params_star, extra):
+        """``(K_bar + rho I)^+`` of the training kernel, factored once
+        (:class:`DenseInverse`), for :meth:`predict_variance`."""
+        X_fit = jnp.asarray(extra["X_fit"])
+        K_bar = _kernel_bar(params_star, X_fit, X_fit, extra["dual_coef"].shape[1],
+                            extra.get("max_kernel_bytes"), _VARIANCE_TRAINING_KERNEL,
+                            copies=TRAINING_KERNEL_COPIES)
+        return DenseInverse.factor(K_bar, extra.get("ridge", 0.0))
+
+    @classmethod
+    def predict_variance(cls, params_star, extra, X, block_size):
+        """Posterior variance of the NTK Gaussian process at ``t = inf``, per sample.
+
+        ``var(x) = K_bar(x, x) - K_bar(x, X) (K_bar(X, X) + rho I)^+ K_bar(X, x)`` with
+        ``X = extra["X_fit"]``, ``rho = extra["ridge"]`` and ``C`` the columns of
+        ``extra["dual_coef"]``; the prior variance ``K_bar(x, x)`` from the layer
+        factors (:func:`skntk._matrix_free.kernel_diagonal`) and the cross kernel, for
+        ``block_size`` rows at a time (the last block zero-padded, so one shape
+        compiles).
+
+        Returns
+        -------
+        variance : ndarray of shape (n,), float64, clipped at 0 (rounding).
+        """
+        n_classes = extra["dual_coef"].shape[1]
+        X_fit = jnp.asarray(extra["X_fit"])
+        inverse = cls.training_inverse(params_star, extra)
+        X = np.asarray(X)
+        n = X.shape[0]
+        padded = np.zeros((-(-n // block_size) * block_size, X.shape[1]), X.dtype)
+        padded[:n] = X
+        variance = np.empty(n)
+        for start in range(0, n, block_size):
+            stop = min(start + block_size, n)
+            rows = jnp.asarray(padded[start:start + block_size])
+            prior = kernel_diagonal(params_star, rows, n_classes, block_size=block_size)
+            K_cross = _kernel_bar(params_star, rows, X_fit, n_classes,
+                                  extra.get("max_kernel_bytes"), _VARIANCE_CROSS_KERNEL,
+                                  copies=inverse.cross_copies, held_bytes=inverse.nbytes,
+                                  held_what=inverse.description)
+            variance[start:stop] = (prior[:stop - start]
+                                    - inverse.quadratic(K_cross[:stop - start]))
+        return np.clip(variance, 0.0, None)
 
 
 class MatrixFreeState(NamedTuple):
@@ -248,7 +319,8 @@ class MatrixFreeState(NamedTuple):
     (N, C) outputs at ``theta*``; ``flow``: the Lanczos decomposition serving every
     finite flow time (``None`` at ``t = inf``); ``coefficients``: (N, C) ``A`` at the
     current flow time; ``train_logits``: (N, C) ``f_t(X)``; ``info``: the solver's
-    record (``method``, ``iterations``, ``residual_norm``, ``converged``).
+    record (``method``, ``iterations``, ``residual_norm``, ``converged``); ``ridge``:
+    ``rho``; ``flow_time``: ``t`` of ``coefficients``.
     """
 
     params_star: Any
@@ -259,6 +331,8 @@ class MatrixFreeState(NamedTuple):
     train_logits: Any
     info: dict
     offset: str = "network"
+    ridge: float = 0.0
+    flow_time: float = 0.0
 
 
 class MatrixFreeKernelPhase(KernelPhase):
@@ -284,21 +358,24 @@ class MatrixFreeKernelPhase(KernelPhase):
             A, info = solve_kernel_flow_matrix_free(params_star, X, residual, math.inf,
                                                     settings.ridge, n_classes, **solver)
             return MatrixFreeState(params_star, X, F0, None, A, F0 + info["train_update"],
-                                   _summary(info, settings), settings.kernel_offset)
+                                   _summary(info, settings), settings.kernel_offset,
+                                   settings.ridge, math.inf)
         t_end = settings.learning_rate * settings.n_epochs
         flow = (None if t_end == 0 else
                 krylov_kernel_flow(params_star, X, residual, t_end, settings.ridge,
                                    n_classes, **solver))
         info = _summary(flow.info if flow else {"method": "lanczos", "iterations": 0}, settings)
         return MatrixFreeState(params_star, X, F0, flow, np.zeros_like(F0), F0, info,
-                               settings.kernel_offset)
+                               settings.kernel_offset, settings.ridge)
 
     @staticmethod
     def step(state, epoch, settings):
         if state.flow is None:
             return state
-        A, train_update, _ = state.flow.evaluate(settings.learning_rate * epoch)
-        return state._replace(coefficients=A, train_logits=state.F0 + train_update)
+        t = settings.learning_rate * epoch
+        A, train_update, _ = state.flow.evaluate(t)
+        return state._replace(coefficients=A, train_logits=state.F0 + train_update,
+                              flow_time=t)
 
     @staticmethod
     def logits(state, X):
@@ -309,16 +386,120 @@ class MatrixFreeKernelPhase(KernelPhase):
                                            state.F0.shape[1])
 
     @staticmethod
-    def extra_state(state):
-        return {"X_train": np.asarray(state.X), "coefficients": state.coefficients,
-                "solver": "matrix_free", "offset": state.offset}
+    def predict_logits(params_star, params, extra, X):
+        """``offset(X) + K_bar(X, extra["X_fit"]) extra["dual_coef"]``, block by block."""
+        dual_coef = extra["dual_coef"]
+        F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
+        return F0_new + cross_kernel_apply(params_star, X, jnp.asarray(extra["X_fit"]),
+                                           dual_coef, dual_coef.shape[1])
 
     @staticmethod
-    def predict_logits(params_star, params, extra, X):
-        coefficients = extra["coefficients"]
-        F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
-        return F0_new + cross_kernel_apply(params_star, X, jnp.asarray(extra["X_train"]),
-                                           coefficients, coefficients.shape[1])
+    def training_inverse(params_star, extra):
+        """``(K_bar + rho I)^{-1}`` applied by conjugate gradients (:class:`CGInverse`),
+        with the fit's operator, preconditioner, ``kernel_tol`` and ``kernel_max_iter``
+        (from ``extra``)."""
+        X_fit = jnp.asarray(extra["X_fit"])
+        operator = TrainingKernel(params_star, X_fit, extra["dual_coef"].shape[1],
+                                  extra.get("ridge", 0.0),
+                                  max_bytes=extra.get("max_kernel_bytes"))
+        return CGInverse(operator, nystrom_preconditioner(operator, PRECONDITIONER_RANK),
+                         extra.get("kernel_tol", 1e-5), extra.get("kernel_max_iter", 500))
+
+
+PRECONDITIONER_RANK = 200
+"""Rank of the Nystrom preconditioner of the matrix-free solves (that of
+:func:`skntk._matrix_free.solve_kernel_flow_matrix_free`)."""
+
+
+class DenseInverse(NamedTuple):
+    """``(K_bar + rho I)^+`` of a dense training kernel, as a factor ``R`` with
+    ``(K_bar + rho I)^+ = R^T R``: ``cholesky`` the lower Cholesky factor ``L``
+    (``R = L^{-1}``), or ``root`` ``diag(lambda^{-1/2}) V^T`` from the eigendecomposition
+    of :func:`skntk._kernel_flow.eigendecompose_kernel` (null directions zeroed: the
+    pseudo-inverse of the fit). Exactly one of them is set (float64 N x N)."""
+
+    cholesky: Any = None
+    root: Any = None
+
+    @classmethod
+    def factor(cls, K_bar, ridge):
+        """Cholesky for ``ridge > 0`` (the matrix is then positive definite); the
+        eigendecomposition and pseudo-inverse for ``ridge = 0``, or when Cholesky fails
+        on a kernel that rounding has made indefinite."""
+        if ridge > 0:
+            M = 0.5 * (K_bar + K_bar.T)
+            M[np.diag_indices_from(M)] += ridge
+            try:
+                return cls(cholesky=scipy.linalg.cholesky(M, lower=True, overwrite_a=True,
+                                                          check_finite=True))
+            except np.linalg.LinAlgError:
+                pass
+            del M
+        eigenvalues, V = eigendecompose_kernel(K_bar, ridge)
+        positive = eigenvalues > 0
+        scale = np.zeros_like(eigenvalues)
+        scale[positive] = 1.0 / np.sqrt(eigenvalues[positive])
+        V *= scale
+        return cls(root=V.T)
+
+    @property
+    def nbytes(self):
+        return (self.root if self.cholesky is None else self.cholesky).nbytes
+
+    description = "the factored training kernel (float64)"
+    cross_copies = CROSS_KERNEL_COPIES + 2
+    """A cross kernel's peak in float32 kernels: :data:`CROSS_KERNEL_COPIES` and the
+    float64 ``R K_cross^T``."""
+
+    def quadratic(self, K_cross):
+        """``diag(K_cross (K_bar + rho I)^+ K_cross^T)`` for ``K_cross`` (b, N): (b,)."""
+        if self.cholesky is not None:
+            Z = scipy.linalg.solve_triangular(self.cholesky, K_cross.T, lower=True,
+                                              check_finite=False)
+        else:
+            Z = self.root @ K_cross.T
+        return np.einsum("ij,ij->j", Z, Z)
+
+
+class CGInverse(NamedTuple):
+    """``(K_bar + rho I)^{-1}`` applied by preconditioned conjugate gradients on all
+    columns of a block at once, one kernel-block product per iteration."""
+
+    operator: Any
+    preconditioner: Any
+    tol: float
+    max_iter: int
+
+    @property
+    def nbytes(self):
+        stored = self.operator.factor_bytes if self.operator.stores_factors else 0
+        return stored + self.preconditioner.U.nbytes
+
+    description = "the matrix-free operator's layer factors and preconditioner"
+    cross_copies = CROSS_KERNEL_COPIES + 14
+    """A cross kernel's peak in float32 kernels: :data:`CROSS_KERNEL_COPIES` and seven
+    float64 arrays of its size in the solve (right-hand sides, iterate, residual,
+    preconditioned residual, direction, product, true-residual product)."""
+
+    def quadratic(self, K_cross):
+        """``diag(K_cross (K_bar + rho I)^{-1} K_cross^T)`` for ``K_cross`` (b, N): (b,).
+
+        CG from zero keeps ``k^T z_j <= k^T M^{-1} k`` at every iterate in exact
+        arithmetic (the gap is the squared ``M``-norm of the error; restarts from the
+        true residual may break it by rounding), so a truncated solve errs towards a
+        larger variance. Warns (``ConvergenceWarning``) when it stops short of ``tol``.
+        """
+        B = np.ascontiguousarray(K_cross.T)
+        Z, _, info = _conjugate_gradients(self.operator, B, self.tol, self.max_iter,
+                                          self.preconditioner)
+        if not info["converged"]:
+            warnings.warn(
+                f"predict_variance: conjugate gradients did not reach the fitted "
+                f"kernel_tol={self.tol} within kernel_max_iter={self.max_iter} iterations "
+                f"(largest relative residual {np.max(info['residual_norm']):.2g}); the "
+                f"variance may be overestimated. Refit with a larger `kernel_max_iter` or "
+                f"`kernel_ridge`.", ConvergenceWarning)
+        return np.einsum("ij,ij->j", B, Z)
 
 
 def _summary(info, settings):

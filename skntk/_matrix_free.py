@@ -78,6 +78,7 @@ __all__ = [
     "TrainingKernel",
     "cross_kernel_apply",
     "fast_ntk_vector_product",
+    "kernel_diagonal",
     "krylov_kernel_flow",
     "nystrom_preconditioner",
     "solve_kernel_flow_matrix_free",
@@ -325,6 +326,37 @@ def fast_ntk_vector_product(params, X, V, *, X2=None, block_size=DEFAULT_BLOCK_S
     out = _apply_to_inputs(params, _row_blocks(X, block1), moments, k)
     out = out.reshape(-1, k)[:X.shape[0]]
     return out[:, 0] if vector else out
+
+
+def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE):
+    """``K_bar(x, x) = K(x, x) / C`` for every row of ``X``, without any kernel matrix.
+
+    ``K(x, x) = Σ_l ‖P_l(x)‖² ‖Q_l(x)‖²`` from the layer factors of the module
+    docstring: one forward and one ``C``-logit backward pass per block of rows, no
+    ``n x n`` (nor ``block x block``) kernel. The same kernel as the diagonal of
+    :func:`skntk.ntk.empirical_ntk`, to float rounding.
+
+    Parameters
+    ----------
+    params : sequence of (W, b)
+        Network parameters.
+    X : array-like of shape (n, n_features)
+        Inputs, ``n >= 1``.
+    n_classes : int
+        ``C``, the divisor of the traced kernel.
+    block_size : int, default=2048
+        Rows per block (the last block is zero-padded, so one block shape compiles).
+
+    Returns
+    -------
+    diagonal : ndarray of shape (n,), float64
+        Computed in the floating dtype of the inputs, returned as float64.
+    """
+    n_classes = _check_positive_int(n_classes, "n_classes")
+    block_size = _check_positive_int(block_size, "block_size")
+    params, (X,), _ = _prepare(params, X)
+    diag = _diagonal_from_inputs(params, _row_blocks(X, min(block_size, X.shape[0])))
+    return np.asarray(diag, dtype=np.float64).reshape(-1)[:X.shape[0]] / n_classes
 
 
 class TrainingKernel:

@@ -9,9 +9,13 @@ Each phase is a small class of pure static methods, looked up by the value of
 - ``logits(state, X) -> (n, C)``: the phase's model on any inputs;
 - ``network(state) -> params``: the parameters reported as ``coefs_``/``intercepts_``;
 - ``extra_state(state) -> dict`` of numpy arrays that prediction needs besides
-  ``theta*`` and the final parameters;
+  ``theta*`` and the final parameters (the kernel phase's ``dual_coef`` and ``X_fit``
+  become the estimator's public ``dual_coef_`` and ``X_fit_``, and are read back
+  from them);
 - ``predict_logits(params_star, params, extra, X)``: the fitted model's logits from
-  that numpy state (jax arrays of parameters).
+  that numpy state (jax arrays of parameters);
+- kernel phases only: ``predict_variance(params_star, extra, X, block_size)``, the
+  NTK-GP posterior variance at ``t = inf``.
 
 ``"linearized"`` has two solvers: full-batch gradient descent with step ``eta``
 (:class:`LinearizedPhase`) and L-BFGS with an exact line search
