@@ -210,7 +210,7 @@ def lbfgs_init(lin, Y, weights):
     grad = _flat_gradient(lin, lin.logits, Y, weights)
     zeros = jnp.zeros((M, P), flat.dtype)
     return LBFGSState(jnp.zeros_like(flat), lin.logits, grad, _loss(lin.logits, Y, weights),
-                      zeros, zeros, jnp.zeros(M, flat.dtype), jnp.asarray(0),
+                      zeros, zeros, jnp.zeros(M, flat.dtype), jnp.zeros((), jnp.int32),
                       jnp.asarray(1.0, flat.dtype))
 
 
