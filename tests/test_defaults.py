@@ -359,3 +359,22 @@ def test_kernel_phase_from_zero_is_kernel_regression_with_its_own_kernel():
     want /= want.sum(1, keepdims=True)
     np.testing.assert_allclose(clf.predict_proba(X_new), want, rtol=1e-3, atol=1e-4)
     assert clf.ntk_stop_reason_ == "n_epochs" and math.isnan(clf.ntk_learning_rate_)
+
+
+def test_lbfgs_epoch_program_compiles_once_per_shape():
+    """The state's types do not change from one iteration to the next, so the epoch
+    program compiled for the first iteration serves all others."""
+    from skntk._linearized import lbfgs_epoch_and_metrics
+    from skntk._runtime import count_compilations
+
+    X, Y = _noisy_problem(3)
+    lin = linearization(_params((2, 5, 2), 2), X)
+    weights = jnp.ones(200)
+    state = lbfgs_init(lin, Y, weights)
+    state, _ = lbfgs_epoch_and_metrics(state, lin, Y, weights, 1e-3, None, None, None)
+    with count_compilations() as compiled:
+        for _ in range(3):
+            state, report = lbfgs_epoch_and_metrics(state, lin, Y, weights, 1e-3, None, None,
+                                                    None)
+    assert compiled.count == 0
+    assert report.shape == (5,) and report[0] == 1 and np.isnan(report[3])
