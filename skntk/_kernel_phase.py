@@ -26,7 +26,7 @@ from ._kernel_flow import (eigendecompose_kernel, flow_coefficients, flow_output
 from ._matrix_free import (TrainingKernel, cross_kernel_apply, krylov_kernel_flow,
                            solve_kernel_flow_matrix_free)
 from ._mlp import mlp_forward, params_to_numpy
-from .ntk import _working_set_bytes, check_kernel_budget, empirical_ntk, kernel_nbytes
+from .ntk import _empirical_ntk, _working_set_bytes, check_kernel_budget, kernel_nbytes
 
 
 class KernelState(NamedTuple):
@@ -37,7 +37,9 @@ class KernelState(NamedTuple):
     ``eigenvectors`` (N, N): of ``K_bar + rho I``; ``projection``: (N, C)
     ``V^T (Y - F0)``; ``coefficients``: (N, C) ``g(K_bar) (Y - F0)`` at the current
     flow time; ``train_logits``: (N, C) ``f_t(X)``; ``cross_kernels``: cache of
-    ``K_bar(X', X)`` per evaluation set, keyed by ``id(X')``.
+    ``K_bar(X', X)`` per evaluation set, keyed by ``id(X')``; ``layer_scales``: the
+    per-layer scales ``D`` of the parameterisation (the kernel is ``J D J^T``;
+    ``None``: standard).
     """
 
     params_star: Any
@@ -51,6 +53,7 @@ class KernelState(NamedTuple):
     cross_kernels: dict
     max_kernel_bytes: Any = None
     offset: str = "network"
+    layer_scales: Any = None
 
 
 KERNEL_BLOCK_SIZE = 512
@@ -152,14 +155,14 @@ def offset_outputs(params_star, X, offset):
 
 
 def _kernel_bar(params_star, X1, X2, n_classes, max_bytes, labels, copies=CROSS_KERNEL_COPIES,
-                mesh=None, held_bytes=0, held_what="other arrays"):
+                mesh=None, held_bytes=0, held_what="other arrays", layer_scales=None):
     """``K_bar = K / C`` as a float64 numpy array, after a memory check (``copies`` and
     ``held_bytes`` as in :func:`_check_kernel`); row blocks split over ``mesh`` when
-    given."""
+    given; ``K = J D J^T`` with ``D`` the ``layer_scales`` of the parameterisation."""
     _check_kernel(_layer_sizes(params_star), X1.shape[0], X2.shape[0], max_bytes, labels,
                   copies, held_bytes, held_what)
-    K = empirical_ntk(params_star, X1, X2, block_size=KERNEL_BLOCK_SIZE, max_bytes=np.inf,
-                      mesh=mesh)
+    K = _empirical_ntk(params_star, X1, X2, block_size=KERNEL_BLOCK_SIZE, max_bytes=np.inf,
+                       mesh=mesh, scales=layer_scales)
     return np.asarray(K, dtype=np.float64) / n_classes
 
 
@@ -184,13 +187,13 @@ class KernelPhase:
         # The float64 copies and the eigenvectors: see TRAINING_KERNEL_COPIES.
         K_bar = _kernel_bar(params_star, X, X, n_classes, settings.max_kernel_bytes,
                             _TRAINING_KERNEL, copies=TRAINING_KERNEL_COPIES,
-                            mesh=settings.mesh)
+                            mesh=settings.mesh, layer_scales=settings.layer_scales)
         F0 = offset_outputs(params_star, X, settings.kernel_offset)
         eigenvalues, eigenvectors = eigendecompose_kernel(K_bar, settings.ridge)
         projection = project_residual(eigenvectors, np.asarray(Y, dtype=np.float64) - F0)
         return KernelState(params_star, X, F0, eigenvalues, eigenvectors, projection,
                            np.zeros_like(F0), F0, {}, settings.max_kernel_bytes,
-                           settings.kernel_offset)
+                           settings.kernel_offset, settings.layer_scales)
 
     @staticmethod
     def step(state, epoch, settings):
@@ -212,7 +215,7 @@ class KernelPhase:
             K_cross = _kernel_bar(state.params_star, X, state.X, state.F0.shape[1],
                                   state.max_kernel_bytes, _VALIDATION_KERNEL,
                                   held_bytes=state.eigenvectors.nbytes,
-                                  held_what=_EIGENVECTORS)
+                                  held_what=_EIGENVECTORS, layer_scales=state.layer_scales)
             state.cross_kernels[id(X)] = K_cross
         F0_new = offset_outputs(state.params_star, X, state.offset)
         return flow_outputs(K_cross, state.coefficients, F0_new)
@@ -224,18 +227,20 @@ class KernelPhase:
     @staticmethod
     def extra_state(state):
         return {"X_train": np.asarray(state.X), "coefficients": state.coefficients,
-                "offset": state.offset}
+                "offset": state.offset, "layer_scales": state.layer_scales}
 
     @staticmethod
     def predict_logits(params_star, params, extra, X):
-        """``extra`` may hold ``"max_kernel_bytes"``, the budget of the cross kernel.
+        """``extra`` may hold ``"max_kernel_bytes"``, the budget of the cross kernel, and
+        ``"layer_scales"``, the parameterisation's ``D`` (absent: standard).
 
         Unlike :meth:`logits`, non-finite values (inputs so large that the kernel
         overflows) are passed on as ``inf``/``NaN`` logits for the caller to handle.
         """
         coefficients = extra["coefficients"]
         K_cross = _kernel_bar(params_star, X, jnp.asarray(extra["X_train"]), coefficients.shape[1],
-                              extra.get("max_kernel_bytes"), _PREDICTION_KERNEL)
+                              extra.get("max_kernel_bytes"), _PREDICTION_KERNEL,
+                              layer_scales=extra.get("layer_scales"))
         F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
         with np.errstate(all="ignore"):
             return F0_new + K_cross @ coefficients
@@ -248,7 +253,8 @@ class MatrixFreeState(NamedTuple):
     (N, C) outputs at ``theta*``; ``flow``: the Lanczos decomposition serving every
     finite flow time (``None`` at ``t = inf``); ``coefficients``: (N, C) ``A`` at the
     current flow time; ``train_logits``: (N, C) ``f_t(X)``; ``info``: the solver's
-    record (``method``, ``iterations``, ``residual_norm``, ``converged``).
+    record (``method``, ``iterations``, ``residual_norm``, ``converged``);
+    ``layer_scales``: as in :class:`KernelState`.
     """
 
     params_star: Any
@@ -259,6 +265,7 @@ class MatrixFreeState(NamedTuple):
     train_logits: Any
     info: dict
     offset: str = "network"
+    layer_scales: Any = None
 
 
 class MatrixFreeKernelPhase(KernelPhase):
@@ -277,21 +284,23 @@ class MatrixFreeKernelPhase(KernelPhase):
         F0 = offset_outputs(params_star, X, settings.kernel_offset)
         residual = np.asarray(Y, dtype=np.float64) - F0
         operator = TrainingKernel(params_star, X, n_classes, settings.ridge,
-                                  max_bytes=settings.max_kernel_bytes)
+                                  max_bytes=settings.max_kernel_bytes,
+                                  layer_scales=settings.layer_scales)
+        scales = settings.layer_scales
         solver = dict(tol=settings.kernel_tol, max_iter=settings.kernel_max_iter,
-                      operator=operator)
+                      operator=operator, layer_scales=scales)
         if math.isinf(settings.n_epochs):
             A, info = solve_kernel_flow_matrix_free(params_star, X, residual, math.inf,
                                                     settings.ridge, n_classes, **solver)
             return MatrixFreeState(params_star, X, F0, None, A, F0 + info["train_update"],
-                                   _summary(info, settings), settings.kernel_offset)
+                                   _summary(info, settings), settings.kernel_offset, scales)
         t_end = settings.learning_rate * settings.n_epochs
         flow = (None if t_end == 0 else
                 krylov_kernel_flow(params_star, X, residual, t_end, settings.ridge,
                                    n_classes, **solver))
         info = _summary(flow.info if flow else {"method": "lanczos", "iterations": 0}, settings)
         return MatrixFreeState(params_star, X, F0, flow, np.zeros_like(F0), F0, info,
-                               settings.kernel_offset)
+                               settings.kernel_offset, scales)
 
     @staticmethod
     def step(state, epoch, settings):
@@ -306,19 +315,21 @@ class MatrixFreeKernelPhase(KernelPhase):
             return state.train_logits
         F0_new = offset_outputs(state.params_star, X, state.offset)
         return F0_new + cross_kernel_apply(state.params_star, X, state.X, state.coefficients,
-                                           state.F0.shape[1])
+                                           state.F0.shape[1], layer_scales=state.layer_scales)
 
     @staticmethod
     def extra_state(state):
         return {"X_train": np.asarray(state.X), "coefficients": state.coefficients,
-                "solver": "matrix_free", "offset": state.offset}
+                "solver": "matrix_free", "offset": state.offset,
+                "layer_scales": state.layer_scales}
 
     @staticmethod
     def predict_logits(params_star, params, extra, X):
         coefficients = extra["coefficients"]
         F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
         return F0_new + cross_kernel_apply(params_star, X, jnp.asarray(extra["X_train"]),
-                                           coefficients, coefficients.shape[1])
+                                           coefficients, coefficients.shape[1],
+                                           layer_scales=extra.get("layer_scales"))
 
 
 def _summary(info, settings):
