@@ -70,9 +70,13 @@ class KernelDiagnostics:
         One-hot labels of the monitor samples.
     window : int
         ``k`` of the velocity.
+    layer_scales : tuple or None, default=None
+        Per-layer scales ``D`` of the parameterisation (the kernel is ``J D J^T``;
+        :func:`skntk._parameterization.layer_scales`); ``None``: standard.
     """
 
-    def __init__(self, params0, X_monitor, n_monitor, Y_monitor, window):
+    def __init__(self, params0, X_monitor, n_monitor, Y_monitor, window, layer_scales=None):
+        self.layer_scales = layer_scales
         self.X_monitor = X_monitor
         self.m = n_monitor
         self.Y = np.asarray(Y_monitor, dtype=np.float64)
@@ -81,7 +85,8 @@ class KernelDiagnostics:
         self.window = window
 
     def _kernel(self, params):
-        K = _monitor_kernel_jit(params, self.X_monitor, self.m)
+        K = _monitor_kernel_jit(params, self.X_monitor, self.m,
+                                layer_scales=self.layer_scales)
         return np.asarray(K, dtype=np.float64)[:self.m, :self.m]
 
     def record(self, epoch, params):

@@ -35,7 +35,7 @@ from ._matrix_free import (TrainingKernel, _conjugate_gradients, cross_kernel_ap
                            kernel_diagonal, krylov_kernel_flow, nystrom_preconditioner,
                            solve_kernel_flow_matrix_free)
 from ._mlp import mlp_forward, params_to_numpy
-from .ntk import _working_set_bytes, check_kernel_budget, empirical_ntk, kernel_nbytes
+from .ntk import _empirical_ntk, _working_set_bytes, check_kernel_budget, kernel_nbytes
 
 
 class KernelState(NamedTuple):
@@ -47,7 +47,9 @@ class KernelState(NamedTuple):
     ``V^T (Y - F0)``; ``coefficients``: (N, C) ``g(K_bar) (Y - F0)`` at the current
     flow time; ``train_logits``: (N, C) ``f_t(X)``; ``cross_kernels``: cache of
     ``K_bar(X', X)`` per evaluation set, keyed by ``id(X')``; ``ridge``: ``rho``;
-    ``flow_time``: ``t`` of ``coefficients`` (0 before the first step).
+    ``flow_time``: ``t`` of ``coefficients`` (0 before the first step);
+    ``layer_scales``: the per-layer scales ``D`` of the parameterisation (the kernel
+    is ``J D J^T``; ``None``: standard).
     """
 
     params_star: Any
@@ -63,6 +65,7 @@ class KernelState(NamedTuple):
     offset: str = "network"
     ridge: float = 0.0
     flow_time: float = 0.0
+    layer_scales: Any = None
 
 
 KERNEL_BLOCK_SIZE = 512
@@ -173,14 +176,14 @@ def offset_outputs(params_star, X, offset):
 
 
 def _kernel_bar(params_star, X1, X2, n_classes, max_bytes, labels, copies=CROSS_KERNEL_COPIES,
-                mesh=None, held_bytes=0, held_what="other arrays"):
+                mesh=None, held_bytes=0, held_what="other arrays", layer_scales=None):
     """``K_bar = K / C`` as a float64 numpy array, after a memory check (``copies`` and
     ``held_bytes`` as in :func:`_check_kernel`); row blocks split over ``mesh`` when
-    given."""
+    given; ``K = J D J^T`` with ``D`` the ``layer_scales`` of the parameterisation."""
     _check_kernel(_layer_sizes(params_star), X1.shape[0], X2.shape[0], max_bytes, labels,
                   copies, held_bytes, held_what)
-    K = empirical_ntk(params_star, X1, X2, block_size=KERNEL_BLOCK_SIZE, max_bytes=np.inf,
-                      mesh=mesh)
+    K = _empirical_ntk(params_star, X1, X2, block_size=KERNEL_BLOCK_SIZE, max_bytes=np.inf,
+                       mesh=mesh, scales=layer_scales)
     return np.asarray(K, dtype=np.float64) / n_classes
 
 
@@ -205,13 +208,14 @@ class KernelPhase:
         # The float64 copies and the eigenvectors: see TRAINING_KERNEL_COPIES.
         K_bar = _kernel_bar(params_star, X, X, n_classes, settings.max_kernel_bytes,
                             _TRAINING_KERNEL, copies=TRAINING_KERNEL_COPIES,
-                            mesh=settings.mesh)
+                            mesh=settings.mesh, layer_scales=settings.layer_scales)
         F0 = offset_outputs(params_star, X, settings.kernel_offset)
         eigenvalues, eigenvectors = eigendecompose_kernel(K_bar, settings.ridge)
         projection = project_residual(eigenvectors, np.asarray(Y, dtype=np.float64) - F0)
         return KernelState(params_star, X, F0, eigenvalues, eigenvectors, projection,
                            np.zeros_like(F0), F0, {}, settings.max_kernel_bytes,
-                           settings.kernel_offset, settings.ridge)
+                           settings.kernel_offset, settings.ridge,
+                           layer_scales=settings.layer_scales)
 
     @staticmethod
     def step(state, epoch, settings):
@@ -234,7 +238,7 @@ class KernelPhase:
             K_cross = _kernel_bar(state.params_star, X, state.X, state.F0.shape[1],
                                   state.max_kernel_bytes, _VALIDATION_KERNEL,
                                   held_bytes=state.eigenvectors.nbytes,
-                                  held_what=_EIGENVECTORS)
+                                  held_what=_EIGENVECTORS, layer_scales=state.layer_scales)
             state.cross_kernels[id(X)] = K_cross
         F0_new = offset_outputs(state.params_star, X, state.offset)
         return flow_outputs(K_cross, state.coefficients, F0_new)
@@ -247,9 +251,10 @@ class KernelPhase:
     def extra_state(state):
         """``dual_coef`` (N, C) float64 and ``X_fit`` (N, d) float32: the model
         ``f(x) = offset(x) + K_bar(x, X_fit) dual_coef``; ``offset``, ``ridge`` and
-        ``flow_time`` (``t``)."""
+        ``flow_time`` (``t``), ``layer_scales`` (the parameterisation's ``D``)."""
         return {"X_fit": np.array(state.X), "dual_coef": state.coefficients,
-                "offset": state.offset, "ridge": state.ridge, "flow_time": state.flow_time}
+                "offset": state.offset, "ridge": state.ridge, "flow_time": state.flow_time,
+                "layer_scales": state.layer_scales}
 
     @staticmethod
     def predict_logits(params_star, params, extra, X):
@@ -261,7 +266,8 @@ class KernelPhase:
         """
         dual_coef = extra["dual_coef"]
         K_cross = _kernel_bar(params_star, X, jnp.asarray(extra["X_fit"]), dual_coef.shape[1],
-                              extra.get("max_kernel_bytes"), _PREDICTION_KERNEL)
+                              extra.get("max_kernel_bytes"), _PREDICTION_KERNEL,
+                              layer_scales=extra.get("layer_scales"))
         F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
         with np.errstate(all="ignore"):
             return F0_new + K_cross @ dual_coef
@@ -273,7 +279,8 @@ class KernelPhase:
         X_fit = jnp.asarray(extra["X_fit"])
         K_bar = _kernel_bar(params_star, X_fit, X_fit, extra["dual_coef"].shape[1],
                             extra.get("max_kernel_bytes"), _VARIANCE_TRAINING_KERNEL,
-                            copies=TRAINING_KERNEL_COPIES)
+                            copies=TRAINING_KERNEL_COPIES,
+                            layer_scales=extra.get("layer_scales"))
         return DenseInverse.factor(K_bar, extra.get("ridge", 0.0))
 
     @classmethod
@@ -302,11 +309,13 @@ class KernelPhase:
         for start in range(0, n, block_size):
             stop = min(start + block_size, n)
             rows = jnp.asarray(padded[start:start + block_size])
-            prior = kernel_diagonal(params_star, rows, n_classes, block_size=block_size)
+            prior = kernel_diagonal(params_star, rows, n_classes, block_size=block_size,
+                                    layer_scales=extra.get("layer_scales"))
             K_cross = _kernel_bar(params_star, rows, X_fit, n_classes,
                                   extra.get("max_kernel_bytes"), _VARIANCE_CROSS_KERNEL,
                                   copies=inverse.cross_copies, held_bytes=inverse.nbytes,
-                                  held_what=inverse.description)
+                                  held_what=inverse.description,
+                                  layer_scales=extra.get("layer_scales"))
             variance[start:stop] = (prior[:stop - start]
                                     - inverse.quadratic(K_cross[:stop - start]))
         return np.clip(variance, 0.0, None)
@@ -320,7 +329,8 @@ class MatrixFreeState(NamedTuple):
     finite flow time (``None`` at ``t = inf``); ``coefficients``: (N, C) ``A`` at the
     current flow time; ``train_logits``: (N, C) ``f_t(X)``; ``info``: the solver's
     record (``method``, ``iterations``, ``residual_norm``, ``converged``); ``ridge``:
-    ``rho``; ``flow_time``: ``t`` of ``coefficients``.
+    ``rho``; ``flow_time``: ``t`` of ``coefficients``; ``layer_scales``: as in
+    :class:`KernelState`.
     """
 
     params_star: Any
@@ -333,6 +343,7 @@ class MatrixFreeState(NamedTuple):
     offset: str = "network"
     ridge: float = 0.0
     flow_time: float = 0.0
+    layer_scales: Any = None
 
 
 class MatrixFreeKernelPhase(KernelPhase):
@@ -350,23 +361,24 @@ class MatrixFreeKernelPhase(KernelPhase):
         n_classes = Y.shape[1]
         F0 = offset_outputs(params_star, X, settings.kernel_offset)
         residual = np.asarray(Y, dtype=np.float64) - F0
+        scales = settings.layer_scales
         operator = TrainingKernel(params_star, X, n_classes, settings.ridge,
-                                  max_bytes=settings.max_kernel_bytes)
+                                  max_bytes=settings.max_kernel_bytes, layer_scales=scales)
         solver = dict(tol=settings.kernel_tol, max_iter=settings.kernel_max_iter,
-                      operator=operator)
+                      operator=operator, layer_scales=scales)
         if math.isinf(settings.n_epochs):
             A, info = solve_kernel_flow_matrix_free(params_star, X, residual, math.inf,
                                                     settings.ridge, n_classes, **solver)
             return MatrixFreeState(params_star, X, F0, None, A, F0 + info["train_update"],
                                    _summary(info, settings), settings.kernel_offset,
-                                   settings.ridge, math.inf)
+                                   settings.ridge, math.inf, scales)
         t_end = settings.learning_rate * settings.n_epochs
         flow = (None if t_end == 0 else
                 krylov_kernel_flow(params_star, X, residual, t_end, settings.ridge,
                                    n_classes, **solver))
         info = _summary(flow.info if flow else {"method": "lanczos", "iterations": 0}, settings)
         return MatrixFreeState(params_star, X, F0, flow, np.zeros_like(F0), F0, info,
-                               settings.kernel_offset, settings.ridge)
+                               settings.kernel_offset, settings.ridge, layer_scales=scales)
 
     @staticmethod
     def step(state, epoch, settings):
@@ -383,7 +395,7 @@ class MatrixFreeKernelPhase(KernelPhase):
             return state.train_logits
         F0_new = offset_outputs(state.params_star, X, state.offset)
         return F0_new + cross_kernel_apply(state.params_star, X, state.X, state.coefficients,
-                                           state.F0.shape[1])
+                                           state.F0.shape[1], layer_scales=state.layer_scales)
 
     @staticmethod
     def predict_logits(params_star, params, extra, X):
@@ -391,7 +403,8 @@ class MatrixFreeKernelPhase(KernelPhase):
         dual_coef = extra["dual_coef"]
         F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
         return F0_new + cross_kernel_apply(params_star, X, jnp.asarray(extra["X_fit"]),
-                                           dual_coef, dual_coef.shape[1])
+                                           dual_coef, dual_coef.shape[1],
+                                           layer_scales=extra.get("layer_scales"))
 
     @staticmethod
     def training_inverse(params_star, extra):
@@ -401,7 +414,8 @@ class MatrixFreeKernelPhase(KernelPhase):
         X_fit = jnp.asarray(extra["X_fit"])
         operator = TrainingKernel(params_star, X_fit, extra["dual_coef"].shape[1],
                                   extra.get("ridge", 0.0),
-                                  max_bytes=extra.get("max_kernel_bytes"))
+                                  max_bytes=extra.get("max_kernel_bytes"),
+                                  layer_scales=extra.get("layer_scales"))
         return CGInverse(operator, nystrom_preconditioner(operator, PRECONDITIONER_RANK),
                          extra.get("kernel_tol", 1e-5), extra.get("kernel_max_iter", 500))
 

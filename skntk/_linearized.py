@@ -20,8 +20,18 @@ quasi-Newton matrices with limited storage", Math. Comp. 1980; Nocedal and Wrigh
 direction ``d`` the logits move as ``f + alpha J d``, so one Jacobian-vector product
 gives the whole line and the search costs no further pass over the network. One
 iteration is one Jacobian-vector and one vector-Jacobian product: about one SGD epoch.
+
+Parameterisation: in the NTK parameterisation (:mod:`skntk._parameterization`) the
+trained coordinates are ``omega = D^{-1/2} theta``, with ``D`` the per-layer scales.
+The linearised model in them is ``f(theta*) + J D^{1/2} (omega - omega*)``, its
+gradient ``D^{1/2} J^T r`` and its ridge ``(lambda / 2) ||omega - omega*||^2``; the
+NTK is ``J D J^T``. :class:`Linearization` carries ``D`` (``scales``), and the
+L-BFGS state (``delta``, its gradient and its curvature pairs) lives in ``omega``;
+:func:`delta_to_params` maps it back to ``theta = theta* + D^{1/2} delta``. With the
+standard parameterisation ``scales`` is ``None`` and ``omega = theta``.
 """
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -31,6 +41,7 @@ from jax.flatten_util import ravel_pytree
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ._mlp import logits_loss_and_accuracy
+from ._parameterization import scale_params
 
 LBFGS_MEMORY = 10
 """Curvature pairs kept by L-BFGS (Nocedal and Wright recommend 3 to 20)."""
@@ -44,23 +55,28 @@ class Linearization(NamedTuple):
 
     ``params_star``: list of ``(W, b)``; ``activations``: ``[h_0 = X, h_1, ...,
     h_{L-1}]``, each of shape (N, fan_in of the next layer); ``logits``: (N, C)
-    ``f(X; theta*)``."""
+    ``f(X; theta*)``; ``scales``: the per-layer ``(s_W, s_b)`` of the
+    parameterisation (0-d arrays once through ``jit``), ``None`` for the standard
+    one."""
 
     params_star: Any
     activations: Any
     logits: Any
+    scales: Any = None
 
 
-@jax.jit
-def linearization(params_star, X):
-    """The activations of the network at ``theta*`` on ``X`` (one forward pass)."""
+@partial(jax.jit, static_argnames="layer_scales")
+def linearization(params_star, X, layer_scales=None):
+    """The activations of the network at ``theta*`` on ``X`` (one forward pass);
+    ``layer_scales``: those of :func:`skntk._parameterization.layer_scales`, kept in
+    the result."""
     activations = [X]
     h = X
     for W, b in params_star[:-1]:
         h = jax.nn.relu(h @ W + b)
         activations.append(h)
     W, b = params_star[-1]
-    return Linearization(params_star, activations, h @ W + b)
+    return Linearization(params_star, activations, h @ W + b, layer_scales)
 
 
 def jacobian_vector_product(lin, direction):
@@ -89,18 +105,35 @@ def vector_jacobian_product(lin, cotangent):
     return grads[::-1]
 
 
+def omega_to_network(lin, flat):
+    """A flat direction in the trained coordinates as a ``(W, b)`` direction:
+    ``D^{1/2} d``, unravelled like ``lin.params_star``."""
+    _, unravel = ravel_pytree(lin.params_star)
+    return scale_params(unravel(flat), lin.scales, 0.5)
+
+
+def network_to_omega(lin, grads):
+    """A gradient in ``(W, b)`` (a parameter list) as the flat gradient in the trained
+    coordinates, ``D^{1/2} g``."""
+    flat, _ = ravel_pytree(scale_params(grads, lin.scales, 0.5))
+    return flat
+
+
 # --------------------------------------------------------------------------------------
 # Automatic step size
 # --------------------------------------------------------------------------------------
 
 @jax.jit
 def _ntk_matvec(lin, V):
-    """``Theta V``: the per-logit NTK on the linearisation's inputs applied to (m, C)."""
-    return jacobian_vector_product(lin, vector_jacobian_product(lin, V))
+    """``Theta V``: the per-logit NTK ``J D J^T`` on the linearisation's inputs applied
+    to (m, C)."""
+    return jacobian_vector_product(lin, scale_params(vector_jacobian_product(lin, V),
+                                                     lin.scales))
 
 
-def ntk_max_eigenvalue(params_star, X, *, tol=1e-3, random_state=0):
-    """Largest eigenvalue of the per-logit empirical NTK ``Theta = J J^T`` on ``X``.
+def ntk_max_eigenvalue(params_star, X, *, tol=1e-3, random_state=0, layer_scales=None):
+    """Largest eigenvalue of the per-logit empirical NTK ``Theta = J J^T`` on ``X``
+    (``J D J^T`` with ``layer_scales``).
 
     ``Theta`` is the (m C) x (m C) kernel ``Theta[(i, c), (j, c')] = <J_c(x_i),
     J_c'(x_j)>``; it is never formed: Lanczos iterations (``scipy.sparse.linalg.eigsh``,
@@ -116,13 +149,15 @@ def ntk_max_eigenvalue(params_star, X, *, tol=1e-3, random_state=0):
         Relative accuracy of the eigenvalue.
     random_state : int, default=0
         Seed of the Lanczos start vector.
+    layer_scales : tuple of (float, float) or None, default=None
+        The per-layer scales ``D`` of the parameterisation; ``None``: standard.
 
     Returns
     -------
     eigenvalue : float
         ``lambda_max(Theta)``, >= 0.
     """
-    lin = linearization(params_star, jnp.asarray(X))
+    lin = linearization(params_star, jnp.asarray(X), layer_scales)
     m, n_classes = lin.logits.shape
     size = m * n_classes
 
@@ -139,7 +174,7 @@ def ntk_max_eigenvalue(params_star, X, *, tol=1e-3, random_state=0):
     return float(max(value[0], 0.0))
 
 
-def auto_ntk_learning_rate(params_star, X_subset):
+def auto_ntk_learning_rate(params_star, X_subset, layer_scales=None):
     """Step ``eta = 2 m / lambda_max(Theta_m)`` of full-batch descent on the mean
     cross-entropy of the linearised network.
 
@@ -151,9 +186,11 @@ def auto_ntk_learning_rate(params_star, X_subset):
     lectures on convex optimization", 2004, Theorem 2.1.14). ``lambda_max(Theta_N) / N``
     is estimated on ``m`` training samples drawn at random, as
     ``lambda_max(Theta_m) / m`` (the top eigenvalue of the kernel's integral operator).
+    With ``layer_scales`` (the NTK parameterisation) ``Theta = J D J^T``, the Gauss-Newton
+    matrix in the trained coordinates, and ``eta`` is their step.
     """
     m = X_subset.shape[0]
-    eigenvalue = ntk_max_eigenvalue(params_star, X_subset)
+    eigenvalue = ntk_max_eigenvalue(params_star, X_subset, layer_scales=layer_scales)
     return 2.0 * m / eigenvalue if eigenvalue > 0 else 1.0
 
 
@@ -164,7 +201,8 @@ def auto_ntk_learning_rate(params_star, X_subset):
 class LBFGSState(NamedTuple):
     """State of L-BFGS on the linearised model (jax arrays).
 
-    ``delta``: (P,) ``theta - theta*``, flattened; ``logits``: (N, C) ``f_lin`` on the
+    ``delta``: (P,) ``omega - omega*`` in the trained coordinates (``theta - theta*``
+    for the standard parameterisation), flattened; ``logits``: (N, C) ``f_lin`` on the
     training inputs; ``grad``: (P,) gradient of the objective (mean cross-entropy plus
     ridge) at ``delta``; ``loss``: scalar, the mean cross-entropy alone;
     ``s``, ``y``: (M, P) the last ``M`` steps and gradient changes (a ring buffer,
@@ -197,8 +235,8 @@ def _residual(logits, Y, weights):
 
 
 def _flat_gradient(lin, logits, Y, weights):
-    flat, _ = ravel_pytree(vector_jacobian_product(lin, _residual(logits, Y, weights)))
-    return flat
+    """Gradient of the mean cross-entropy in the trained coordinates, flat (P,)."""
+    return network_to_omega(lin, vector_jacobian_product(lin, _residual(logits, Y, weights)))
 
 
 @jax.jit
@@ -281,13 +319,12 @@ def _exact_line_search(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d):
 
 
 def _lbfgs_step(state, lin, Y, weights, ridge):
-    _, unravel = ravel_pytree(lin.params_star)
     direction = _two_loop_direction(state)
     # Not a descent direction (rounding): fall back to steepest descent.
     g_norm = jnp.sqrt(jnp.dot(state.grad, state.grad))
     direction = jnp.where(jnp.dot(direction, state.grad) < 0, direction,
                           -state.grad / jnp.where(g_norm > 0, g_norm, 1.0))
-    u = jacobian_vector_product(lin, unravel(direction))
+    u = jacobian_vector_product(lin, omega_to_network(lin, direction))
     alpha = _exact_line_search(state.logits, u, Y, weights, ridge,
                                jnp.dot(state.delta, direction), jnp.dot(direction, direction))
     logits = state.logits + alpha * u
@@ -310,7 +347,8 @@ def _lbfgs_step(state, lin, Y, weights, ridge):
 
 @jax.jit
 def lbfgs_step(state, lin, Y, weights, ridge=0.0):
-    """One L-BFGS iteration on ``mean CE(f_lin) + (ridge / 2) ||theta - theta*||^2``:
+    """One L-BFGS iteration on ``mean CE(f_lin) + (ridge / 2) ||omega - omega*||^2``
+    (``omega`` the trained coordinates, ``theta`` in the standard parameterisation):
     a direction from the stored pairs, one Jacobian-vector product for the line
     ``f + alpha J d``, an exact line search along it, and one vector-Jacobian product
     for the new gradient."""
@@ -334,14 +372,17 @@ def lbfgs_epoch_and_metrics(state, lin, Y, weights, ridge, val_lin, Y_val, weigh
     if val_lin is None:
         values += [jnp.nan, jnp.nan]
     else:
-        _, unravel = ravel_pytree(lin.params_star)
-        val_logits = val_lin.logits + jacobian_vector_product(val_lin, unravel(state.delta))
+        val_logits = val_lin.logits + jacobian_vector_product(
+            val_lin, omega_to_network(lin, state.delta))
         values += list(logits_loss_and_accuracy(val_logits, Y_val, weights_val))
     return state, jnp.stack([jnp.asarray(v, state.logits.dtype) for v in values])
 
 
 @jax.jit
 def delta_to_params(lin, delta):
-    """``theta* + delta`` as a parameter list."""
-    flat, unravel = ravel_pytree(lin.params_star)
-    return unravel(flat + delta)
+    """``theta* + D^{1/2} delta`` as a parameter list (``theta* + delta`` for the
+    standard parameterisation)."""
+    if lin.scales is None:
+        flat, unravel = ravel_pytree(lin.params_star)
+        return unravel(flat + delta)
+    return jax.tree_util.tree_map(jnp.add, lin.params_star, omega_to_network(lin, delta))

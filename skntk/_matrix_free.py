@@ -35,7 +35,9 @@ low-rank Gram matrices (see :mod:`skntk.ntk`)::
 
     K = Σ_l (H_l H_lᵀ) ∘ (S_l S_lᵀ),
 
-with ``H_l = [h_{l-1}, 1]`` the layer input and a column of ones (the bias), and
+with ``H_l = [h_{l-1}, 1]`` the layer input and a column of ones (the bias) (in the
+NTK parameterisation ``[√s_W,l · h_{l-1}, √s_b,l]``, which makes the kernel
+``J D Jᵀ``; see :mod:`skntk._parameterization`), and
 ``S_l`` the back-propagated signals of all ``C`` logits, ``S_l S_lᵀ = Σ_c δ_{l,c}
 δ_{l,c}ᵀ`` (shape ``(N, C·w_l)``, ``(N, w_l)`` for the last hidden layer, where the
 logit sum collapses, and ``√C · 1`` for the output layer). For any ``P, Q`` and
@@ -146,13 +148,15 @@ def _prepare(params, *arrays):
 # Layer factors and the kernel-block product
 # --------------------------------------------------------------------------------------
 
-def _factor_pairs(params, X):
+def _factor_pairs(params, X, scales=None):
     """Factors ``(P_l, Q_l)`` with ``K(X, X') = Σ_l (P_l P_l'ᵀ) ∘ (Q_l Q_l'ᵀ)``.
 
     One pair per layer, ``P`` the narrower of the two (it is the one expanded by the
     columns of ``V``): the layer input with a column of ones, and the signals
     ``S_l`` of :mod:`skntk.ntk` (``√C · 1`` for the output layer). ReLU'(0) = 0, as in
-    ``jax.nn.relu`` and :func:`skntk.ntk.empirical_ntk`.
+    ``jax.nn.relu`` and :func:`skntk.ntk.empirical_ntk`. ``scales``: the per-layer
+    ``(s_W, s_b)`` of the parameterisation; the layer input becomes
+    ``[√s_W · h, √s_b]`` (``None``: ``[h, 1]``).
     """
     n = X.shape[0]
     dtype = X.dtype
@@ -176,8 +180,12 @@ def _factor_pairs(params, X):
             signals[layer] = delta.reshape(n, -1)
     signals.append(jnp.full((n, 1), np.sqrt(n_classes), dtype))
     pairs = []
-    for h_in, S in zip(inputs, signals):
-        H = jnp.concatenate([h_in, ones], axis=1)
+    for layer, (h_in, S) in enumerate(zip(inputs, signals)):
+        if scales is None:
+            H = jnp.concatenate([h_in, ones], axis=1)
+        else:
+            s_w, s_b = scales[layer]
+            H = jnp.concatenate([h_in * np.sqrt(s_w), ones * np.sqrt(s_b)], axis=1)
         pairs.append((H, S) if H.shape[1] <= S.shape[1] else (S, H))
     return pairs
 
@@ -218,12 +226,13 @@ def _moment_shapes(params, k, dtype):
     return [jnp.zeros((a * k, f), dtype) for a, f in _pair_widths(_layer_sizes(params))]
 
 
-@jax.jit
-def _moments_from_inputs(params, X_blocks, V_blocks):
+@partial(jax.jit, static_argnames="scales")
+def _moments_from_inputs(params, X_blocks, V_blocks, scales=None):
     """Moments of the columns, recomputing the factors of each block of rows."""
     def body(acc, xs):
         Xb, Vb = xs
-        return [a + m for a, m in zip(acc, _moments_block(_factor_pairs(params, Xb), Vb))], None
+        pairs = _factor_pairs(params, Xb, scales)
+        return [a + m for a, m in zip(acc, _moments_block(pairs, Vb))], None
     init = _moment_shapes(params, V_blocks.shape[2], X_blocks.dtype)
     return lax.scan(body, init, (X_blocks, V_blocks))[0]
 
@@ -240,9 +249,10 @@ def _moments_from_pairs(pair_blocks, V_blocks):
     return lax.scan(body, init, (pair_blocks, V_blocks))[0]
 
 
-@partial(jax.jit, static_argnames="k")
-def _apply_to_inputs(params, X_blocks, moments, k):
-    return lax.map(lambda Xb: _apply_block(_factor_pairs(params, Xb), moments, k), X_blocks)
+@partial(jax.jit, static_argnames=("k", "scales"))
+def _apply_to_inputs(params, X_blocks, moments, k, scales=None):
+    return lax.map(lambda Xb: _apply_block(_factor_pairs(params, Xb, scales), moments, k),
+                   X_blocks)
 
 
 @partial(jax.jit, static_argnames="k")
@@ -250,8 +260,9 @@ def _apply_to_pairs(pair_blocks, moments, k):
     return lax.map(lambda pairs: _apply_block(pairs, moments, k), pair_blocks)
 
 
-_pairs_jit = jax.jit(lambda params, X_blocks: lax.map(
-    lambda Xb: _factor_pairs(params, Xb), X_blocks))
+@partial(jax.jit, static_argnames="scales")
+def _pairs_jit(params, X_blocks, scales=None):
+    return lax.map(lambda Xb: _factor_pairs(params, Xb, scales), X_blocks)
 
 
 def _diagonal_block(pairs):
@@ -259,11 +270,13 @@ def _diagonal_block(pairs):
 
 
 _diagonal_from_pairs = jax.jit(lambda pair_blocks: lax.map(_diagonal_block, pair_blocks))
-_diagonal_from_inputs = jax.jit(lambda params, X_blocks: lax.map(
-    lambda Xb: _diagonal_block(_factor_pairs(params, Xb)), X_blocks))
+@partial(jax.jit, static_argnames="scales")
+def _diagonal_from_inputs(params, X_blocks, scales=None):
+    return lax.map(lambda Xb: _diagonal_block(_factor_pairs(params, Xb, scales)), X_blocks)
 
 
-def fast_ntk_vector_product(params, X, V, *, X2=None, block_size=DEFAULT_BLOCK_SIZE):
+def fast_ntk_vector_product(params, X, V, *, X2=None, block_size=DEFAULT_BLOCK_SIZE,
+                            layer_scales=None):
     """Traced NTK times a matrix, ``K(X, X2) @ V``, layer by layer, without forming ``K``.
 
     The same result as :func:`skntk.ntk.ntk_vector_product`, by the low-rank Hadamard
@@ -286,12 +299,16 @@ def fast_ntk_vector_product(params, X, V, *, X2=None, block_size=DEFAULT_BLOCK_S
     block_size : int, default=2048
         Rows processed at a time (at most the number of samples); the last block is
         zero-padded so one block shape compiles.
+    layer_scales : tuple of (float, float) or None, default=None
+        The per-layer scales ``D`` of the parameterisation
+        (:func:`skntk._parameterization.layer_scales`); ``None``: standard.
 
     Returns
     -------
     KV : jax.Array of shape (n1,) or (n1, k)
         ``K(X, X2) @ V`` with ``K`` the traced kernel of
-        :func:`skntk.ntk.empirical_ntk`, in the floating dtype of the inputs.
+        :func:`skntk.ntk.empirical_ntk` (``J D Jᵀ`` with ``layer_scales``), in the
+        floating dtype of the inputs.
 
     Raises
     ------
@@ -321,14 +338,15 @@ def fast_ntk_vector_product(params, X, V, *, X2=None, block_size=DEFAULT_BLOCK_S
     V2 = V[:, None] if vector else V
     k = V2.shape[1]
     block2 = min(block_size, X2.shape[0])
-    moments = _moments_from_inputs(params, _row_blocks(X2, block2), _row_blocks(V2, block2))
+    moments = _moments_from_inputs(params, _row_blocks(X2, block2), _row_blocks(V2, block2),
+                                   layer_scales)
     block1 = min(block_size, X.shape[0])
-    out = _apply_to_inputs(params, _row_blocks(X, block1), moments, k)
+    out = _apply_to_inputs(params, _row_blocks(X, block1), moments, k, layer_scales)
     out = out.reshape(-1, k)[:X.shape[0]]
     return out[:, 0] if vector else out
 
 
-def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE):
+def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE, layer_scales=None):
     """``K_bar(x, x) = K(x, x) / C`` for every row of ``X``, without any kernel matrix.
 
     ``K(x, x) = Σ_l ‖P_l(x)‖² ‖Q_l(x)‖²`` from the layer factors of the module
@@ -346,6 +364,9 @@ def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE):
         ``C``, the divisor of the traced kernel.
     block_size : int, default=2048
         Rows per block (the last block is zero-padded, so one block shape compiles).
+    layer_scales : tuple of (float, float) or None, default=None
+        Per-layer scales ``D`` of the parameterisation (the kernel is ``J D Jᵀ``;
+        :func:`skntk._parameterization.layer_scales`); ``None``: standard.
 
     Returns
     -------
@@ -355,7 +376,8 @@ def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE):
     n_classes = _check_positive_int(n_classes, "n_classes")
     block_size = _check_positive_int(block_size, "block_size")
     params, (X,), _ = _prepare(params, X)
-    diag = _diagonal_from_inputs(params, _row_blocks(X, min(block_size, X.shape[0])))
+    diag = _diagonal_from_inputs(params, _row_blocks(X, min(block_size, X.shape[0])),
+                                 layer_scales)
     return np.asarray(diag, dtype=np.float64).reshape(-1)[:X.shape[0]] / n_classes
 
 
@@ -382,10 +404,13 @@ class TrainingKernel:
         Budget for the stored factors, ``itemsize · n_samples · Σ_l (a_l + f_l)``
         bytes (663 MiB for 50000 samples, 64 inputs, layers (256, 256), 10 classes);
         ``None`` means 2 GiB, ``0`` never stores them.
+    layer_scales : tuple of (float, float) or None, default=None
+        The per-layer scales ``D`` of the parameterisation: the kernel is
+        ``J D Jᵀ`` (``None``: standard, ``J Jᵀ``).
 
     Attributes
     ----------
-    n_samples, n_classes, ridge, dtype : int, int, float, numpy dtype
+    n_samples, n_classes, ridge, dtype, layer_scales : int, int, float, numpy dtype, tuple
         As given (``dtype``: that of the product, float32 by default).
     width : int
         Outputs of the network: the column count the preconditioner's sketch uses, so
@@ -399,8 +424,9 @@ class TrainingKernel:
     """
 
     def __init__(self, params, X, n_classes, ridge=0.0, *, block_size=DEFAULT_BLOCK_SIZE,
-                 max_bytes=None):
+                 max_bytes=None, layer_scales=None):
         block_size = _check_positive_int(block_size, "block_size")
+        self.layer_scales = layer_scales
         self.n_classes = _check_positive_int(n_classes, "n_classes")
         self.ridge = _check_ridge(ridge)
         self.params, (X,), self.dtype = _prepare(params, X)
@@ -415,7 +441,8 @@ class TrainingKernel:
         self.stores_factors = self.factor_bytes <= budget
         self._pairs = None
         if self.stores_factors:
-            self._pairs = jax.block_until_ready(_pairs_jit(self.params, self._X_blocks))
+            self._pairs = jax.block_until_ready(_pairs_jit(self.params, self._X_blocks,
+                                                           self.layer_scales))
         self.n_products = 0
 
     def kernel_product(self, V):
@@ -431,8 +458,9 @@ class TrainingKernel:
             moments = _moments_from_pairs(self._pairs, V_blocks)
             out = _apply_to_pairs(self._pairs, moments, k)
         else:
-            moments = _moments_from_inputs(self.params, self._X_blocks, V_blocks)
-            out = _apply_to_inputs(self.params, self._X_blocks, moments, k)
+            moments = _moments_from_inputs(self.params, self._X_blocks, V_blocks,
+                                           self.layer_scales)
+            out = _apply_to_inputs(self.params, self._X_blocks, moments, k, self.layer_scales)
         self.n_products += 1
         out = np.asarray(out, dtype=np.float64).reshape(-1, k)[:self.n_samples]
         return out / self.n_classes
@@ -453,7 +481,7 @@ class TrainingKernel:
         if self.stores_factors:
             diag = _diagonal_from_pairs(self._pairs)
         else:
-            diag = _diagonal_from_inputs(self.params, self._X_blocks)
+            diag = _diagonal_from_inputs(self.params, self._X_blocks, self.layer_scales)
         diag = np.asarray(diag, dtype=np.float64).reshape(-1)[:self.n_samples]
         return diag / self.n_classes
 
@@ -466,15 +494,20 @@ class TrainingKernel:
         return out
 
 
-def _operator(operator, params, X, n_classes, ridge, block_size, max_bytes):
+def _operator(operator, params, X, n_classes, ridge, block_size, max_bytes,
+              layer_scales=None):
     """The given operator after checking it matches, or a new one."""
     if operator is None:
         return TrainingKernel(params, X, n_classes, ridge, block_size=block_size,
-                              max_bytes=max_bytes)
+                              max_bytes=max_bytes, layer_scales=layer_scales)
     if operator.ridge != _check_ridge(ridge) or operator.n_classes != n_classes:
         raise ValueError(
             f"The operator was built for ridge={operator.ridge}, n_classes="
             f"{operator.n_classes}, not ridge={ridge}, n_classes={n_classes}.")
+    if operator.layer_scales != layer_scales:
+        raise ValueError(
+            f"The operator was built for layer_scales={operator.layer_scales}, not "
+            f"{layer_scales}.")
     return operator
 
 
@@ -732,7 +765,7 @@ class KrylovFlow(NamedTuple):
 
 def krylov_kernel_flow(params_star, X, residual, t, ridge, n_classes, *, tol=1e-5,
                        max_iter=500, block_size=DEFAULT_BLOCK_SIZE, max_bytes=None,
-                       operator=None):
+                       operator=None, layer_scales=None):
     """Lanczos decompositions for ``A = g(K_bar + ρI) R`` at every flow time up to ``t``.
 
     Runs the Lanczos process on ``K_bar + ρI`` from each column of ``R`` (all columns
@@ -764,6 +797,9 @@ def krylov_kernel_flow(params_star, X, residual, t, ridge, n_classes, *, tol=1e-
         Budget of the stored layer factors (see :class:`TrainingKernel`).
     operator : TrainingKernel, optional
         A prepared operator (its ``ridge`` is used), to share factors between calls.
+    layer_scales : tuple of (float, float) or None, default=None
+        The per-layer scales ``D`` of the parameterisation (:class:`TrainingKernel`);
+        a given ``operator`` must have been built with the same.
 
     Returns
     -------
@@ -786,7 +822,8 @@ def krylov_kernel_flow(params_star, X, residual, t, ridge, n_classes, *, tol=1e-
     t = _check_flow_time(t)
     tol = _check_tol(tol)
     max_iter = _check_positive_int(max_iter, "max_iter")
-    operator = _operator(operator, params_star, X, n_classes, ridge, block_size, max_bytes)
+    operator = _operator(operator, params_star, X, n_classes, ridge, block_size, max_bytes,
+                         layer_scales)
     R = _check_residual(residual, operator.n_samples)
     n, k = R.shape
     dtype = np.dtype(operator.dtype)
@@ -856,7 +893,7 @@ def krylov_kernel_flow(params_star, X, residual, t, ridge, n_classes, *, tol=1e-
 def solve_kernel_flow_matrix_free(params_star, X, residual, t, ridge, n_classes, *,
                                   tol=1e-5, max_iter=500, block_size=DEFAULT_BLOCK_SIZE,
                                   max_bytes=None, preconditioner_rank=200, random_state=0,
-                                  operator=None):
+                                  operator=None, layer_scales=None):
     """Coefficients ``A = g(K_bar + ρI)(Y - F0)`` of the kernel phase, without ``K_bar``.
 
     Parameters
@@ -901,6 +938,8 @@ def solve_kernel_flow_matrix_free(params_star, X, residual, t, ridge, n_classes,
     operator : TrainingKernel, optional
         A prepared operator for ``(params_star, X, n_classes, ridge)``, to share the
         stored factors between calls (see :meth:`TrainingKernel.with_ridge`).
+    layer_scales : tuple of (float, float) or None, default=None
+        The per-layer scales ``D`` of the parameterisation (:class:`TrainingKernel`).
 
     Returns
     -------
@@ -933,7 +972,8 @@ def solve_kernel_flow_matrix_free(params_star, X, residual, t, ridge, n_classes,
     t = _check_flow_time(t)
     tol = _check_tol(tol)
     max_iter = _check_positive_int(max_iter, "max_iter")
-    operator = _operator(operator, params_star, X, n_classes, ridge, block_size, max_bytes)
+    operator = _operator(operator, params_star, X, n_classes, ridge, block_size, max_bytes,
+                         layer_scales)
     R = _check_residual(residual, operator.n_samples)
     if t == 0:
         zeros = np.zeros_like(R)
@@ -957,13 +997,14 @@ def solve_kernel_flow_matrix_free(params_star, X, residual, t, ridge, n_classes,
                 "sketch_products": sketch_products}
         return A, info
     flow = krylov_kernel_flow(params_star, X, R, t, ridge, n_classes, tol=tol,
-                              max_iter=max_iter, operator=operator)
+                              max_iter=max_iter, operator=operator,
+                              layer_scales=layer_scales)
     A, KA, _ = flow.evaluate(t)
     return A, {**flow.info, "train_update": KA}
 
 
 def cross_kernel_apply(params_star, X_new, X_train, coefficients, n_classes, *,
-                       block_size=DEFAULT_BLOCK_SIZE):
+                       block_size=DEFAULT_BLOCK_SIZE, layer_scales=None):
     """``K_bar(X_new, X_train) A``, block by block, never forming the cross kernel.
 
     Parameters
@@ -980,6 +1021,8 @@ def cross_kernel_apply(params_star, X_new, X_train, coefficients, n_classes, *,
         ``C``: ``K_bar = K / C``.
     block_size : int, default=2048
         Rows per block (of ``X_train``, then of ``X_new``).
+    layer_scales : tuple of (float, float) or None, default=None
+        The per-layer scales ``D`` of the parameterisation (:class:`TrainingKernel`).
 
     Returns
     -------
@@ -996,5 +1039,6 @@ def cross_kernel_apply(params_star, X_new, X_train, coefficients, n_classes, *,
     A = np.asarray(coefficients)
     if A.ndim != 2:
         raise ValueError(f"coefficients must be 2-D, got shape {A.shape}.")
-    out = fast_ntk_vector_product(params_star, X_new, A, X2=X_train, block_size=block_size)
+    out = fast_ntk_vector_product(params_star, X_new, A, X2=X_train, block_size=block_size,
+                                  layer_scales=layer_scales)
     return np.asarray(out, dtype=np.float64) / n_classes

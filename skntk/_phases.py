@@ -24,8 +24,16 @@ Each phase is a small class of pure static methods, looked up by the value of
 Formulas: the user guide's "Method" section; frozen-Jacobian and linearised training
 after Lee et al., NeurIPS 2019, "Wide neural networks of any depth evolve as linear
 models under gradient descent", eq. (5)-(8); the closed-form flow, ibid. eq. (9)-(10).
+
+Parameterisation: ``settings.layer_scales`` is ``D`` of
+:mod:`skntk._parameterization` (``None``: standard). Every phase keeps its
+parameters in ``(W, b)`` and takes the steps of gradient descent in the trained
+coordinates ``omega = D^{-1/2} theta``: a step ``omega -= eta g_omega`` is
+``theta -= eta D g_theta``, and the ridge ``(lambda / 2) ||omega - omega*||^2`` adds
+``lambda (theta - theta*)`` to that step (``D^{1/2} D^{-1/2} = I``).
 """
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -37,6 +45,7 @@ from ._kernel_phase import KernelPhase, MatrixFreeKernelPhase
 from ._linearized import (delta_to_params, lbfgs_epoch_and_metrics, lbfgs_init, lbfgs_step,
                           linearization)
 from ._mlp import mlp_forward, params_to_numpy
+from ._parameterization import scale_params
 
 
 class PhaseSettings(NamedTuple):
@@ -45,8 +54,11 @@ class PhaseSettings(NamedTuple):
     devices of data-parallel full-batch steps, ``None`` for one device), the
     matrix-free kernel solver's ``kernel_tol`` and ``kernel_max_iter``, and
     ``kernel_offset``, the function the kernel regression starts from (``"network"``:
-    ``f(theta*)``; ``"zero"``), and ``ntk_ridge``, the penalty
-    ``(ntk_ridge / 2) ||theta - theta*||^2`` of the linearised phase."""
+    ``f(theta*)``; ``"zero"``), ``ntk_ridge``, the penalty
+    ``(ntk_ridge / 2) ||omega - omega*||^2`` of the linearised phase (in the trained
+    coordinates), and ``layer_scales``, the per-layer scales ``D`` of the
+    parameterisation (:func:`skntk._parameterization.layer_scales`; ``None``:
+    standard)."""
 
     learning_rate: float
     n_epochs: float
@@ -57,6 +69,7 @@ class PhaseSettings(NamedTuple):
     kernel_max_iter: int = 500
     kernel_offset: str = "network"
     ntk_ridge: float = 0.0
+    layer_scales: Any = None
 
 
 def _tree_axpy(params, direction, scale):
@@ -73,17 +86,19 @@ def _mean_residual(logits, Y, weights):
     return residual * (weights / jnp.sum(weights))[:, None]
 
 
-@jax.jit
-def frozen_jacobian_step(params, params_star, X, Y, learning_rate, weights=None):
-    """``theta <- theta - eta (1/N) sum_i J(x_i; theta*)^T (softmax(f(x_i; theta)) - y_i)``.
+@partial(jax.jit, static_argnames="layer_scales")
+def frozen_jacobian_step(params, params_star, X, Y, learning_rate, weights=None,
+                         layer_scales=None):
+    """``theta <- theta - eta (1/N) sum_i D J(x_i; theta*)^T (softmax(f(x_i; theta)) - y_i)``.
 
     The sum is one vector-Jacobian product at ``theta*`` (one backward pass); no
     per-sample Jacobian is formed. ``weights`` (N,), optional, masks padding rows.
+    ``layer_scales``: ``D`` (static; ``None``: the identity).
     """
     residual = _mean_residual(mlp_forward(params, X), Y, weights)
     _, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
     (direction,) = vjp_star(residual)
-    return _tree_axpy(params, direction, learning_rate)
+    return _tree_axpy(params, scale_params(direction, layer_scales), learning_rate)
 
 
 @jax.jit
@@ -94,17 +109,21 @@ def linearized_logits(params_star, params, X):
     return f_star + jvp
 
 
-@jax.jit
-def linearized_step(params, params_star, X, Y, learning_rate, weights=None, ridge=0.0):
+@partial(jax.jit, static_argnames="layer_scales")
+def linearized_step(params, params_star, X, Y, learning_rate, weights=None, ridge=0.0,
+                    layer_scales=None):
     """Full-batch gradient step on the mean cross-entropy of the linearised model plus
-    ``(ridge / 2) ||theta - theta*||^2``; ``weights`` (N,), optional, masks padding
-    rows."""
+    ``(ridge / 2) ||omega - omega*||^2``, in the trained coordinates ``omega``:
+    ``theta -= eta (D J^T r + ridge (theta - theta*))``; ``weights`` (N,), optional,
+    masks padding rows; ``layer_scales``: ``D`` (static; ``None``: the identity,
+    ``omega = theta``)."""
     delta = jax.tree_util.tree_map(jnp.subtract, params, params_star)
     f_star, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
     _, jvp = jax.jvp(lambda p: mlp_forward(p, X), (params_star,), (delta,))
     residual = _mean_residual(f_star + jvp, Y, weights)
     (direction,) = vjp_star(residual)
-    direction = jax.tree_util.tree_map(lambda g, d: g + ridge * d, direction, delta)
+    direction = jax.tree_util.tree_map(lambda g, d: g + ridge * d,
+                                       scale_params(direction, layer_scales), delta)
     return _tree_axpy(params, direction, learning_rate)
 
 
@@ -168,7 +187,8 @@ class FrozenJacobianPhase(NoPhase):
     @staticmethod
     def step(state, epoch, settings):
         params = frozen_jacobian_step(state.params, state.params_star, state.X, state.Y,
-                                      settings.learning_rate, state.weights)
+                                      settings.learning_rate, state.weights,
+                                      layer_scales=settings.layer_scales)
         return state._replace(params=params)
 
 
@@ -180,7 +200,7 @@ class LinearizedPhase(NoPhase):
     def step(state, epoch, settings):
         params = linearized_step(state.params, state.params_star, state.X, state.Y,
                                  settings.learning_rate, state.weights,
-                                 settings.ntk_ridge)
+                                 settings.ntk_ridge, layer_scales=settings.layer_scales)
         return state._replace(params=params)
 
     @staticmethod
@@ -223,7 +243,7 @@ class LinearizedLBFGSPhase(LinearizedPhase):
         weights = base.weights
         if weights is None:
             weights = jnp.ones(base.X.shape[0], base.X.dtype)
-        lin = linearization(params_star, base.X)
+        lin = linearization(params_star, base.X, settings.layer_scales)
         state = LBFGSNetworkState(lin, lbfgs_init(lin, base.Y, weights), base.X, base.Y,
                                   weights)
         if val is None:
@@ -231,7 +251,8 @@ class LinearizedLBFGSPhase(LinearizedPhase):
         val_weights = val.weights
         if val_weights is None:
             val_weights = jnp.ones(val.X.shape[0], val.X.dtype)
-        return state._replace(val_lin=linearization(params_star, val.X), Y_val=val.Y,
+        return state._replace(val_lin=linearization(params_star, val.X, settings.layer_scales),
+                              Y_val=val.Y,
                               weights_val=val_weights)
 
     @staticmethod

@@ -14,6 +14,7 @@ import numpy as np
 
 from ._devices import constrain_rows, padded_length
 from ._mlp import cross_entropy_per_sample, mlp_forward
+from ._parameterization import scale_params
 
 
 def n_batches_per_epoch(n_samples, batch_size):
@@ -63,8 +64,9 @@ def _weighted_batch_loss(params, X, Y, weights):
     return jnp.sum(weights * per_sample) / jnp.sum(weights)
 
 
-@partial(jax.jit, static_argnames=("batch_size", "mesh"))
-def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=None):
+@partial(jax.jit, static_argnames=("batch_size", "mesh", "layer_scales"))
+def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=None,
+              layer_scales=None):
     """One shuffled pass of mini-batch SGD on the mean cross-entropy.
 
     Every real sample is used exactly once: slot ``i`` of ``order`` belongs to batch
@@ -94,6 +96,12 @@ def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=No
         Static. With a mesh, each mini-batch is padded (weight 0) to a multiple of the
         number of devices and split over them: data-parallel SGD. ``X`` and ``Y`` are
         then expected replicated on every device.
+    layer_scales : tuple of (float, float) or None, default=None
+        Static. The per-layer scales ``D`` of the parameterisation
+        (:func:`skntk._parameterization.layer_scales`): each step is
+        ``theta -= learning_rate * D * grad``, which is plain SGD on the trained
+        coordinates ``(omega, beta)`` of the NTK parameterisation, written in
+        ``(W, b)``. ``None``: the standard parameterisation, ``D = 1``.
 
     Returns
     -------
@@ -114,7 +122,7 @@ def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=No
     def step(i, params):
         idx, w = order[i], weights[i]
         Xb, Yb, w = (constrain_rows(a, mesh) for a in (X[idx], Y[idx], w))
-        grads = grad_fn(params, Xb, Yb, w)
+        grads = scale_params(grad_fn(params, Xb, Yb, w), layer_scales)
         return jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, params, grads)
 
     n_batches = (n_samples + batch_size - 1) // batch_size

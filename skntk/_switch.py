@@ -20,12 +20,14 @@ learning never looks settled.
 """
 
 import math
+from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from .ntk import frobenius_distance, kernel_distance, ntk_gram
+from ._parameterization import scale_params
+from .ntk import _kernel, frobenius_distance, kernel_distance, ntk_gram
 
 
 class SwitchConfig(NamedTuple):
@@ -48,6 +50,11 @@ class SwitchConfig(NamedTuple):
         ``m``, the real monitor samples (the first ``m`` rows of ``X_monitor``). The
         monitor kernels are (m', m') with the padding rows and columns set to zero, so
         that every Frobenius norm and inner product equals that of the (m, m) kernel.
+    layer_scales : tuple of (float, float) or None
+        The per-layer scales ``D`` of the parameterisation
+        (:func:`skntk._parameterization.layer_scales`): the monitor kernels are
+        ``J D J^T`` and ``"param_norm"`` measures ``||D^{-1/2} (theta_e -
+        theta_{e-k})||``, the distance in the trained coordinates. ``None``: standard.
     """
 
     window: int
@@ -55,6 +62,7 @@ class SwitchConfig(NamedTuple):
     switch_epoch: int
     X_monitor: Any = None
     n_monitor: Any = None
+    layer_scales: Any = None
 
 
 class SwitchCriterion(NamedTuple):
@@ -109,9 +117,11 @@ def _never_update(state, epoch, params, config):
 
 # --- parameter norm (seed) -------------------------------------------------------
 
-@jax.jit
-def _param_distance(params_a, params_b):
-    leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(jnp.subtract, params_a, params_b))
+@partial(jax.jit, static_argnames="layer_scales")
+def _param_distance(params_a, params_b, layer_scales=None):
+    """``||D^{-1/2} (theta_a - theta_b)||_2``: the distance in the trained coordinates."""
+    difference = jax.tree_util.tree_map(jnp.subtract, params_a, params_b)
+    leaves = jax.tree_util.tree_leaves(scale_params(difference, layer_scales, -0.5))
     return jnp.sqrt(sum(jnp.sum(d ** 2) for d in leaves))
 
 
@@ -127,13 +137,16 @@ def _param_norm_init(params0, config):
 
 
 def _param_norm_update(state, epoch, params, config):
-    """``||theta_e - theta_{e-k}||_2`` over all weights and biases; defined for e >= k.
-    Automatic threshold: ``0.1 * ||theta_e - theta_0||_2``."""
+    """``||theta_e - theta_{e-k}||_2`` over all weights and biases (in the trained
+    coordinates); defined for e >= k. Automatic threshold:
+    ``0.1 * ||theta_e - theta_0||_2``."""
+    scales = config.layer_scales
     past = (state.past + (params,))[-(config.window + 1):]
-    statistic = float(_param_distance(params, past[0])) if epoch >= config.window else _NAN
+    statistic = (float(_param_distance(params, past[0], scales)) if epoch >= config.window
+                 else _NAN)
     threshold = config.threshold
     if threshold is None:
-        threshold = AUTO_RELATIVE_SHARE * float(_param_distance(params, state.params0))
+        threshold = AUTO_RELATIVE_SHARE * float(_param_distance(params, state.params0, scales))
     return state._replace(past=past), statistic, threshold, _below(statistic, threshold)
 
 
@@ -147,31 +160,44 @@ class NTKNormState(NamedTuple):
     distances: tuple
 
 
-def _monitor_kernel(params, X_monitor, n_monitor):
+def _gram(params, X, layer_scales):
+    """The traced NTK of ``X`` with itself (``J D J^T`` with ``layer_scales``)."""
+    if layer_scales is None:
+        return ntk_gram(params, X)
+    return _kernel(params, X, None, False, layer_scales)
+
+
+def _monitor_kernel(params, X_monitor, n_monitor, layer_scales=None):
     # Rows past n_monitor pad the subset (to a bucket, and for a multi-device split);
     # they are zeroed rather than cut off, so that n_monitor is traced and every subset
     # size of one bucket shares the compiled kernel.
     if n_monitor is None:
-        return ntk_gram(params, X_monitor)
+        return _gram(params, X_monitor, layer_scales)
     real = jnp.arange(X_monitor.shape[0]) < n_monitor
-    return jnp.where(real[:, None] & real[None, :], ntk_gram(params, X_monitor), 0.0)
+    return jnp.where(real[:, None] & real[None, :], _gram(params, X_monitor, layer_scales),
+                     0.0)
 
 
-_monitor_kernel_jit = jax.jit(_monitor_kernel)
+_monitor_kernel_jit = jax.jit(_monitor_kernel, static_argnames="layer_scales")
+
+
+def _initial_kernel(params0, config):
+    return _monitor_kernel_jit(params0, config.X_monitor, config.n_monitor,
+                               layer_scales=config.layer_scales)
 
 
 def _ntk_norm_init(params0, config):
-    return NTKNormState(_monitor_kernel_jit(params0, config.X_monitor, config.n_monitor), (0.0,))
+    return NTKNormState(_initial_kernel(params0, config), (0.0,))
 
 
-@jax.jit
-def _distance_from_initial_kernel(params, X_monitor, K0, n_monitor):
-    return frobenius_distance(_monitor_kernel(params, X_monitor, n_monitor), K0)
+@partial(jax.jit, static_argnames="layer_scales")
+def _distance_from_initial_kernel(params, X_monitor, K0, n_monitor, layer_scales=None):
+    return frobenius_distance(_monitor_kernel(params, X_monitor, n_monitor, layer_scales), K0)
 
 
-@jax.jit
-def _kernel_and_distance(params, X_monitor, K_past, n_monitor):
-    K = _monitor_kernel(params, X_monitor, n_monitor)
+@partial(jax.jit, static_argnames="layer_scales")
+def _kernel_and_distance(params, X_monitor, K_past, n_monitor, layer_scales=None):
+    K = _monitor_kernel(params, X_monitor, n_monitor, layer_scales)
     return K, kernel_distance(K, K_past)
 
 
@@ -179,7 +205,7 @@ def _ntk_norm_update(state, epoch, params, config):
     """``|D_e - D_{e-k}|`` with ``D_e = ||K_e - K_0||_F``; defined for e >= k.
     Automatic threshold: ``0.1 * D_e``."""
     D = float(_distance_from_initial_kernel(params, config.X_monitor, state.K0,
-                                            config.n_monitor))
+                                            config.n_monitor, config.layer_scales))
     distances = (state.distances + (D,))[-(config.window + 1):]
     statistic = abs(D - distances[0]) if epoch >= config.window else _NAN
     threshold = _threshold(config, AUTO_RELATIVE_SHARE * D)
@@ -190,14 +216,15 @@ def _ntk_norm_update(state, epoch, params, config):
 # --- kernel distance (Fort et al. 2020) ------------------------------------------
 
 def _kernel_distance_init(params0, config):
-    return (_monitor_kernel_jit(params0, config.X_monitor, config.n_monitor),)
+    return (_initial_kernel(params0, config),)
 
 
 def _kernel_distance_update(kernels, epoch, params, config):
     """``1 - <K_e, K_{e-k}>_F / (||K_e||_F ||K_{e-k}||_F)``; defined for e >= k."""
     # ``kernels`` holds the last k kernels, so kernels[0] is K_{e-k} once e >= k (before
     # that it is K_0 and the distance goes unused).
-    K, distance = _kernel_and_distance(params, config.X_monitor, kernels[0], config.n_monitor)
+    K, distance = _kernel_and_distance(params, config.X_monitor, kernels[0], config.n_monitor,
+                                       config.layer_scales)
     kernels = (kernels + (K,))[-config.window:]
     statistic = float(distance) if epoch >= config.window else _NAN
     threshold = _threshold(config, AUTO_KERNEL_DISTANCE)
@@ -217,7 +244,7 @@ class KernelVelocityState(NamedTuple):
 
 
 def _kernel_velocity_init(params0, config):
-    K0 = _monitor_kernel_jit(params0, config.X_monitor, config.n_monitor)
+    K0 = _initial_kernel(params0, config)
     return KernelVelocityState(K0, K0, 0.0)
 
 
@@ -229,9 +256,9 @@ def _cosine_distance(A, B):
     return 0.5 * jnp.sum(difference * difference)
 
 
-@jax.jit
-def _kernel_velocity_and_distance(params, X_monitor, K_last, K0, n_monitor):
-    K = _monitor_kernel(params, X_monitor, n_monitor)
+@partial(jax.jit, static_argnames="layer_scales")
+def _kernel_velocity_and_distance(params, X_monitor, K_last, K0, n_monitor, layer_scales=None):
+    K = _monitor_kernel(params, X_monitor, n_monitor, layer_scales)
     return K, _cosine_distance(K, K_last), _cosine_distance(K, K0)
 
 
@@ -259,7 +286,8 @@ def _kernel_velocity_update(state, epoch, params, config):
     if epoch % config.window:
         return state, _NAN, _NAN, False
     K, velocity, distance = _kernel_velocity_and_distance(
-        params, config.X_monitor, state.K_last, state.K0, config.n_monitor)
+        params, config.X_monitor, state.K_last, state.K0, config.n_monitor,
+        layer_scales=config.layer_scales)
     velocity, distance = float(velocity), float(distance)
     statistic = relative_kernel_velocity(velocity, distance)
     threshold = _threshold(config, AUTO_KERNEL_VELOCITY)

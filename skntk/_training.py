@@ -16,8 +16,9 @@ from ._buckets import Rows, monitor_rows, padded_monitor_size, padded_rows, use_
 from ._devices import data_mesh, replicate
 from ._diagnostics import N_TOP_EIGENVALUES, SCALAR_COLUMNS, KernelDiagnostics
 from ._diagnostics import empty_row as empty_diagnostics
-from ._mlp import (init_mlp_params, logits_loss_and_accuracy, mlp_forward, params_to_jax,
-                   params_to_numpy)
+from ._mlp import logits_loss_and_accuracy, mlp_forward, params_to_jax, params_to_numpy
+from ._parameterization import init_params as draw_initial_params
+from ._parameterization import layer_scales
 from ._kernel_phase import KernelState, MatrixFreeState, check_kernel_phase_budget
 from ._linearized import auto_ntk_learning_rate
 from ._phases import LBFGSNetworkState, NoPhase, PhaseSettings, phase_class
@@ -200,19 +201,20 @@ def _tree_is_finite(tree):
     return jnp.isfinite(sum(jnp.sum(leaf * 0) for leaf in jax.tree.leaves(tree)))
 
 
-@partial(jax.jit, static_argnames=("batch_size", "mesh"))
+@partial(jax.jit, static_argnames=("batch_size", "mesh", "layer_scales"))
 def _sgd_epoch_and_metrics(params, train, val, order, n_samples, learning_rate, batch_size,
-                           mesh=None):
+                           mesh=None, layer_scales=None):
     """One SGD epoch and what the loop checks and records after it, in one compiled
     program with one transfer to the host.
 
     Runs :func:`skntk._sgd.sgd_epoch` over ``n_samples`` samples (``train.n``; 0 runs no
-    batch, for the metrics of the initial network). Returns the parameters and
+    batch, for the metrics of the initial network), with the per-layer scales
+    ``layer_scales`` of the parameterisation (static). Returns the parameters and
     ``[1 if every parameter is finite else 0, train_loss, train_accuracy, val_loss,
     val_accuracy]``.
     """
     params = sgd_epoch(params, train.X, train.Y, order, n_samples, learning_rate, batch_size,
-                       mesh)
+                       mesh, layer_scales)
     finite = _tree_is_finite(params).astype(train.X.dtype)
     return params, jnp.concatenate([finite[None], _network_metrics(mlp_forward, params, train,
                                                                    val)])
@@ -297,7 +299,10 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng, init_params=None, callbacks
     # With several devices every array lives on all of them (replicated) and the
     # per-step computations split their batch over the mesh; see _devices.
     mesh = data_mesh(est.devices)
-    drawn_params = init_mlp_params(layer_sizes, rng, COMPUTE_DTYPE)
+    # The parameterisation: the initial weights and the per-layer scales D that every
+    # step and kernel applies (None for the standard one); see _parameterization.
+    scales = layer_scales(layer_sizes, est.parameterization)
+    drawn_params = draw_initial_params(layer_sizes, rng, est.parameterization, COMPUTE_DTYPE)
     init_params = drawn_params if init_params is None else init_params
     params = replicate(params_to_jax(init_params), mesh)
     monitor, m = None, min(est.ntk_monitor_size, n_samples)
@@ -319,13 +324,14 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng, init_params=None, callbacks
     batch_size = compiled_batch_size(est.batch_size, n_samples, train.X.shape[0])
     use_shapes((layer_sizes, batch_size, train.X.shape[0], None if val is None else
                 val.X.shape[0], None if monitor is None else monitor.shape[0], est.switch,
-                est.ntk_phase, kernel_solver, None if mesh is None else mesh.devices.size))
+                est.ntk_phase, kernel_solver, None if mesh is None else mesh.devices.size,
+                est.parameterization))
     learning_rate = float(est.learning_rate)
 
     # The epoch program over no sample: the metrics of the initial network.
     no_order = np.zeros(n_batches_per_epoch(train.X.shape[0], batch_size) * batch_size, np.int32)
     _, report = _sgd_epoch_and_metrics(params, train, val, no_order, 0, learning_rate,
-                                       batch_size, mesh)
+                                       batch_size, mesh, scales)
     initial_report = np.asarray(report)
     initial_loss = float(initial_report[1])
     if not math.isfinite(initial_loss):
@@ -340,16 +346,17 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng, init_params=None, callbacks
     criterion = SWITCH_CRITERIA[est.switch]
     config = SwitchConfig(est.switch_window,
                           None if est.switch_threshold == "auto" else float(est.switch_threshold),
-                          est.switch_epoch, monitor, m)
+                          est.switch_epoch, monitor, m, scales)
     state = criterion.init(params, config)
-    diagnostics = (KernelDiagnostics(params, monitor, m, Y[monitor_index], est.switch_window)
+    diagnostics = (KernelDiagnostics(params, monitor, m, Y[monitor_index], est.switch_window,
+                                     scales)
                    if est.kernel_diagnostics else None)
     switched = stopped_by_callback = False
     threshold = math.nan
     for epoch in range(1, est.max_sgd_epochs + 1):
         order = epoch_order(shuffle_rng, n_samples, train.X.shape[0], batch_size)
         params, report = _sgd_epoch_and_metrics(params, train, val, order, n_samples,
-                                                learning_rate, batch_size, mesh)
+                                                learning_rate, batch_size, mesh, scales)
         report = np.asarray(report)
         if not report[0]:
             raise history.divergence("the parameters", "sgd")
@@ -394,11 +401,13 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng, init_params=None, callbacks
     n_epochs = est.ntk_epochs
     if auto_epochs:
         n_epochs = math.inf if est.ntk_phase == "kernel" else NTK_MAX_EPOCHS_AUTO
-    learning_rate = _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index)
+    learning_rate = _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index,
+                                               scales)
     settings = PhaseSettings(learning_rate, n_epochs, float(est.kernel_ridge),
                              est.max_kernel_bytes, mesh, float(est.kernel_tol),
                              int(est.kernel_max_iter), est.kernel_offset,
-                             float(est.ntk_ridge) if est.ntk_phase == "linearized" else 0.0)
+                             float(est.ntk_ridge) if est.ntk_phase == "linearized" else 0.0,
+                             scales)
     if issubclass(phase, NoPhase):
         # Network phases: the padded rows, masked by their weights.
         ntk_train, ntk_val = train, val
@@ -464,8 +473,8 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng, init_params=None, callbacks
     return dict(
         coefs_=[W for W, _ in final], intercepts_=[b for _, b in final],
         switch_coefs_=[W for W, _ in params_star], switch_intercepts_=[b for _, b in params_star],
-        init_coefs_=[np.array(W) for W, _ in init_params],
-        init_intercepts_=[np.array(b) for _, b in init_params], monitor_index=monitor_index,
+        init_coefs_=[np.array(W) for W, _ in initial],
+        init_intercepts_=[np.array(b) for _, b in initial], monitor_index=monitor_index,
         history_=arrays, loss_curve_=arrays["train_loss"].tolist(),
         switch_epoch_=n_sgd, switch_threshold_=threshold, switch_reached_=bool(switched),
         n_iter_=len(history.rows), sgd_time_=sgd_time, ntk_time_=ntk_time,
@@ -486,10 +495,11 @@ def _resolve_ntk_solver(est):
     return None
 
 
-def _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index):
+def _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index, scales=None):
     """``ntk_learning_rate`` as a float; ``"auto"`` from the NTK's largest eigenvalue on
     the monitor subset (NaN where no step is taken: L-BFGS, whose line search sets
-    every step, and kernel regression at infinite flow time)."""
+    every step, and kernel regression at infinite flow time); ``scales``: the
+    parameterisation's ``D``, so that the kernel is ``J D J^T``."""
     if est.ntk_learning_rate != "auto":
         return float(est.ntk_learning_rate)
     closed_form = est.ntk_phase == "kernel" and (est.ntk_epochs == "auto"
@@ -497,7 +507,7 @@ def _resolve_ntk_learning_rate(est, ntk_solver, params, X, monitor_index):
     if est.ntk_phase is None or ntk_solver == "lbfgs" or closed_form:
         return math.nan
     subset = jnp.asarray(X[monitor_index])
-    eta = auto_ntk_learning_rate(params, subset)
+    eta = auto_ntk_learning_rate(params, subset, scales)
     if est.ntk_phase == "kernel":
         # The squared error has twice the curvature bound of the cross-entropy
         # (Hessian J^T J / N rather than J^T H J / N with H <= I/2).

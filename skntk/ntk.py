@@ -23,6 +23,12 @@ and no per-sample Jacobian is ever stored.
 Parameters are a list of ``(W, b)`` pairs, ``W`` of shape ``(fan_in, fan_out)``, as in
 ``MLPClassifier.coefs_`` / ``intercepts_``; the network is
 :func:`skntk._mlp.mlp_forward` (ReLU on every hidden layer, linear output).
+
+``parameterization="ntk"`` (:func:`empirical_ntk`, :func:`ntk_gram`,
+:func:`ntk_vector_product`) takes the Jacobian in the coordinates of the NTK
+parameterisation, ``W_l = (σ_w/√n_{l-1}) ω_l``, ``b_l = σ_b β_l`` (Jacot et al. 2018;
+Lee et al., NeurIPS 2019, eq. (1)): the kernel becomes ``J D Jᵀ``, each layer's input
+Gram factor ``(σ_w²/n_{l-1}) ⟨h, h'⟩ + σ_b²`` instead of ``⟨h, h'⟩ + 1``.
 """
 
 from functools import partial
@@ -35,6 +41,7 @@ import scipy.sparse
 from jax import lax
 
 from ._devices import constrain_rows, mesh_size
+from ._parameterization import check_parameterization, layer_scales
 
 __all__ = [
     "DEFAULT_MAX_KERNEL_BYTES",
@@ -241,13 +248,19 @@ def _layer_features(params, X, per_logit):
     return inputs, signals
 
 
-def _combine(features1, features2, n_classes, per_logit):
-    """Kernel between two batches from their layer factors."""
+def _combine(features1, features2, n_classes, per_logit, scales=None):
+    """Kernel between two batches from their layer factors; ``scales``: the per-layer
+    ``(s_W, s_b)`` of the parameterisation (``None``: 1 and 1), which weigh the
+    weight and the bias parts of each layer's input Gram matrix."""
     inputs1, signals1 = features1
     inputs2, signals2 = features2
 
     def input_gram(layer):
-        return inputs1[layer] @ inputs2[layer].T + 1
+        gram = inputs1[layer] @ inputs2[layer].T
+        if scales is None:
+            return gram + 1
+        s_w, s_b = scales[layer]
+        return s_w * gram + s_b
 
     if per_logit:
         eye = jnp.eye(n_classes, dtype=inputs1[0].dtype)
@@ -261,7 +274,7 @@ def _combine(features1, features2, n_classes, per_logit):
     return K
 
 
-def _kernel(params, X1, X2, per_logit):
+def _kernel(params, X1, X2, per_logit, scales=None):
     """Whole kernel in one piece; ``X2=None`` reuses the factors of ``X1``."""
     dtype = _as_float_dtype(*jax.tree.leaves(params), X1)
     params, X1 = _cast(params, X1, dtype)
@@ -269,11 +282,11 @@ def _kernel(params, X1, X2, per_logit):
     features1 = _layer_features(params, X1, per_logit)
     features2 = features1 if X2 is None else _layer_features(
         params, X2.astype(dtype), per_logit)
-    return _combine(features1, features2, n_classes, per_logit)
+    return _combine(features1, features2, n_classes, per_logit, scales)
 
 
-@jax.jit
-def ntk_gram(params, X):
+@partial(jax.jit, static_argnames="parameterization")
+def ntk_gram(params, X, parameterization="standard"):
     """Traced empirical NTK of a batch with itself, in one jitted call.
 
     The fast path for small fixed batches (e.g. a monitor subset of a few hundred
@@ -287,6 +300,8 @@ def ntk_gram(params, X):
         ``(fan_out,)``.
     X : array of shape (m, n_features)
         Inputs.
+    parameterization : {"standard", "ntk"}, default="standard"
+        Static. The coordinates of the Jacobian, as in :func:`empirical_ntk`.
 
     Returns
     -------
@@ -301,16 +316,18 @@ def ntk_gram(params, X):
     ``itemsize · ((1 + T) · m² + 2 · m · F)`` bytes with ``F`` and ``T`` as in
     :func:`empirical_ntk`; callers check it with :func:`check_kernel_budget`.
     """
-    return _kernel(params, X, None, False)
+    scales = layer_scales(_layer_sizes(params), check_parameterization(parameterization))
+    return _kernel(params, X, None, False, scales)
 
 
-_kernel_jit = jax.jit(_kernel, static_argnames="per_logit")
+_kernel_jit = jax.jit(_kernel, static_argnames=("per_logit", "scales"))
 _features_jit = jax.jit(_layer_features, static_argnames="per_logit")
 
 
-@partial(jax.jit, static_argnames=("block", "symmetric", "per_logit", "mesh"),
+@partial(jax.jit, static_argnames=("block", "symmetric", "per_logit", "mesh", "scales"),
          donate_argnums=0)
-def _fill_rows(K, params, X1, features2, start, *, block, symmetric, per_logit, mesh=None):
+def _fill_rows(K, params, X1, features2, start, *, block, symmetric, per_logit, mesh=None,
+               scales=None):
     """Write rows ``start:start + block`` of ``K`` in place (``K`` is donated). With a
     ``mesh`` whose size divides ``block``, the block's rows are split over its devices."""
     if symmetric:
@@ -321,7 +338,7 @@ def _fill_rows(K, params, X1, features2, start, *, block, symmetric, per_logit, 
             params, lax.dynamic_slice_in_dim(X1, start, block, axis=0), per_logit)
     if mesh is not None and block % mesh_size(mesh) == 0:
         features1 = jax.tree.map(lambda a: constrain_rows(a, mesh), features1)
-    tile = _combine(features1, features2, params[-1][0].shape[1], per_logit)
+    tile = _combine(features1, features2, params[-1][0].shape[1], per_logit, scales)
     return lax.dynamic_update_slice_in_dim(K, tile, start, axis=0)
 
 
@@ -422,7 +439,7 @@ def _layer_sizes(params):
 
 
 def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_bytes=None,
-                  mesh=None):
+                  mesh=None, parameterization="standard"):
     """Empirical neural tangent kernel of the ReLU MLP, computed layer by layer.
 
     Parameters
@@ -449,12 +466,24 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
         Devices over which the rows of each row block are split (data-parallel), when
         their number divides ``block_size`` and ``n1 > block_size``; the parameters and
         inputs should then be replicated on the mesh. ``None``: one device.
+    parameterization : {"standard", "ntk"}, default="standard"
+        The coordinates ``θ`` of the Jacobian. ``"standard"``: the weights and biases
+        ``(W, b)`` of ``params`` themselves. ``"ntk"``: the NTK parameterisation
+        (Jacot et al., NeurIPS 2018; Lee et al., NeurIPS 2019, eq. (1);
+        neural-tangents' ``stax.Dense(parameterization="ntk")``), in which layer
+        ``l`` computes ``z_l = (σ_w/√n_{l-1}) h_{l-1} ω_l + σ_b β_l`` and ``θ =
+        (ω, β)``; ``params`` are then the effective ``W_l = (σ_w/√n_{l-1}) ω_l``,
+        ``b_l = σ_b β_l``, with ``σ_w = √2`` and ``σ_b = 0.1``
+        (:mod:`skntk._parameterization`). The kernel is ``J D Jᵀ`` with ``J`` the
+        Jacobian in ``(W, b)`` and ``D`` the diagonal ``σ_w²/n_{l-1}`` on the weights
+        and ``σ_b²`` on the bias of layer ``l``. It is what
+        ``HybridNTKClassifier(parameterization="ntk")`` computes and trains with.
 
     Returns
     -------
     K : jax.Array of shape (n1, n2), or (n1, n2, C, C) if ``per_logit``
         ``K[i, j] = Σ_c ⟨J_c(x_i; θ), J_c(x'_j; θ)⟩`` with ``J = ∂f/∂θ`` over all
-        weights and biases. Its dtype is the floating dtype of ``params`` and the inputs:
+        weights and biases (in the coordinates of ``parameterization``). Its dtype is the floating dtype of ``params`` and the inputs:
         float32, or float64 when the caller passes float64 arrays under
         ``jax.enable_x64(True)``. Entries grow like the square of the input scale, so
         finite inputs far beyond unit scale (about 1e19 in float32) can still overflow
@@ -486,6 +515,9 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
 
         K(x, x') = Σ_l (⟨h_{l-1}(x), h_{l-1}(x')⟩ + 1) · Σ_c ⟨δ_{l,c}(x), δ_{l,c}(x')⟩.
 
+    Under ``parameterization="ntk"`` the Jacobian in ``(ω_l, β_l)`` is that in
+    ``(W_l, b_l)`` times ``σ_w/√n_{l-1}`` and ``σ_b``, so the first factor becomes
+    ``(σ_w²/n_{l-1}) ⟨h_{l-1}(x), h_{l-1}(x')⟩ + σ_b²``; nothing else changes.
     ``δ`` is back-propagated for all ``C`` outputs at once. For the output layer the
     second factor is ``C``; for the last hidden layer it collapses to
     ``Σ_j m_j(x) m_j(x') ‖W_L[j]‖²`` (``m`` the ReLU mask).
@@ -506,6 +538,17 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     against ``max_bytes`` before anything is allocated. The output is updated in place
     block by block (its buffer is donated), so no second copy of it is made.
     """
+    check_parameterization(parameterization)
+    params = _check_params(params)
+    return _empirical_ntk(params, X1, X2, block_size=block_size, per_logit=per_logit,
+                          max_bytes=max_bytes, mesh=mesh,
+                          scales=layer_scales(_layer_sizes(params), parameterization))
+
+
+def _empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_bytes=None,
+                   mesh=None, scales=None):
+    """:func:`empirical_ntk` with the per-layer scales ``D`` of the parameterisation
+    given directly (``None``: standard); see :mod:`skntk._parameterization`."""
     block_size = _check_block_size(block_size)
     params, X1, X2, dtype = _prepare_inputs(params, X1, X2)
     symmetric = X2 is None
@@ -520,16 +563,16 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
                         extra_bytes=extra)
 
     if n1 <= block_size:
-        if symmetric and not per_logit:
+        if symmetric and not per_logit and scales is None:
             return ntk_gram(params, X1)
-        return _kernel_jit(params, X1, X2, per_logit=per_logit)
+        return _kernel_jit(params, X1, X2, per_logit=per_logit, scales=scales)
 
     features2 = _features_jit(params, X1 if symmetric else X2, per_logit=per_logit)
     shape = (n1, n2, n_classes, n_classes) if per_logit else (n1, n2)
     K = jnp.zeros(shape, dtype)
     for start in _block_starts(n1, block_size):
         K = _fill_rows(K, params, X1, features2, start, block=block_size,
-                       symmetric=symmetric, per_logit=per_logit, mesh=mesh)
+                       symmetric=symmetric, per_logit=per_logit, mesh=mesh, scales=scales)
     return K
 
 
@@ -606,7 +649,8 @@ def _row_blocks(A, block):
     return A.reshape(n_blocks, block, *A.shape[1:])
 
 
-def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
+def ntk_vector_product(params, X, V, *, X2=None, block_size=512,
+                       parameterization="standard"):
     """Traced NTK times a vector or matrix, ``K(X, X2) @ V``, without forming ``K``.
 
     Parameters
@@ -622,12 +666,15 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
     block_size : int, default=512
         Rows processed at a time (at most the number of samples); the last block is
         zero-padded so one block shape compiles.
+    parameterization : {"standard", "ntk"}, default="standard"
+        The coordinates of the Jacobian, as in :func:`empirical_ntk`: ``"ntk"``
+        multiplies by ``J D Jᵀ``.
 
     Returns
     -------
     KV : jax.Array of shape (n1,) or (n1, k)
-        ``K(X, X2) @ V`` with ``K`` the traced kernel of :func:`empirical_ntk`, in the
-        floating dtype of the inputs.
+        ``K(X, X2) @ V`` with ``K`` the traced kernel of :func:`empirical_ntk` (same
+        ``parameterization``), in the floating dtype of the inputs.
 
     Raises
     ------
@@ -652,6 +699,7 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
     ``O(n1 · n2)``. Implemented by :func:`skntk._matrix_free.fast_ntk_vector_product`.
     """
     block_size = _check_block_size(block_size)
+    check_parameterization(parameterization)
     params, X, X2, dtype = _prepare_inputs(params, X, X2, names=("X", "X2"))
     X2 = X if X2 is None else X2
     _refuse_sparse(V, "V")
@@ -663,7 +711,9 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512):
             f"columns of the kernel, got shape {V.shape}.")
     from ._matrix_free import fast_ntk_vector_product  # it builds on this module
 
-    return fast_ntk_vector_product(params, X, V, X2=X2, block_size=block_size)
+    return fast_ntk_vector_product(params, X, V, X2=X2, block_size=block_size,
+                                   layer_scales=layer_scales(_layer_sizes(params),
+                                                             parameterization))
 
 
 # --------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from skntk import HybridNTKClassifier
     HybridNTKClassifier(switch=None, max_sgd_epochs=10, ntk_phase="kernel",
                         kernel_solver="matrix_free", ntk_epochs=float("inf"), kernel_ridge=1.0,
                         hidden_layer_sizes=(16,)),
+    HybridNTKClassifier(parameterization="ntk", learning_rate=1.0),
 ])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

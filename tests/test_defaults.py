@@ -84,7 +84,7 @@ def _decisions(monkeypatch, velocities, distances, k=3, tau=0.5):
 
     values = iter(zip(velocities, distances))
 
-    def constructed(params, X_monitor, K_last, K0, n_monitor):
+    def constructed(params, X_monitor, K_last, K0, n_monitor, layer_scales=None):
         v, d = next(values)
         return K0, v, d
 
