@@ -473,8 +473,8 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng, init_params=None, callbacks
     return dict(
         coefs_=[W for W, _ in final], intercepts_=[b for _, b in final],
         switch_coefs_=[W for W, _ in params_star], switch_intercepts_=[b for _, b in params_star],
-        init_coefs_=[np.array(W) for W, _ in initial],
-        init_intercepts_=[np.array(b) for _, b in initial], monitor_index=monitor_index,
+        init_coefs_=[np.array(W) for W, _ in init_params],
+        init_intercepts_=[np.array(b) for _, b in init_params], monitor_index=monitor_index,
         history_=arrays, loss_curve_=arrays["train_loss"].tolist(),
         switch_epoch_=n_sgd, switch_threshold_=threshold, switch_reached_=bool(switched),
         n_iter_=len(history.rows), sgd_time_=sgd_time, ntk_time_=ntk_time,
