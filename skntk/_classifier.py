@@ -161,9 +161,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         Jacobian-vector and one vector-Jacobian product per epoch; ``"gd"`` takes
         gradient steps of size ``ntk_learning_rate``. ``"frozen_jacobian"`` always uses ``"gd"`` (its update
         is not the gradient of a loss; ``"lbfgs"`` with it raises a ``ValueError``).
-    ntk_tol : float, default=1e-2
+    ntk_tol : float, default=3e-2
         Convergence tolerance of ``ntk_epochs="auto"``, relative to the training loss
-        at the switch.
+        at the switch. In benchmarks/bench_hybrid.py 3e-2 ended with the test accuracy
+        of 1e-2 on every task (seeds 0 to 2) after 3 to 7 NTK epochs instead of 6 to
+        13.
     ntk_patience : int, default=5
         Epochs without a better validation accuracy before ``ntk_epochs="auto"``
         stops.
@@ -501,7 +503,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
                  max_sgd_epochs=50, switch="kernel_velocity", switch_window=3,
                  switch_threshold="auto", switch_epoch=10, ntk_monitor_size=128,
                  ntk_phase="linearized", ntk_epochs="auto", ntk_learning_rate="auto",
-                 ntk_solver="auto", ntk_tol=1e-2, ntk_patience=5, ntk_ridge=1e-3,
+                 ntk_solver="auto", ntk_tol=3e-2, ntk_patience=5, ntk_ridge=1e-3,
                  kernel_ridge=0.0,
                  kernel_solver="auto", kernel_offset="zero", kernel_tol=1e-5, kernel_max_iter=500,
                  max_kernel_bytes=DEFAULT_MAX_KERNEL_BYTES, validation_fraction=0.1,
