@@ -1,7 +1,7 @@
 """
-=============================================================
+================================================================
 Studying the kernel: diagnostics per epoch and parent–child runs
-=============================================================
+================================================================
 
 Two experiments on the lazy-versus-feature-learning question, each from the
 public API alone.
