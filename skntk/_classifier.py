@@ -622,6 +622,12 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
             source = "the fitted network (warm_start=True)"
         else:
             return None
+        if not all(isinstance(v, (list, tuple)) for v in (coef_init, intercept_init)):
+            raise ValueError(
+                f"{source} must be lists with one array per layer (weights of shape "
+                f"(fan_in, fan_out), biases of shape (fan_out,)); got "
+                f"{type(coef_init).__name__} and {type(intercept_init).__name__}. For one "
+                f"layer, pass [W] and [b].")
         try:
             coefs = [np.array(W, dtype=COMPUTE_DTYPE) for W in coef_init]
             intercepts = [np.array(b, dtype=COMPUTE_DTYPE) for b in intercept_init]
@@ -641,12 +647,13 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         shapes_W = [W.shape for W in coefs]
         shapes_b = [b.shape for b in intercepts]
         if shapes_W != expected_W or shapes_b != [(b,) for _, b in expected_W]:
+            fix = ("Keep the features and `hidden_layer_sizes` of the fitted network, or "
+                   "set warm_start=False to start from a new one."
+                   if fitted_classes is not None else "Pass a network of these sizes.")
             raise ValueError(
                 f"{source} has weight shapes {shapes_W} and bias shapes {shapes_b}, but "
                 f"the network for this data has layer sizes {layer_sizes} (n_features, "
-                f"*hidden_layer_sizes, n_classes): weights {expected_W}. Pass a network "
-                f"of these sizes"
-                + (", or set warm_start=False." if fitted_classes is not None else "."))
+                f"*hidden_layer_sizes, n_classes): weights {expected_W}. {fix}")
         if not all(np.isfinite(a).all() for a in coefs + intercepts):
             raise ValueError(f"{source} holds NaN or infinite values; pass finite weights.")
         return list(zip(coefs, intercepts))
@@ -685,9 +692,12 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
             callbacks = ()
         elif callable(callbacks):
             callbacks = (callbacks,)
-        elif not all(callable(c) for c in callbacks):
-            raise ValueError(f"`callbacks` must be a callable or a list of callables; got "
-                             f"{callbacks!r}.")
+        else:
+            for index, callback in enumerate(callbacks):
+                if not callable(callback):
+                    raise ValueError(
+                        f"`callbacks` must be a callable or a list of callables, each "
+                        f"taking one EpochInfo argument; item {index} is {callback!r}.")
         settings = self._with_python_scalars()
         fitted = fit_hybrid(settings, X, Y, X_val, Y_val, layers, rng, init_params,
                             tuple(callbacks))

@@ -210,3 +210,12 @@ def test_a_refused_initial_network_clears_the_previous_fit():
     with pytest.raises(ValueError, match="Pass both"):
         clf.fit(X, y, coef_init=clf.coefs_)
     assert not hasattr(clf, "coefs_")
+
+
+def test_a_single_array_as_coef_init_and_a_bad_callback_item_are_named():
+    X, y = blobs(n_samples=40, n_features=4, n_classes=2, seed=15)
+    clf = HybridNTKClassifier(hidden_layer_sizes=(), max_sgd_epochs=1, random_state=0)
+    with pytest.raises(ValueError, match=r"lists with one array per layer.*\[W\] and \[b\]"):
+        clf.fit(X, y, coef_init=np.zeros((4, 2)), intercept_init=np.zeros(2))
+    with pytest.raises(ValueError, match="item 1 is None"):
+        clf.set_params(callbacks=[record_epoch, None]).fit(X, y)
