@@ -276,11 +276,6 @@ class LinearizedLBFGSPhase(LinearizedPhase):
         return linearized_logits(state.lin.params_star, LinearizedLBFGSPhase.params(state), X)
 
     @staticmethod
-    def train_logits(state):
-        """The linearised model on the training rows, which the solver holds."""
-        return state.solver.logits
-
-    @staticmethod
     def params(state):
         return delta_to_params(state.lin, state.solver.delta)
 

@@ -21,7 +21,7 @@ from ._parameterization import init_params as draw_initial_params
 from ._parameterization import layer_scales
 from ._kernel_phase import KernelState, MatrixFreeState, check_kernel_phase_budget
 from ._linearized import auto_ntk_learning_rate
-from ._phases import LBFGSNetworkState, NoPhase, PhaseSettings, phase_class
+from ._phases import NoPhase, PhaseSettings, phase_class
 from ._sgd import compiled_batch_size, epoch_order, n_batches_per_epoch, sgd_epoch
 from ._stopping import NTKStopping
 from ._switch import KERNEL_CRITERIA, SWITCH_CRITERIA, SwitchConfig
@@ -175,17 +175,15 @@ def _host_metrics(logits_fn, state, train, val):
     return values
 
 
-@partial(jax.jit, static_argnums=0, static_argnames="train_logits_fn")
-def _network_metrics(logits_fn, state, train, val, train_logits_fn=None):
+@partial(jax.jit, static_argnums=0)
+def _network_metrics(logits_fn, state, train, val):
     """``[train_loss, train_accuracy, val_loss, val_accuracy]`` of a model whose
     ``logits_fn(state, X)`` is traceable (the network, or a network phase's model), in
     one compiled program per model and bucket. ``train`` and ``val`` are
     :class:`skntk._buckets.Rows` (their padding rows weigh zero); ``val`` may be
-    ``None`` (NaN). ``train_logits_fn(state)``, optional, gives the training logits
-    that a phase already holds, instead of a pass over the training rows."""
-    train_logits = (logits_fn(state, train.X) if train_logits_fn is None
-                    else train_logits_fn(state))
-    values = list(logits_loss_and_accuracy(train_logits, train.Y, train.weights))
+    ``None`` (NaN)."""
+    values = list(logits_loss_and_accuracy(logits_fn(state, train.X), train.Y,
+                                           train.weights))
     if val is None:
         values += [jnp.nan, jnp.nan]
     else:
@@ -225,9 +223,6 @@ def _nonfinite_part(state):
     if isinstance(state, (KernelState, MatrixFreeState)):
         finite = np.isfinite(state.coefficients).all() and np.isfinite(state.train_logits).all()
         return None if finite else "the kernel-flow coefficients"
-    if isinstance(state, LBFGSNetworkState):
-        finite = bool(_tree_is_finite((state.solver.delta, state.solver.logits)))
-        return None if finite else "the parameters"
     return None if bool(_tree_is_finite(state.params)) else "the parameters"
 
 
@@ -413,9 +408,7 @@ def fit_hybrid(est, X, Y, X_val, Y_val, layers, rng, init_params=None, callbacks
         ntk_train, ntk_val = train, val
         phase_state = phase.start(params, train.X, train.Y, settings, weights=train.weights,
                                   val=val)
-        # A phase may already hold its training logits (L-BFGS does).
-        phase_metrics = partial(_network_metrics, phase.logits,
-                                train_logits_fn=getattr(phase, "train_logits", None))
+        phase_metrics = partial(_network_metrics, phase.logits)
     else:
         # The kernel phase works on the real rows only: its kernels and solvers are
         # exact on them and sized to them anyway.
