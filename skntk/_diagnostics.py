@@ -27,7 +27,7 @@ from collections import deque
 import numpy as np
 
 from ._switch import _monitor_kernel_jit
-from .ntk import centered_kernel_alignment, kernel_distance
+from .ntk import _effective_rank_of_spectrum, centered_kernel_alignment, kernel_distance
 
 N_TOP_EIGENVALUES = 5
 """Eigenvalues per epoch kept in ``history_["kernel_top_eigenvalues"]``."""
@@ -35,17 +35,6 @@ N_TOP_EIGENVALUES = 5
 SCALAR_COLUMNS = ("kernel_distance_from_init", "kernel_velocity", "kernel_alignment",
                   "kernel_effective_rank")
 """History columns of one number per epoch (NaN where not computed)."""
-
-
-def _effective_rank_from_spectrum(eigenvalues):
-    """``exp(H(p))`` with ``p = lambda / sum(lambda)`` over the clipped eigenvalues
-    (the definition of :func:`skntk.ntk.effective_rank`, reusing one spectrum)."""
-    positive = np.clip(eigenvalues, 0.0, None)
-    total = positive.sum()
-    if not total > 0:
-        return math.nan
-    p = positive[positive > 0] / total
-    return float(np.clip(np.exp(-np.sum(p * np.log(p))), 1.0, len(eigenvalues)))
 
 
 def empty_row():
@@ -103,5 +92,5 @@ class KernelDiagnostics:
             alignment = math.nan
         return dict(kernel_distance_from_init=float(kernel_distance(K, self.K0)),
                     kernel_velocity=float(velocity), kernel_alignment=float(alignment),
-                    kernel_effective_rank=_effective_rank_from_spectrum(eigenvalues),
+                    kernel_effective_rank=_effective_rank_of_spectrum(eigenvalues),
                     kernel_top_eigenvalues=top)

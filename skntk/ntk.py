@@ -1080,14 +1080,25 @@ def effective_rank(K):
     ``1 + 2e-13``. Time ``O(n³)``, memory ``O(n²)``.
     """
     spectrum = kernel_spectrum(K)
-    eigenvalues = np.clip(spectrum, 0.0, None)
-    total = eigenvalues.sum()
-    if not total > 0:
+    rank = _effective_rank_of_spectrum(spectrum)
+    if np.isnan(rank):
         raise ValueError(
             f"`K` has no positive eigenvalue (the largest is {spectrum[0]:.3g}): its "
             f"spectrum is all zero after clipping round-off negatives, so the effective "
             f"rank is undefined. Pass a non-zero positive semi-definite kernel, e.g. "
             f"`empirical_ntk(params, X)`.")
+    return rank
+
+
+def _effective_rank_of_spectrum(eigenvalues):
+    """``exp(H(p))`` of the eigenvalues of a symmetric kernel, ``p = lambda / sum(lambda)``
+    over the eigenvalues clipped at 0 (``0 log 0 = 0``), clipped to ``[1, n]``; NaN when
+    none is positive. The definition behind :func:`effective_rank`, for callers that
+    already hold the spectrum."""
+    eigenvalues = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None)
+    total = eigenvalues.sum()
+    if not total > 0:
+        return float("nan")
     p = eigenvalues[eigenvalues > 0] / total
     entropy = -np.sum(p * np.log(p))
     return float(np.clip(np.exp(entropy), 1.0, eigenvalues.size))
