@@ -39,6 +39,8 @@ sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": "/plot_",
+    # The examples' helper for saving figures when run as scripts is not an example.
+    "ignore_pattern": r"__init__\.py|_save_figures\.py",
     "doc_module": ("skntk",),
     "backreferences_dir": "generated/backreferences",
     "reference_url": {"skntk": None},

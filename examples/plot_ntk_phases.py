@@ -103,14 +103,12 @@ plt.show()
 #   steps are long.
 
 # sphinx_gallery_start_ignore
-# Run as a plain script, save the figures still open (see README.txt). sphinx-gallery
+# Run as a plain script, save the figures still open (see README.txt); sphinx-gallery
 # is imported when it runs the examples, and captures the figures itself.
-import sys
-from pathlib import Path
+import sys  # noqa: E402
 
 if "sphinx_gallery" not in sys.modules:
-    for n, number in enumerate(plt.get_fignums(), start=1):
-        name = f"{Path(__file__).stem}_{n}.png"
-        plt.figure(number).savefig(name)
-        print("saved", name)
+    from _save_figures import save_open_figures  # noqa: E402
+
+    save_open_figures(__file__)
 # sphinx_gallery_end_ignore
