@@ -15,6 +15,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._buckets import pad_rows
 from ._devices import devices_from_state, devices_to_state
 from ._mlp import params_to_jax
 from ._parameterization import PARAMETERIZATIONS
@@ -869,8 +870,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         # Fixed-size row blocks: one compiled shape, and each sample's logits do not
         # depend on how many others are predicted with it.
         n_samples = X.shape[0]
-        padded = np.zeros((-(-n_samples // PREDICT_BLOCK) * PREDICT_BLOCK, X.shape[1]), X.dtype)
-        padded[:n_samples] = X
+        padded = pad_rows(X, -(-n_samples // PREDICT_BLOCK) * PREDICT_BLOCK)
         with np.errstate(over="ignore", invalid="ignore"):
             blocks = [np.asarray(predict_logits(params_star, params,
                                                 X=jax.device_put(padded[i:i + PREDICT_BLOCK])),

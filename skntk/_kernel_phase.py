@@ -29,6 +29,7 @@ import numpy as np
 import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
 
+from ._buckets import pad_rows
 from ._kernel_flow import (eigendecompose_kernel, flow_coefficients, flow_outputs,
                            flow_train_outputs, project_residual)
 from ._matrix_free import (TrainingKernel, _conjugate_gradients, cross_kernel_apply,
@@ -303,8 +304,7 @@ class KernelPhase:
         inverse = cls.training_inverse(params_star, extra)
         X = np.asarray(X)
         n = X.shape[0]
-        padded = np.zeros((-(-n // block_size) * block_size, X.shape[1]), X.dtype)
-        padded[:n] = X
+        padded = pad_rows(X, -(-n // block_size) * block_size)
         variance = np.empty(n)
         for start in range(0, n, block_size):
             stop = min(start + block_size, n)
