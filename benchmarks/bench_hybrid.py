@@ -22,11 +22,17 @@ The summary gives, per task, the mean over the seeds of the accuracy difference
 criterion instead (accuracy difference to SGD only and the switch and NTK epochs, the
 evidence for the default threshold).
 
+``--trajectory`` prints, every third epoch, the default criterion's statistic
+``v_e / d_e`` (from a scouting run, ``switch_threshold=0``) beside the test accuracy
+of a fixed switch at that epoch minus SGD only's, means over the seeds: how settled
+the kernel looks against what a switch there costs.
+
 Run from the repository root::
 
     python benchmarks/bench_hybrid.py            # 3 seeds, all tasks (several minutes)
     python benchmarks/bench_hybrid.py --seeds 1 --tasks digits interaction
     python benchmarks/bench_hybrid.py --thresholds 0.05 0.03 0.02 0.01
+    python benchmarks/bench_hybrid.py --trajectory --tasks interaction large
 """
 
 import argparse
@@ -149,6 +155,31 @@ def sweep_thresholds(task, seeds, thresholds):
               f"  NTK epochs {rows[:, 2].astype(int).tolist()}", flush=True)
 
 
+TRAJECTORY_EPOCHS = tuple(range(6, 43, 3))
+
+
+def trajectory(task, seeds):
+    """Per epoch: the criterion's statistic and the accuracy cost of switching there."""
+    X_train, X_test, y_train, y_test = TASKS[task]()
+    statistics, costs = [], []
+    for seed in seeds:
+        sgd = HybridNTKClassifier(max_sgd_epochs=BUDGET, switch=None, ntk_phase=None,
+                                  random_state=seed).fit(X_train, y_train)
+        acc_sgd = sgd.score(X_test, y_test)
+        scout = HybridNTKClassifier(max_sgd_epochs=TRAJECTORY_EPOCHS[-1], switch_threshold=0.0,
+                                    ntk_phase=None, random_state=seed).fit(X_train, y_train)
+        statistics.append([scout.history_["switch_statistic"][e - 1] for e in TRAJECTORY_EPOCHS])
+        costs.append([100 * (HybridNTKClassifier(
+            max_sgd_epochs=BUDGET, switch="fixed_epoch", switch_epoch=e,
+            random_state=seed).fit(X_train, y_train).score(X_test, y_test) - acc_sgd)
+            for e in TRAJECTORY_EPOCHS])
+    statistics, costs = np.mean(statistics, axis=0), np.mean(costs, axis=0)
+    print(f"{task}: epoch, v/d (mean), fixed switch there against SGD only (pp, mean)")
+    print("  " + " ".join(f"{e:>7d}" for e in TRAJECTORY_EPOCHS))
+    print("  " + " ".join(f"{v:7.4f}" for v in statistics))
+    print("  " + " ".join(f"{c:+7.2f}" for c in costs), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -157,8 +188,14 @@ def main():
                         help="also the kernel phase against kernel regression")
     parser.add_argument("--thresholds", nargs="+", type=float,
                         help="sweep switch_threshold of the default criterion instead")
+    parser.add_argument("--trajectory", action="store_true",
+                        help="the criterion's statistic against the cost of a switch per epoch")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
+    if args.trajectory:
+        for task in args.tasks:
+            trajectory(task, range(args.seeds))
+        return
     if args.thresholds:
         for task in args.tasks:
             sweep_thresholds(task, range(args.seeds), args.thresholds)
