@@ -26,8 +26,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._kernel_engine import kernel
 from ._parameterization import scale_params
-from .ntk import _kernel, frobenius_distance, kernel_distance, ntk_gram
+from .ntk import frobenius_distance, kernel_distance, ntk_gram
 
 
 class SwitchConfig(NamedTuple):
@@ -164,7 +165,7 @@ def _gram(params, X, layer_scales):
     """The traced NTK of ``X`` with itself (``J D J^T`` with ``layer_scales``)."""
     if layer_scales is None:
         return ntk_gram(params, X)
-    return _kernel(params, X, None, False, layer_scales)
+    return kernel(params, X, None, False, layer_scales)
 
 
 def _monitor_kernel(params, X_monitor, n_monitor, layer_scales=None):

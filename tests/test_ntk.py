@@ -196,3 +196,63 @@ def test_bad_inputs():
         empirical_ntk(params, X1, X1[:, :2])
     with pytest.raises(ValueError, match="`block_size`"):
         empirical_ntk(params, X1, block_size=0)
+
+
+# --------------------------------------------------------------------------------------
+# Implementations of empirical_ntk
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hidden", DEPTHS)
+@pytest.mark.parametrize("parameterization", ["standard", "ntk"])
+def test_implementations_agree_float64(hidden, parameterization):
+    """The three implementations against the explicit-Jacobian reference (in the trained
+    coordinates for "ntk", see test_parameterization), rows in blocks that do not divide
+    the 11 samples."""
+    with jax.enable_x64(True):
+        params, X1, X2 = make_problem(hidden, dtype=np.float64)
+        for other in (None, X2):
+            kernels = {impl: empirical_ntk(params, X1, other, block_size=4,
+                                           parameterization=parameterization,
+                                           implementation=impl)
+                       for impl in ("layerwise", "jacobian", "matrix_free")}
+            if parameterization == "standard":
+                reference = empirical_ntk_reference(mlp_forward, params, X1, other)
+            else:
+                reference = kernels["jacobian"]
+                assert rel_error(kernels["jacobian"], empirical_ntk(
+                    params, X1, other, implementation="jacobian")) > 1e-3
+            for impl, K in kernels.items():
+                assert K.dtype == jnp.float64, impl
+                assert K.shape == (N1, N1 if other is None else N2), impl
+                assert rel_error(K, reference) < 1e-12, impl
+
+
+@pytest.mark.parametrize("hidden", [(), (6, 5, 4)])
+def test_implementations_agree_float32_and_per_logit(hidden):
+    params, X1, X2 = make_problem(hidden)
+    layerwise = empirical_ntk(params, X1, X2)
+    for impl in ("jacobian", "matrix_free"):
+        K = empirical_ntk(params, X1, X2, implementation=impl, block_size=4)
+        assert K.dtype == jnp.float32
+        assert rel_error(K, layerwise) < 1e-5, impl
+    per_logit = empirical_ntk(params, X1, X2, per_logit=True, block_size=4)
+    jacobian = empirical_ntk(params, X1, X2, per_logit=True, implementation="jacobian")
+    assert jacobian.shape == (N1, N2, N_CLASSES, N_CLASSES)
+    assert rel_error(jacobian, per_logit) < 1e-5
+
+
+def test_implementation_argument_is_checked():
+    params, X1, X2 = make_problem((7,))
+    with pytest.raises(ValueError, match="`implementation` must be one of"):
+        empirical_ntk(params, X1, implementation="structured")
+    with pytest.raises(ValueError, match="traced kernel only; pass per_logit=False"):
+        empirical_ntk(params, X1, per_logit=True, implementation="matrix_free")
+    with pytest.raises(ValueError, match="pass mesh=None"):
+        empirical_ntk(params, X1, mesh=object(), implementation="jacobian")
+    # Each implementation's own working memory is checked against the budget: the
+    # Jacobians of 11 + 6 samples, 3 logits and 66 parameters need 2 * 4 * 17 * 3 * 66
+    # bytes beside the 264-byte kernel.
+    with pytest.raises(ValueError, match="27,192 bytes"):
+        empirical_ntk(params, X1, X2, implementation="jacobian", max_bytes=5000)
+    assert empirical_ntk(params, X1, X2, implementation="jacobian",
+                         max_bytes=264 + 2 * 4 * 17 * 3 * 66).shape == (N1, N2)
