@@ -289,7 +289,8 @@ class TrainingKernel:
         """``K_bar V`` (without the ridge) for ``V`` of shape ``(n_samples, k)``.
 
         Returns a float64 numpy array of shape ``(n_samples, k)``; the product itself
-        runs in :attr:`dtype`.
+        runs in :attr:`dtype`. Raises a ``ValueError`` if it is not finite (a kernel
+        that overflows), before any solver sees it.
         """
         V = np.asarray(V)
         k = V.shape[1]
@@ -303,6 +304,14 @@ class TrainingKernel:
             out = apply_to_inputs(self.params, self._X_blocks, moments, k, self.layer_scales)
         self.n_products += 1
         out = np.asarray(out, dtype=np.float64).reshape(-1, k)[:self.n_samples]
+        if not np.all(np.isfinite(out)):
+            raise ValueError(
+                f"The kernel-block product K_bar V of the matrix-free kernel phase holds "
+                f"NaN or infinite values: the empirical NTK at the expansion point "
+                f"overflows {np.dtype(self.dtype).name} (its entries grow like the square "
+                f"of the input scale), or the network diverged before the phase. "
+                f"Standardise the inputs (e.g. with sklearn.preprocessing.StandardScaler) "
+                f"or lower the SGD `learning_rate`.")
         return out / self.n_classes
 
     def with_ridge(self, ridge):
