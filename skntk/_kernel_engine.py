@@ -18,7 +18,8 @@ width neural tangent kernel", section 3, "structured derivatives")::
 
 with ``(s_W,l, s_b,l) = (1, 1)`` in the standard parameterisation and
 ``(σ_w²/n_{l-1}, σ_b²)`` in the NTK parameterisation (:mod:`skntk._parameterization`;
-the kernel is then ``J D Jᵀ``). The user guide's "Method" page states the conventions.
+the kernel is then ``J D Jᵀ``). The documentation's "Method" page (``docs/method.rst``,
+"Empirical NTK") states the conventions.
 
 The factors come from one forward pass that keeps the layer inputs and the ReLU masks
 (:func:`forward_layers`) and one backward pass of all ``C`` logits at once

@@ -1,7 +1,7 @@
 """Matrix-free solver of the ``"kernel"`` NTK phase, for training sets whose kernel does
 not fit in memory (MNIST: a 60000 x 60000 kernel is 13 GiB in float32).
 
-The closed-form phase (:mod:`skntk._kernel_flow`; the user guide, "NTK phases") needs, with
+The closed-form phase (:mod:`skntk._kernel_flow`; the "Method" page, "NTK phases") needs, with
 ``K_bar = K / C`` the traced empirical NTK at ``θ*`` over the number of outputs ``C``,
 ``ρ`` the ridge and ``R = Y - F0`` the residual at the expansion point (Lee et al.,
 NeurIPS 2019, "Wide neural networks of any depth evolve as linear models under

@@ -9,7 +9,8 @@ keyed by the value of the ``switch`` parameter:
   is not yet defined (or, for ``"kernel_velocity"``, between its checks);
   ``threshold`` is the threshold it was compared with (NaN where none applies).
 
-The statistics are those of the user guide's "Method" section; ``k`` is
+The statistics are those of the documentation's "Method" page (``docs/method.rst``,
+"Switch criteria"); ``k`` is
 ``config.window`` and ``tau`` is ``config.threshold``. A threshold of 0 never
 triggers (every statistic is >= 0), which gives a scouting run that only records the
 statistic. ``config.threshold=None`` means ``switch_threshold="auto"``: a fixed
@@ -116,7 +117,7 @@ def _never_update(state, epoch, params, config):
     return state, _NAN, _NAN, False
 
 
-# --- parameter norm (seed) -------------------------------------------------------
+# --- parameter norm ----------------------------------------------------------------
 
 @partial(jax.jit, static_argnames="layer_scales")
 def _param_distance(params_a, params_b, layer_scales=None):
@@ -151,7 +152,7 @@ def _param_norm_update(state, epoch, params, config):
     return state._replace(past=past), statistic, threshold, _below(statistic, threshold)
 
 
-# --- NTK norm (seed) -------------------------------------------------------------
+# --- NTK norm ----------------------------------------------------------------------
 
 class NTKNormState(NamedTuple):
     """``K0``: (m, m) kernel at initialisation; ``distances``: the last ``k + 1`` values of

@@ -29,6 +29,10 @@ Parameters are a list of ``(W, b)`` pairs, ``W`` of shape ``(fan_in, fan_out)``,
 parameterisation, ``W_l = (σ_w/√n_{l-1}) ω_l``, ``b_l = σ_b β_l`` (Jacot et al. 2018;
 Lee et al., NeurIPS 2019, eq. (1)): the kernel becomes ``J D Jᵀ``, each layer's input
 Gram factor ``(σ_w²/n_{l-1}) ⟨h, h'⟩ + σ_b²`` instead of ``⟨h, h'⟩ + 1``.
+
+The factors, row blocks, input checks and kernel-vector product live in
+:mod:`skntk._kernel_engine`; the conventions (sum over the logits here, ``K / C`` in
+the kernel phase) are on the documentation's "Method" page (``docs/method.rst``).
 """
 
 from functools import partial
