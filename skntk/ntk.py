@@ -41,7 +41,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
-import scipy.sparse
 from jax import lax
 
 from ._devices import constrain_rows, mesh_size
