@@ -1,7 +1,7 @@
 """Matrix-free solver of the ``"kernel"`` NTK phase, for training sets whose kernel does
 not fit in memory (MNIST: a 60000 x 60000 kernel is 13 GiB in float32).
 
-The closed-form phase (:mod:`skntk._kernel_flow`; the user guide, "NTK phases") needs, with
+The closed-form phase (:mod:`skntk._kernel_flow`; the "Method" page, "NTK phases") needs, with
 ``K_bar = K / C`` the traced empirical NTK at ``θ*`` over the number of outputs ``C``,
 ``ρ`` the ridge and ``R = Y - F0`` the residual at the expansion point (Lee et al.,
 NeurIPS 2019, "Wide neural networks of any depth evolve as linear models under
@@ -50,9 +50,10 @@ For ``k`` columns at once the ``M_l`` are formed as one matrix product of ``P �
 ``O(N²)``; it is exact (the same kernel as :func:`skntk.ntk.empirical_ntk`).
 For 64 inputs, layers (256, 256) and 10 classes: ``Σ a f ≈ 2.3 · 10⁵``, about
 470 GFLOP per product with ``k = 10`` columns at ``N = 50000`` (3.5-6 s measured on
-2 cores), against ``C · P ≈ 8.5 · 10⁵`` per sample and column for the Jacobian
-products of :func:`skntk.ntk.ntk_vector_product` (7.7 times slower measured at
-N = 4096, k = 10).
+2 cores), against ``C · P ≈ 8.5 · 10⁵`` per sample and column for a product
+through Jacobian-vector and vector-Jacobian products (7.7 times slower measured at
+N = 4096, k = 10). The factors and the product are those of the kernel engine
+(:mod:`skntk._kernel_engine`), shared with :func:`skntk.ntk.ntk_vector_product`.
 
 All functions take parameters as a list of ``(W, b)`` pairs, ``W`` of shape
 ``(fan_in, fan_out)``, and compute the kernel product in the floating dtype of the
@@ -61,17 +62,18 @@ the Krylov recurrences run in float64 with numpy.
 """
 
 import copy
-from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
-from jax import lax
 
+from ._kernel_engine import (apply_to_inputs, apply_to_pairs, check_positive_int,
+                             diagonal_from_inputs, diagonal_from_pairs, layer_sizes,
+                             moments_from_inputs, moments_from_pairs, ntk_vector_product,
+                             pair_widths, pairs_of_blocks, prepare_inputs, row_blocks)
 from ._kernel_flow import _check_flow_time, _check_ridge
-from .ntk import _row_blocks
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -97,12 +99,6 @@ DEFAULT_MAX_FEATURE_BYTES = 2 * 1024**3
 # Input checks
 # --------------------------------------------------------------------------------------
 
-def _check_positive_int(value, name):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
-
-
 def _check_tol(tol):
     tol = float(tol)
     if not (0 < tol < 1):
@@ -125,165 +121,23 @@ def _check_residual(residual, n_samples):
     return R
 
 
-def _prepare(params, *arrays):
-    """Parameters and inputs as jax arrays of one floating dtype (float32 by default)."""
-    params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params]
-    arrays = [jnp.asarray(a) for a in arrays]
-    dtype = jnp.result_type(*jax.tree.leaves(params), *arrays)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    params = [(W.astype(dtype), b.astype(dtype)) for W, b in params]
-    n_features = params[0][0].shape[0]
-    out = []
-    for name, a in zip(("X", "X2"), arrays):
-        if a.ndim != 2 or a.shape[1] != n_features:
-            raise ValueError(
-                f"`{name}` must have shape (n_samples, {n_features}) to match the first "
-                f"weight matrix, got shape {a.shape}.")
-        out.append(a.astype(dtype))
-    return params, out, dtype
 
 
 # --------------------------------------------------------------------------------------
-# Layer factors and the kernel-block product
+# The kernel-block product
 # --------------------------------------------------------------------------------------
-
-def _factor_pairs(params, X, scales=None):
-    """Factors ``(P_l, Q_l)`` with ``K(X, X') = Σ_l (P_l P_l'ᵀ) ∘ (Q_l Q_l'ᵀ)``.
-
-    One pair per layer, ``P`` the narrower of the two (it is the one expanded by the
-    columns of ``V``): the layer input with a column of ones, and the signals
-    ``S_l`` of :mod:`skntk.ntk` (``√C · 1`` for the output layer). ReLU'(0) = 0, as in
-    ``jax.nn.relu`` and :func:`skntk.ntk.empirical_ntk`. ``scales``: the per-layer
-    ``(s_W, s_b)`` of the parameterisation; the layer input becomes
-    ``[√s_W · h, √s_b]`` (``None``: ``[h, 1]``).
-    """
-    n = X.shape[0]
-    dtype = X.dtype
-    ones = jnp.ones((n, 1), dtype)
-    inputs, masks = [X], []
-    h = X
-    for W, b in params[:-1]:
-        z = h @ W + b
-        masks.append((z > 0).astype(dtype))
-        h = jax.nn.relu(z)
-        inputs.append(h)
-    W_out = params[-1][0]
-    n_classes = W_out.shape[1]
-    signals = [None] * (len(params) - 1)
-    if signals:
-        # Last hidden layer: Σ_c W[j,c]² m_j(x) m_j(x') collapses the logit axis.
-        signals[-1] = masks[-1] * jnp.sqrt(jnp.sum(W_out**2, axis=1))
-        delta = W_out.T[None, :, :] * masks[-1][:, None, :]           # (n, C, w)
-        for layer in range(len(params) - 3, -1, -1):
-            delta = (delta @ params[layer + 1][0].T) * masks[layer][:, None, :]
-            signals[layer] = delta.reshape(n, -1)
-    signals.append(jnp.full((n, 1), np.sqrt(n_classes), dtype))
-    pairs = []
-    for layer, (h_in, S) in enumerate(zip(inputs, signals)):
-        if scales is None:
-            H = jnp.concatenate([h_in, ones], axis=1)
-        else:
-            s_w, s_b = scales[layer]
-            H = jnp.concatenate([h_in * np.sqrt(s_w), ones * np.sqrt(s_b)], axis=1)
-        pairs.append((H, S) if H.shape[1] <= S.shape[1] else (S, H))
-    return pairs
-
-
-def _pair_widths(layer_sizes):
-    """``(a_l, f_l)`` of :func:`_factor_pairs`, narrower first."""
-    *hidden_in, n_classes = layer_sizes
-    hidden = layer_sizes[1:-1]
-    sig = [n_classes * w for w in hidden[:-1]] + list(hidden[-1:]) + [1]
-    return [tuple(sorted((fan_in + 1, s))) for fan_in, s in zip(hidden_in, sig)]
-
-
-def _layer_sizes(params):
-    return (params[0][0].shape[0], *(W.shape[1] for W, _ in params))
-
-
-def _moments_block(pairs, V):
-    """``M_l = P_lᵀ diag(V[:, j]) Q_l`` for every column ``j``, shape ``(a·k, f)``."""
-    k = V.shape[1]
-    out = []
-    for P, Q in pairs:
-        # (P ⊗ V)ᵀ laid out (a·k, n) so that the product is a plain (NN) matrix product.
-        UT = (P.T[:, None, :] * V.T[None, :, :]).reshape(P.shape[1] * k, P.shape[0])
-        out.append(UT @ Q)
-    return out
-
-
-def _apply_block(pairs, moments, k):
-    """Rows of ``K V`` from the factors of a row block and the moments of the columns."""
-    out = 0
-    for (P, Q), M in zip(pairs, moments):
-        T = (Q @ M.T).reshape(Q.shape[0], P.shape[1], k)
-        out = out + jnp.einsum("na,nak->nk", P, T)
-    return out
-
-
-def _moment_shapes(params, k, dtype):
-    return [jnp.zeros((a * k, f), dtype) for a, f in _pair_widths(_layer_sizes(params))]
-
-
-@partial(jax.jit, static_argnames="scales")
-def _moments_from_inputs(params, X_blocks, V_blocks, scales=None):
-    """Moments of the columns, recomputing the factors of each block of rows."""
-    def body(acc, xs):
-        Xb, Vb = xs
-        pairs = _factor_pairs(params, Xb, scales)
-        return [a + m for a, m in zip(acc, _moments_block(pairs, Vb))], None
-    init = _moment_shapes(params, V_blocks.shape[2], X_blocks.dtype)
-    return lax.scan(body, init, (X_blocks, V_blocks))[0]
-
-
-@jax.jit
-def _moments_from_pairs(pair_blocks, V_blocks):
-    """Moments of the columns from stored factors (``pair_blocks``: leading block axis)."""
-    k = V_blocks.shape[2]
-
-    def body(acc, xs):
-        pairs, Vb = xs
-        return [a + m for a, m in zip(acc, _moments_block(pairs, Vb))], None
-    init = [jnp.zeros((P.shape[2] * k, Q.shape[2]), V_blocks.dtype) for P, Q in pair_blocks]
-    return lax.scan(body, init, (pair_blocks, V_blocks))[0]
-
-
-@partial(jax.jit, static_argnames=("k", "scales"))
-def _apply_to_inputs(params, X_blocks, moments, k, scales=None):
-    return lax.map(lambda Xb: _apply_block(_factor_pairs(params, Xb, scales), moments, k),
-                   X_blocks)
-
-
-@partial(jax.jit, static_argnames="k")
-def _apply_to_pairs(pair_blocks, moments, k):
-    return lax.map(lambda pairs: _apply_block(pairs, moments, k), pair_blocks)
-
-
-@partial(jax.jit, static_argnames="scales")
-def _pairs_jit(params, X_blocks, scales=None):
-    return lax.map(lambda Xb: _factor_pairs(params, Xb, scales), X_blocks)
-
-
-def _diagonal_block(pairs):
-    return sum(jnp.sum(P**2, axis=1) * jnp.sum(Q**2, axis=1) for P, Q in pairs)
-
-
-_diagonal_from_pairs = jax.jit(lambda pair_blocks: lax.map(_diagonal_block, pair_blocks))
-@partial(jax.jit, static_argnames="scales")
-def _diagonal_from_inputs(params, X_blocks, scales=None):
-    return lax.map(lambda Xb: _diagonal_block(_factor_pairs(params, Xb, scales)), X_blocks)
-
 
 def fast_ntk_vector_product(params, X, V, *, X2=None, block_size=DEFAULT_BLOCK_SIZE,
                             layer_scales=None):
     """Traced NTK times a matrix, ``K(X, X2) @ V``, layer by layer, without forming ``K``.
 
-    The same result as :func:`skntk.ntk.ntk_vector_product`, by the low-rank Hadamard
-    identity of the module docstring instead of one Jacobian product per logit and
-    column: about ``C · P / Σ_l a_l f_l`` times fewer flops for an MLP with ``P``
-    parameters (3.7 for 64 inputs, layers (256, 256), 10 classes; 7.7 times faster
-    measured, thanks to larger matrix products).
+    :func:`skntk.ntk.ntk_vector_product` with the per-layer scales of the
+    parameterisation given directly and this module's default block size: the same
+    product (:func:`skntk._kernel_engine.ntk_vector_product`) with the same input checks.
+    By the low-rank Hadamard identity of the module docstring it needs about
+    ``C · P / Σ_l a_l f_l`` times fewer flops than one Jacobian-vector product per logit
+    and column for an MLP with ``P`` parameters (3.7 for 64 inputs, layers (256, 256),
+    10 classes; 7.7 times faster measured, thanks to larger matrix products).
 
     Parameters
     ----------
@@ -314,7 +168,11 @@ def fast_ntk_vector_product(params, X, V, *, X2=None, block_size=DEFAULT_BLOCK_S
     ------
     ValueError
         If ``V`` has the wrong number of rows or more than two axes, the inputs do not
-        match the network, or ``block_size`` is not a positive integer.
+        match the network, ``block_size`` is not a positive integer, or any input holds
+        NaN or infinite values.
+    TypeError
+        If ``X``, ``X2`` or ``V`` is a scipy sparse matrix or ``params`` is not a
+        sequence of ``(W, b)`` pairs.
 
     Notes
     -----
@@ -325,25 +183,7 @@ def fast_ntk_vector_product(params, X, V, *, X2=None, block_size=DEFAULT_BLOCK_S
     ``b = block_size``: the moments and the temporaries of one block, independent of
     ``n1`` and ``n2`` apart from the output.
     """
-    block_size = _check_positive_int(block_size, "block_size")
-    params, arrays, dtype = _prepare(params, X, *([] if X2 is None else [X2]))
-    X = arrays[0]
-    X2 = X if X2 is None else arrays[1]
-    V = jnp.asarray(V, dtype=dtype)
-    if V.ndim not in (1, 2) or V.shape[0] != X2.shape[0]:
-        raise ValueError(
-            f"`V` must have shape ({X2.shape[0]},) or ({X2.shape[0]}, k) to match the "
-            f"columns of the kernel, got shape {V.shape}.")
-    vector = V.ndim == 1
-    V2 = V[:, None] if vector else V
-    k = V2.shape[1]
-    block2 = min(block_size, X2.shape[0])
-    moments = _moments_from_inputs(params, _row_blocks(X2, block2), _row_blocks(V2, block2),
-                                   layer_scales)
-    block1 = min(block_size, X.shape[0])
-    out = _apply_to_inputs(params, _row_blocks(X, block1), moments, k, layer_scales)
-    out = out.reshape(-1, k)[:X.shape[0]]
-    return out[:, 0] if vector else out
+    return ntk_vector_product(params, X, V, X2=X2, block_size=block_size, scales=layer_scales)
 
 
 def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE, layer_scales=None):
@@ -373,11 +213,11 @@ def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE, laye
     diagonal : ndarray of shape (n,), float64
         Computed in the floating dtype of the inputs, returned as float64.
     """
-    n_classes = _check_positive_int(n_classes, "n_classes")
-    block_size = _check_positive_int(block_size, "block_size")
-    params, (X,), _ = _prepare(params, X)
-    diag = _diagonal_from_inputs(params, _row_blocks(X, min(block_size, X.shape[0])),
-                                 layer_scales)
+    n_classes = check_positive_int(n_classes, "n_classes")
+    block_size = check_positive_int(block_size, "block_size")
+    params, X, _, _ = prepare_inputs(params, X, names=("X", "X2"))
+    diag = diagonal_from_inputs(params, row_blocks(X, min(block_size, X.shape[0])),
+                                layer_scales)
     return np.asarray(diag, dtype=np.float64).reshape(-1)[:X.shape[0]] / n_classes
 
 
@@ -425,23 +265,23 @@ class TrainingKernel:
 
     def __init__(self, params, X, n_classes, ridge=0.0, *, block_size=DEFAULT_BLOCK_SIZE,
                  max_bytes=None, layer_scales=None):
-        block_size = _check_positive_int(block_size, "block_size")
+        block_size = check_positive_int(block_size, "block_size")
         self.layer_scales = layer_scales
-        self.n_classes = _check_positive_int(n_classes, "n_classes")
+        self.n_classes = check_positive_int(n_classes, "n_classes")
         self.ridge = _check_ridge(ridge)
-        self.params, (X,), self.dtype = _prepare(params, X)
+        self.params, X, _, self.dtype = prepare_inputs(params, X, names=("X", "X2"))
         self.n_samples = X.shape[0]
         self.width = self.params[-1][0].shape[1]
         self.block = min(block_size, self.n_samples)
-        self._X_blocks = _row_blocks(X, self.block)
-        widths = _pair_widths(_layer_sizes(self.params))
+        self._X_blocks = row_blocks(X, self.block)
+        widths = pair_widths(layer_sizes(self.params))
         self.factor_bytes = (np.dtype(self.dtype).itemsize * self._X_blocks.shape[0]
                              * self.block * sum(a + f for a, f in widths))
         budget = DEFAULT_MAX_FEATURE_BYTES if max_bytes is None else max_bytes
         self.stores_factors = self.factor_bytes <= budget
         self._pairs = None
         if self.stores_factors:
-            self._pairs = jax.block_until_ready(_pairs_jit(self.params, self._X_blocks,
+            self._pairs = jax.block_until_ready(pairs_of_blocks(self.params, self._X_blocks,
                                                            self.layer_scales))
         self.n_products = 0
 
@@ -449,20 +289,29 @@ class TrainingKernel:
         """``K_bar V`` (without the ridge) for ``V`` of shape ``(n_samples, k)``.
 
         Returns a float64 numpy array of shape ``(n_samples, k)``; the product itself
-        runs in :attr:`dtype`.
+        runs in :attr:`dtype`. Raises a ``ValueError`` if it is not finite (a kernel
+        that overflows), before any solver sees it.
         """
         V = np.asarray(V)
         k = V.shape[1]
-        V_blocks = _row_blocks(jnp.asarray(V, dtype=self.dtype), self.block)
+        V_blocks = row_blocks(jnp.asarray(V, dtype=self.dtype), self.block)
         if self.stores_factors:
-            moments = _moments_from_pairs(self._pairs, V_blocks)
-            out = _apply_to_pairs(self._pairs, moments, k)
+            moments = moments_from_pairs(self._pairs, V_blocks)
+            out = apply_to_pairs(self._pairs, moments, k)
         else:
-            moments = _moments_from_inputs(self.params, self._X_blocks, V_blocks,
-                                           self.layer_scales)
-            out = _apply_to_inputs(self.params, self._X_blocks, moments, k, self.layer_scales)
+            moments = moments_from_inputs(self.params, self._X_blocks, V_blocks,
+                                          self.layer_scales)
+            out = apply_to_inputs(self.params, self._X_blocks, moments, k, self.layer_scales)
         self.n_products += 1
         out = np.asarray(out, dtype=np.float64).reshape(-1, k)[:self.n_samples]
+        if not np.all(np.isfinite(out)):
+            raise ValueError(
+                f"The kernel-block product K_bar V of the matrix-free kernel phase holds "
+                f"NaN or infinite values: the empirical NTK at the expansion point "
+                f"overflows {np.dtype(self.dtype).name} (its entries grow like the square "
+                f"of the input scale), or the network diverged before the phase. "
+                f"Standardise the inputs (e.g. with sklearn.preprocessing.StandardScaler) "
+                f"or lower the SGD `learning_rate`.")
         return out / self.n_classes
 
     def with_ridge(self, ridge):
@@ -479,9 +328,9 @@ class TrainingKernel:
         is the scale of ``K_bar`` against which to choose the ridge.
         """
         if self.stores_factors:
-            diag = _diagonal_from_pairs(self._pairs)
+            diag = diagonal_from_pairs(self._pairs)
         else:
-            diag = _diagonal_from_inputs(self.params, self._X_blocks, self.layer_scales)
+            diag = diagonal_from_inputs(self.params, self._X_blocks, self.layer_scales)
         diag = np.asarray(diag, dtype=np.float64).reshape(-1)[:self.n_samples]
         return diag / self.n_classes
 
@@ -821,7 +670,7 @@ def krylov_kernel_flow(params_star, X, residual, t, ridge, n_classes, *, tol=1e-
     """
     t = _check_flow_time(t)
     tol = _check_tol(tol)
-    max_iter = _check_positive_int(max_iter, "max_iter")
+    max_iter = check_positive_int(max_iter, "max_iter")
     operator = _operator(operator, params_star, X, n_classes, ridge, block_size, max_bytes,
                          layer_scales)
     R = _check_residual(residual, operator.n_samples)
@@ -971,7 +820,7 @@ def solve_kernel_flow_matrix_free(params_star, X, residual, t, ridge, n_classes,
     """
     t = _check_flow_time(t)
     tol = _check_tol(tol)
-    max_iter = _check_positive_int(max_iter, "max_iter")
+    max_iter = check_positive_int(max_iter, "max_iter")
     operator = _operator(operator, params_star, X, n_classes, ridge, block_size, max_bytes,
                          layer_scales)
     R = _check_residual(residual, operator.n_samples)
@@ -1035,7 +884,7 @@ def cross_kernel_apply(params_star, X_new, X_train, coefficients, n_classes, *,
     docstring), one pass over ``X_new`` reads them back: time as one kernel-block
     product with ``(N + n_new) / 2`` rows, memory independent of ``N · n_new``.
     """
-    n_classes = _check_positive_int(n_classes, "n_classes")
+    n_classes = check_positive_int(n_classes, "n_classes")
     A = np.asarray(coefficients)
     if A.ndim != 2:
         raise ValueError(f"coefficients must be 2-D, got shape {A.shape}.")

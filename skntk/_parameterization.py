@@ -39,6 +39,7 @@ import math
 
 import numpy as np
 
+from ._kernel_engine import layer_sizes as layer_sizes_of
 from ._mlp import init_mlp_params
 
 PARAMETERIZATIONS = ("standard", "ntk")
@@ -85,11 +86,6 @@ def layer_scales(layer_sizes, parameterization, weight_std=NTK_WEIGHT_STD,
         return None
     return tuple((float(weight_std) ** 2 / int(fan_in), float(bias_std) ** 2)
                  for fan_in in layer_sizes[:-1])
-
-
-def layer_sizes_of(params):
-    """``(n_features, *widths, n_outputs)`` of a parameter list."""
-    return (params[0][0].shape[0], *(W.shape[1] for W, _ in params))
 
 
 def scales_of(params, parameterization):

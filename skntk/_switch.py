@@ -9,7 +9,8 @@ keyed by the value of the ``switch`` parameter:
   is not yet defined (or, for ``"kernel_velocity"``, between its checks);
   ``threshold`` is the threshold it was compared with (NaN where none applies).
 
-The statistics are those of the user guide's "Method" section; ``k`` is
+The statistics are those of the documentation's "Method" page (``docs/method.rst``,
+"Switch criteria"); ``k`` is
 ``config.window`` and ``tau`` is ``config.threshold``. A threshold of 0 never
 triggers (every statistic is >= 0), which gives a scouting run that only records the
 statistic. ``config.threshold=None`` means ``switch_threshold="auto"``: a fixed
@@ -26,8 +27,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._kernel_engine import kernel
 from ._parameterization import scale_params
-from .ntk import _kernel, frobenius_distance, kernel_distance, ntk_gram
+from .ntk import frobenius_distance, kernel_distance, ntk_gram
 
 
 class SwitchConfig(NamedTuple):
@@ -115,7 +117,7 @@ def _never_update(state, epoch, params, config):
     return state, _NAN, _NAN, False
 
 
-# --- parameter norm (seed) -------------------------------------------------------
+# --- parameter norm ----------------------------------------------------------------
 
 @partial(jax.jit, static_argnames="layer_scales")
 def _param_distance(params_a, params_b, layer_scales=None):
@@ -150,7 +152,7 @@ def _param_norm_update(state, epoch, params, config):
     return state._replace(past=past), statistic, threshold, _below(statistic, threshold)
 
 
-# --- NTK norm (seed) -------------------------------------------------------------
+# --- NTK norm ----------------------------------------------------------------------
 
 class NTKNormState(NamedTuple):
     """``K0``: (m, m) kernel at initialisation; ``distances``: the last ``k + 1`` values of
@@ -164,7 +166,7 @@ def _gram(params, X, layer_scales):
     """The traced NTK of ``X`` with itself (``J D J^T`` with ``layer_scales``)."""
     if layer_scales is None:
         return ntk_gram(params, X)
-    return _kernel(params, X, None, False, layer_scales)
+    return kernel(params, X, None, False, layer_scales)
 
 
 def _monitor_kernel(params, X_monitor, n_monitor, layer_scales=None):

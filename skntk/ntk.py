@@ -29,6 +29,10 @@ Parameters are a list of ``(W, b)`` pairs, ``W`` of shape ``(fan_in, fan_out)``,
 parameterisation, ``W_l = (σ_w/√n_{l-1}) ω_l``, ``b_l = σ_b β_l`` (Jacot et al. 2018;
 Lee et al., NeurIPS 2019, eq. (1)): the kernel becomes ``J D Jᵀ``, each layer's input
 Gram factor ``(σ_w²/n_{l-1}) ⟨h, h'⟩ + σ_b²`` instead of ``⟨h, h'⟩ + 1``.
+
+The factors, row blocks, input checks and kernel-vector product live in
+:mod:`skntk._kernel_engine`; the conventions (sum over the logits here, ``K / C`` in
+the kernel phase) are on the documentation's "Method" page (``docs/method.rst``).
 """
 
 from functools import partial
@@ -37,11 +41,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
-import scipy.sparse
 from jax import lax
 
 from ._devices import constrain_rows, mesh_size
-from ._parameterization import check_parameterization, layer_scales
+from ._kernel_engine import (block_starts, check_params, check_positive_int, feature_width,
+                             is_concrete, kernel, layer_features, logits, prepare_inputs,
+                             product_bytes, refuse_sparse)
+from ._kernel_engine import combine as combine_features
+from ._kernel_engine import layer_sizes as sizes_of
+from ._kernel_engine import ntk_vector_product as _ntk_vector_product
+from ._kernel_engine import product as _product
+from ._parameterization import check_parameterization, layer_scales, scale_params
 
 __all__ = [
     "DEFAULT_MAX_KERNEL_BYTES",
@@ -165,19 +175,6 @@ def check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel", fix_hint=_DEFAU
     return total
 
 
-def _feature_width(layer_sizes, per_logit):
-    """Floats per sample of the layer factors returned by :func:`_layer_features`."""
-    *_, n_classes = layer_sizes
-    fan_ins = layer_sizes[:-1]
-    hidden = layer_sizes[1:-1]
-    width = sum(fan_ins)
-    if per_logit:
-        return width + n_classes * sum(hidden)
-    if hidden:
-        width += n_classes * sum(hidden[:-1]) + hidden[-1]
-    return width
-
-
 def _tiles_alive(layer_sizes):
     """Row tiles (``b x n2`` matrices) alive at once while one tile is computed: XLA
     keeps the two Gram matrices of every layer until they are combined, so
@@ -189,7 +186,7 @@ def _tiles_alive(layer_sizes):
 def _working_set_bytes(layer_sizes, n1, n2, block, symmetric, per_logit, itemsize):
     """Peak memory beside the output, following the formula in :func:`empirical_ntk`."""
     rows = min(block, n1)
-    width = _feature_width(layer_sizes, per_logit)
+    width = feature_width(layer_sizes, per_logit)
     c2 = layer_sizes[-1] ** 2 if per_logit else 1
     feature_rows = n2 + (0 if symmetric else rows)
     # Features are stored once; their forward/backward temporaries are about as large;
@@ -201,89 +198,6 @@ def _working_set_bytes(layer_sizes, n1, n2, block, symmetric, per_logit, itemsiz
 # --------------------------------------------------------------------------------------
 # Layer-wise kernel
 # --------------------------------------------------------------------------------------
-
-def _as_float_dtype(*arrays):
-    """Common floating dtype of the arrays (float32 unless x64 is enabled and requested)."""
-    dtype = jnp.result_type(*arrays)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    return dtype
-
-
-def _cast(params, X, dtype):
-    return [(W.astype(dtype), b.astype(dtype)) for W, b in params], X.astype(dtype)
-
-
-def _layer_features(params, X, per_logit):
-    """Per-layer factors of the kernel for one batch of samples.
-
-    Returns ``(inputs, signals)``. ``inputs[l]`` is the input of layer ``l`` (0-based),
-    shape ``(n, fan_in_l)``, for all ``L`` layers. ``signals[l]``, for the ``L - 1``
-    hidden layers, carries ``δ_l = ∂f/∂z_l``: with ``per_logit`` the array itself,
-    shape ``(n, C, w_l)``; otherwise a matrix ``S_l`` with
-    ``S_l(x) · S_l(x') = Σ_c ⟨δ_{l,c}(x), δ_{l,c}(x')⟩``.
-    """
-    n = X.shape[0]
-    inputs, masks = [X], []
-    h = X
-    for W, b in params[:-1]:
-        z = h @ W + b
-        masks.append((z > 0).astype(z.dtype))  # relu'(0) = 0, as in jax.nn.relu
-        h = jax.nn.relu(z)
-        inputs.append(h)
-    signals = [None] * (len(params) - 1)
-    if not signals:
-        return inputs, signals
-    W_out = params[-1][0]
-    # δ of the last hidden layer: δ_c(x)_j = W_out[j, c] · mask_j(x), all C outputs at once.
-    delta = W_out.T[None, :, :] * masks[-1][:, None, :]
-    if per_logit:
-        signals[-1] = delta
-    else:
-        # Σ_c W[j,c]² m_j(x) m_j(x') collapses the C axis for this layer.
-        signals[-1] = masks[-1] * jnp.sqrt(jnp.sum(W_out**2, axis=1))
-    for layer in range(len(params) - 3, -1, -1):
-        delta = (delta @ params[layer + 1][0].T) * masks[layer][:, None, :]
-        signals[layer] = delta if per_logit else delta.reshape(n, -1)
-    return inputs, signals
-
-
-def _combine(features1, features2, n_classes, per_logit, scales=None):
-    """Kernel between two batches from their layer factors; ``scales``: the per-layer
-    ``(s_W, s_b)`` of the parameterisation (``None``: 1 and 1), which weigh the
-    weight and the bias parts of each layer's input Gram matrix."""
-    inputs1, signals1 = features1
-    inputs2, signals2 = features2
-
-    def input_gram(layer):
-        gram = inputs1[layer] @ inputs2[layer].T
-        if scales is None:
-            return gram + 1
-        s_w, s_b = scales[layer]
-        return s_w * gram + s_b
-
-    if per_logit:
-        eye = jnp.eye(n_classes, dtype=inputs1[0].dtype)
-        K = input_gram(-1)[:, :, None, None] * eye
-        for layer, (s1, s2) in enumerate(zip(signals1, signals2)):
-            K = K + input_gram(layer)[:, :, None, None] * jnp.einsum("icw,jdw->ijcd", s1, s2)
-        return K
-    K = n_classes * input_gram(-1)
-    for layer, (s1, s2) in enumerate(zip(signals1, signals2)):
-        K = K + input_gram(layer) * (s1 @ s2.T)
-    return K
-
-
-def _kernel(params, X1, X2, per_logit, scales=None):
-    """Whole kernel in one piece; ``X2=None`` reuses the factors of ``X1``."""
-    dtype = _as_float_dtype(*jax.tree.leaves(params), X1)
-    params, X1 = _cast(params, X1, dtype)
-    n_classes = params[-1][0].shape[1]
-    features1 = _layer_features(params, X1, per_logit)
-    features2 = features1 if X2 is None else _layer_features(
-        params, X2.astype(dtype), per_logit)
-    return _combine(features1, features2, n_classes, per_logit, scales)
-
 
 @partial(jax.jit, static_argnames="parameterization")
 def ntk_gram(params, X, parameterization="standard"):
@@ -316,12 +230,12 @@ def ntk_gram(params, X, parameterization="standard"):
     ``itemsize · ((1 + T) · m² + 2 · m · F)`` bytes with ``F`` and ``T`` as in
     :func:`empirical_ntk`; callers check it with :func:`check_kernel_budget`.
     """
-    scales = layer_scales(_layer_sizes(params), check_parameterization(parameterization))
-    return _kernel(params, X, None, False, scales)
+    scales = layer_scales(sizes_of(params), check_parameterization(parameterization))
+    return kernel(params, X, None, False, scales)
 
 
-_kernel_jit = jax.jit(_kernel, static_argnames=("per_logit", "scales"))
-_features_jit = jax.jit(_layer_features, static_argnames="per_logit")
+_kernel_jit = jax.jit(kernel, static_argnames=("per_logit", "scales"))
+_features_jit = jax.jit(layer_features, static_argnames="per_logit")
 
 
 @partial(jax.jit, static_argnames=("block", "symmetric", "per_logit", "mesh", "scales"),
@@ -334,113 +248,38 @@ def _fill_rows(K, params, X1, features2, start, *, block, symmetric, per_logit, 
         features1 = jax.tree.map(
             lambda a: lax.dynamic_slice_in_dim(a, start, block, axis=0), features2)
     else:
-        features1 = _layer_features(
+        features1 = layer_features(
             params, lax.dynamic_slice_in_dim(X1, start, block, axis=0), per_logit)
     if mesh is not None and block % mesh_size(mesh) == 0:
         features1 = jax.tree.map(lambda a: constrain_rows(a, mesh), features1)
-    tile = _combine(features1, features2, params[-1][0].shape[1], per_logit, scales)
+    tile = combine_features(features1, features2, params[-1][0].shape[1], per_logit, scales)
     return lax.dynamic_update_slice_in_dim(K, tile, start, axis=0)
 
 
-def _block_starts(n, block):
-    """Starts of row blocks of equal size ``block`` covering ``range(n)``, ``n > block``.
-
-    The last block is shifted back to end at ``n`` rather than padded: it recomputes a
-    few rows already written (with the same values) but keeps a single block shape,
-    hence a single compilation, with no padded copy of the output to slice.
-    """
-    starts = list(range(0, n - block, block))
-    starts.append(n - block)
-    return starts
+IMPLEMENTATIONS = ("layerwise", "jacobian", "matrix_free")
+"""Values of the ``implementation`` argument of :func:`empirical_ntk`."""
 
 
-def _refuse_sparse(X, name):
-    if scipy.sparse.issparse(X):
-        raise TypeError(
-            f"`{name}` is a scipy sparse matrix ({type(X).__name__}), but the kernel is "
-            f"computed on dense arrays. Convert it with `{name}.toarray()`.")
-
-
-def _check_params(params):
-    """``params`` as a list of ``(W, b)`` jax arrays of consistent shapes."""
-    try:
-        params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params]
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            "`params` must be a sequence of (W, b) pairs of arrays, W of shape "
-            "(fan_in, fan_out) and b of shape (fan_out,); for a fitted classifier pass "
-            "list(zip(clf.coefs_, clf.intercepts_)).") from exc
-    if not params:
-        raise ValueError("`params` must hold at least one (W, b) layer; got none.")
-    fan_in = params[0][0].shape[0] if params[0][0].ndim == 2 else None
-    for layer, (W, b) in enumerate(params, start=1):
-        if W.ndim != 2 or W.shape[0] != fan_in or b.shape != (W.shape[1],):
-            raise ValueError(
-                f"Layer {layer} of `params` has W of shape {W.shape} and b of shape "
-                f"{b.shape}; expected W of shape ({fan_in}, fan_out) and b of shape "
-                f"(fan_out,), W's rows matching the outputs of the layer before.")
-        fan_in = W.shape[1]
-    return params
-
-
-def _is_concrete(x):
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_finite(params, arrays):
-    """Refuse NaN or infinite values in the parameters or the (already cast) inputs.
-
-    Values beyond the range of the computation dtype (float32 unless x64 is enabled)
-    have become infinite in the cast and are refused too. Skipped under tracing.
-    """
-    for layer, (W, b) in enumerate(params, start=1):
-        for what, leaf in (("W", W), ("b", b)):
-            if _is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
-                raise ValueError(
-                    f"`params` hold NaN or infinite values (layer {layer}, {what}): the "
-                    f"network has diverged, and its kernel would be NaN. Train with a "
-                    f"smaller learning rate.")
-    for name, X in arrays:
-        if X is not None and _is_concrete(X) and not bool(jnp.all(jnp.isfinite(X))):
-            raise ValueError(
-                f"`{name}` contains NaN or infinite values, or values beyond the "
-                f"{X.dtype} range (about {float(jnp.finfo(X.dtype).max):.3g}) of the "
-                f"computation. Remove or impute them, and rescale large inputs (e.g. "
-                f"with sklearn.preprocessing.StandardScaler).")
-
-
-def _prepare_inputs(params, X1, X2, names=("X1", "X2")):
-    _refuse_sparse(X1, names[0])
-    _refuse_sparse(X2, names[1])
-    params = _check_params(params)
-    X1 = jnp.asarray(X1)
-    X2 = None if X2 is None else jnp.asarray(X2)
-    dtype = _as_float_dtype(*jax.tree.leaves(params), X1, *([] if X2 is None else [X2]))
-    params, X1 = _cast(params, X1, dtype)
-    X2 = None if X2 is None else X2.astype(dtype)
-    n_features = params[0][0].shape[0]
-    for name, X in zip(names, (X1, X2)):
-        if X is not None and (X.ndim != 2 or X.shape[1] != n_features):
-            raise ValueError(
-                f"`{name}` must have shape (n_samples, {n_features}) to match the first "
-                f"weight matrix, got shape {X.shape}.")
-    _check_finite(params, zip(names, (X1, X2)))
-    return params, X1, X2, dtype
-
-
-def _check_block_size(block_size):
-    if not isinstance(block_size, (int, np.integer)) or block_size < 1:
-        raise ValueError(f"`block_size` must be a positive integer, got {block_size!r}.")
-    return int(block_size)
-
-
-def _layer_sizes(params):
-    return (params[0][0].shape[0], *(W.shape[1] for W, _ in params))
+def _check_implementation(implementation, per_logit, mesh):
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"`implementation` must be one of {IMPLEMENTATIONS}, got {implementation!r}. "
+            f"Use 'layerwise' (the default) unless you are checking one against another.")
+    if per_logit and implementation == "matrix_free":
+        raise ValueError(
+            "`implementation='matrix_free'` computes the traced kernel only; pass "
+            "per_logit=False, or use implementation='layerwise' or 'jacobian' for the "
+            "per-logit kernel.")
+    if mesh is not None and implementation != "layerwise":
+        raise ValueError(
+            f"`mesh` splits the row blocks of implementation='layerwise' only; pass "
+            f"mesh=None with implementation={implementation!r}.")
+    return implementation
 
 
 def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_bytes=None,
-                  mesh=None, parameterization="standard"):
-    """Empirical neural tangent kernel of the ReLU MLP, computed layer by layer.
+                  mesh=None, parameterization="standard", implementation="layerwise"):
+    """Empirical neural tangent kernel of the ReLU MLP.
 
     Parameters
     ----------
@@ -478,6 +317,25 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
         Jacobian in ``(W, b)`` and ``D`` the diagonal ``σ_w²/n_{l-1}`` on the weights
         and ``σ_b²`` on the bias of layer ``l``. It is what
         ``HybridNTKClassifier(parameterization="ntk")`` computes and trains with.
+    implementation : {"layerwise", "jacobian", "matrix_free"}, default="layerwise"
+        How the kernel is computed; all three give the same kernel up to float
+        rounding (like neural-tangents' ``empirical_ntk_fn(implementation=...)``).
+
+        - ``"layerwise"``: Gram matrices of the per-layer factors (Notes), blocks of
+          ``block_size`` rows; the fastest, and the one skntk uses. Neural-tangents
+          calls this kind of computation "structured derivatives" (Novak et al., ICML
+          2022, section 3).
+        - ``"jacobian"``: explicit per-sample Jacobians (``jax.vmap(jax.jacrev(...))``)
+          contracted over the parameters, all rows at once: "Jacobian contraction"
+          (Novak et al., ICML 2022, section 2). Memory ``O((n1 + n2) · C · P)`` for
+          ``P`` parameters; a reference for the others.
+        - ``"matrix_free"``: ``K(X1, X2) @ E`` for blocks ``E`` of ``block_size``
+          columns of the identity, by the kernel-vector product of
+          :func:`ntk_vector_product`, which never forms a per-sample Jacobian nor a
+          kernel tile larger than the output. The traced kernel only
+          (``per_logit=False``).
+
+        ``mesh`` applies to ``"layerwise"`` only.
 
     Returns
     -------
@@ -493,9 +351,10 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     ------
     ValueError
         If the estimated peak memory exceeds ``max_bytes`` (the message gives the size),
-        if the inputs do not match the network, if ``block_size`` is not positive, or
-        if ``params``, ``X1`` or ``X2`` hold NaN or infinite values (including values
-        beyond the float32 range, which overflow when cast).
+        if the inputs do not match the network, if ``block_size`` is not positive, if
+        ``params``, ``X1`` or ``X2`` hold NaN or infinite values (including values
+        beyond the float32 range, which overflow when cast), or if ``implementation``
+        is unknown or does not support ``per_logit`` or ``mesh``.
     TypeError
         If ``X1`` or ``X2`` is a scipy sparse matrix (convert it with ``.toarray()``)
         or ``params`` is not a sequence of ``(W, b)`` pairs.
@@ -536,32 +395,58 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     temporaries, one row tile and the Gram matrices of every layer, which are alive
     together until they are combined). This estimate is checked
     against ``max_bytes`` before anything is allocated. The output is updated in place
-    block by block (its buffer is donated), so no second copy of it is made.
+    block by block (its buffer is donated), so no second copy of it is made. The
+    working memory of ``"jacobian"`` is ``2 · itemsize · (n1 + n2') · C · P``
+    (``n2' = 0`` when ``X2`` is None), that of ``"matrix_free"``
+    ``itemsize · (k · Σ_l a_l f_l + 3 · k · Σ_l (k · a_l + f_l))`` with
+    ``k = min(block_size, n2)`` and the factor widths ``a_l``, ``f_l`` of
+    :func:`ntk_vector_product`; both are checked the same way.
     """
     check_parameterization(parameterization)
-    params = _check_params(params)
+    params = check_params(params)
     return _empirical_ntk(params, X1, X2, block_size=block_size, per_logit=per_logit,
                           max_bytes=max_bytes, mesh=mesh,
-                          scales=layer_scales(_layer_sizes(params), parameterization))
+                          scales=layer_scales(sizes_of(params), parameterization),
+                          implementation=implementation)
+
+
+def _jacobian_bytes(layer_sizes, n1, n2, symmetric, itemsize):
+    """Per-sample Jacobians of the rows and columns, plus as much for the contraction."""
+    n_params = sum(a * b + b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    rows = n1 + (0 if symmetric else n2)
+    return 2 * itemsize * rows * layer_sizes[-1] * n_params
 
 
 def _empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_bytes=None,
-                   mesh=None, scales=None):
+                   mesh=None, scales=None, implementation="layerwise"):
     """:func:`empirical_ntk` with the per-layer scales ``D`` of the parameterisation
     given directly (``None``: standard); see :mod:`skntk._parameterization`."""
-    block_size = _check_block_size(block_size)
-    params, X1, X2, dtype = _prepare_inputs(params, X1, X2)
+    _check_implementation(implementation, per_logit, mesh)
+    block_size = check_positive_int(block_size, "block_size")
+    params, X1, X2, dtype = prepare_inputs(params, X1, X2)
     symmetric = X2 is None
     n1 = X1.shape[0]
     n2 = n1 if symmetric else X2.shape[0]
-    layer_sizes = _layer_sizes(params)
+    layer_sizes = sizes_of(params)
     n_classes = layer_sizes[-1]
-    extra = _working_set_bytes(layer_sizes, n1, n2, block_size, symmetric, per_logit,
-                               np.dtype(dtype).itemsize)
+    itemsize = np.dtype(dtype).itemsize
+    if implementation == "jacobian":
+        extra = _jacobian_bytes(layer_sizes, n1, n2, symmetric, itemsize)
+    elif implementation == "matrix_free":
+        extra = product_bytes(layer_sizes, min(block_size, n2), min(block_size, n2),
+                              itemsize)
+    else:
+        extra = _working_set_bytes(layer_sizes, n1, n2, block_size, symmetric, per_logit,
+                                   itemsize)
     check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel",
                         per_logit_classes=n_classes if per_logit else None,
                         extra_bytes=extra)
 
+    if implementation == "jacobian":
+        return _jacobian_kernel(params, X1, X2, per_logit=per_logit, scales=scales)
+    if implementation == "matrix_free":
+        return _kernel_from_products(params, X1, X1 if symmetric else X2, block_size,
+                                     scales)
     if n1 <= block_size:
         if symmetric and not per_logit and scales is None:
             return ntk_gram(params, X1)
@@ -570,18 +455,27 @@ def _empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_
     features2 = _features_jit(params, X1 if symmetric else X2, per_logit=per_logit)
     shape = (n1, n2, n_classes, n_classes) if per_logit else (n1, n2)
     K = jnp.zeros(shape, dtype)
-    for start in _block_starts(n1, block_size):
+    for start in block_starts(n1, block_size):
         K = _fill_rows(K, params, X1, features2, start, block=block_size,
                        symmetric=symmetric, per_logit=per_logit, mesh=mesh, scales=scales)
     return K
 
 
-# --------------------------------------------------------------------------------------
-# Reference: explicit Jacobians, any network
-# --------------------------------------------------------------------------------------
+def _kernel_from_products(params, X1, X2, block_size, scales):
+    """``K(X1, X2)`` as ``K @ E`` for blocks ``E`` of ``k = min(block_size, n2)``
+    columns of the identity (one shape: the last block's columns past ``n2`` are zero
+    and cut off)."""
+    n2 = X2.shape[0]
+    k = min(block_size, n2)
+    columns = [_product(params, X1, jnp.eye(n2, k, k=-start, dtype=X1.dtype), X2,
+                        block_size, scales)
+               for start in range(0, n2, k)]
+    return jnp.concatenate(columns, axis=1)[:, :n2]
 
-@partial(jax.jit, static_argnames=("apply_fn", "per_logit"))
-def _reference_kernel(apply_fn, params, X1, X2, per_logit):
+
+def _jacobian_contraction(apply_fn, params, X1, X2, per_logit):
+    """``Σ_p J_c(x_i)_p J_c'(x'_j)_p`` from per-sample Jacobians of ``apply_fn``
+    (traceable)."""
     def one_sample(p, x):
         return apply_fn(p, x[None])[0]
 
@@ -595,6 +489,25 @@ def _reference_kernel(apply_fn, params, X1, X2, per_logit):
     J2 = J1 if X2 is None else flat(X2)
     spec = "icp,jdp->ijcd" if per_logit else "icp,jcp->ij"
     return sum(jnp.einsum(spec, a, b) for a, b in zip(J1, J2))
+
+
+@partial(jax.jit, static_argnames=("per_logit", "scales"))
+def _jacobian_kernel(params, X1, X2, per_logit, scales=None):
+    """The MLP's kernel by :func:`_jacobian_contraction` in the trained coordinates
+    ``(ω, β) = D^{-1/2} (W, b)`` of the parameterisation, so that it is ``J D Jᵀ``."""
+    def apply(theta, X):
+        return logits(scale_params(theta, scales, 0.5), X)
+
+    return _jacobian_contraction(apply, scale_params(params, scales, -0.5), X1, X2, per_logit)
+
+
+# --------------------------------------------------------------------------------------
+# Reference: explicit Jacobians, any network
+# --------------------------------------------------------------------------------------
+
+@partial(jax.jit, static_argnames=("apply_fn", "per_logit"))
+def _reference_kernel(apply_fn, params, X1, X2, per_logit):
+    return _jacobian_contraction(apply_fn, params, X1, X2, per_logit)
 
 
 def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
@@ -639,16 +552,6 @@ def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
 # Kernel-vector products
 # --------------------------------------------------------------------------------------
 
-def _row_blocks(A, block):
-    """Rows of ``A`` as ``(n_blocks, block, ...)``, zero-padded at the end."""
-    n = A.shape[0]
-    n_blocks = -(-n // block)
-    pad = n_blocks * block - n
-    if pad:
-        A = jnp.pad(A, [(0, pad)] + [(0, 0)] * (A.ndim - 1))
-    return A.reshape(n_blocks, block, *A.shape[1:])
-
-
 def ntk_vector_product(params, X, V, *, X2=None, block_size=512,
                        parameterization="standard"):
     """Traced NTK times a vector or matrix, ``K(X, X2) @ V``, without forming ``K``.
@@ -680,40 +583,31 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512,
     ------
     ValueError
         If ``V`` has the wrong number of rows or more than two axes, the inputs do
-        not match the network, or ``params``, ``X``, ``X2`` or ``V`` hold NaN or
-        infinite values.
+        not match the network, ``block_size`` is not a positive integer, or
+        ``params``, ``X``, ``X2`` or ``V`` hold NaN or infinite values.
     TypeError
         If ``X``, ``X2`` or ``V`` is a scipy sparse matrix (convert it with
         ``.toarray()``) or ``params`` is not a sequence of ``(W, b)`` pairs.
 
     Notes
     -----
-    Layer by layer: with the kernel written as ``Σ_l (A_l A_lᵀ) ∘ (B_l B_lᵀ)`` of layer
-    inputs ``A_l`` and back-propagated signals ``B_l`` (see :func:`empirical_ntk`),
-    ``((A Aᵀ) ∘ (B Bᵀ)) v`` is the row-wise sum of ``(A M) ∘ B`` with
-    ``M = Aᵀ diag(v) B``, accumulated over blocks of ``X2`` and applied over blocks
-    of ``X`` (Jacot et al., NeurIPS 2018, for the kernel; the Hadamard-product identity
-    is standard, e.g. Horn and Johnson, *Topics in Matrix Analysis*, Lemma 5.1.5).
-    Time ``O((n1 + n2) · k · Σ_l a_l b_l)`` for factor widths ``a_l``, ``b_l``;
-    memory ``O(itemsize · (block_size · Σ_l (a_l + b_l) + k · Σ_l a_l b_l))``, never
-    ``O(n1 · n2)``. Implemented by :func:`skntk._matrix_free.fast_ntk_vector_product`.
+    Layer by layer: with the kernel written as ``Σ_l (P_l P_lᵀ) ∘ (Q_l Q_lᵀ)`` of the
+    layer inputs (with a column of ones for the bias) and the back-propagated signals
+    (see :func:`empirical_ntk`), ``((P Pᵀ) ∘ (Q Qᵀ)) v`` is the row-wise sum of
+    ``(P M) ∘ Q`` with ``M = Pᵀ diag(v) Q``, accumulated over blocks of ``X2`` and
+    applied over blocks of ``X`` (Jacot et al., NeurIPS 2018, for the kernel; the
+    Hadamard-product identity is standard, e.g. Horn and Johnson, *Topics in Matrix
+    Analysis*, Lemma 5.1.5). With ``a_l <= f_l`` the widths of the two factors of
+    layer ``l``: time ``4 · (n1 + n2) / 2 · k · Σ_l a_l f_l`` flops plus one forward
+    and ``C``-logit backward pass over ``X`` and ``X2``; memory
+    ``itemsize · (k · Σ_l a_l f_l + 3 · b · Σ_l (k · a_l + f_l))`` with
+    ``b = block_size``, never ``O(n1 · n2)``. The kernel phase's matrix-free solver
+    runs the same product (:mod:`skntk._matrix_free`).
     """
-    block_size = _check_block_size(block_size)
     check_parameterization(parameterization)
-    params, X, X2, dtype = _prepare_inputs(params, X, X2, names=("X", "X2"))
-    X2 = X if X2 is None else X2
-    _refuse_sparse(V, "V")
-    V = jnp.asarray(V, dtype=dtype)
-    _check_finite([], [("V", V)])
-    if V.ndim not in (1, 2) or V.shape[0] != X2.shape[0]:
-        raise ValueError(
-            f"`V` must have shape ({X2.shape[0]},) or ({X2.shape[0]}, k) to match the "
-            f"columns of the kernel, got shape {V.shape}.")
-    from ._matrix_free import fast_ntk_vector_product  # it builds on this module
-
-    return fast_ntk_vector_product(params, X, V, X2=X2, block_size=block_size,
-                                   layer_scales=layer_scales(_layer_sizes(params),
-                                                             parameterization))
+    params = check_params(params)
+    return _ntk_vector_product(params, X, V, X2=X2, block_size=block_size,
+                               scales=layer_scales(sizes_of(params), parameterization))
 
 
 # --------------------------------------------------------------------------------------
@@ -886,8 +780,8 @@ def centered_kernel_alignment(K, Y):
     centred kernel (``O(n²)`` more for 1-D labels).
     """
     xp = _namespace(K, Y)
-    _refuse_sparse(K, "K")
-    _refuse_sparse(Y, "Y")
+    refuse_sparse(K, "K")
+    refuse_sparse(Y, "Y")
     K, Y = xp.asarray(K), xp.asarray(Y)
     if (K.ndim != 2 or K.shape[0] != K.shape[1] or Y.ndim not in (1, 2)
             or Y.shape[0] != K.shape[0]):
@@ -919,7 +813,7 @@ def centered_kernel_alignment(K, Y):
         target_scale = xp.sqrt(xp.sum(Y * Y))
         single = "every row of `Y` is the same target (e.g. a single class)"
     kernel_norm = xp.sqrt(xp.sum(K_c * K_c))
-    if _is_concrete(kernel_norm) and _is_concrete(target_norm):
+    if is_concrete(kernel_norm) and is_concrete(target_norm):
         rtol = _rounding_rtol(K.dtype, n)
         if not bool(xp.isfinite(kernel_norm)):
             raise ValueError(
@@ -959,7 +853,7 @@ def centered_kernel_alignment(K, Y):
 def _host_symmetric_kernel(K):
     """``K`` as a float64 numpy matrix, checked square, non-empty, finite and symmetric
     (up to ``sqrt(eps)`` of its own dtype, relative), then symmetrised."""
-    _refuse_sparse(K, "K")
+    refuse_sparse(K, "K")
     if isinstance(K, jax.core.Tracer):
         raise TypeError(
             "`K` is a traced jax array: the spectrum is computed on the host with scipy "

@@ -98,19 +98,6 @@ def test_pickle_and_clone(digits_small):
     assert not hasattr(clone(clf), "coefs_")
 
 
-def test_batch_size_larger_than_data_makes_one_update_per_epoch():
-    X, y = blobs(n_samples=30)
-    clf = HybridNTKClassifier(**{**FAST, "max_sgd_epochs": 3}, batch_size=1000, switch=None,
-                              ntk_phase=None).fit(X, y)
-    assert clf.n_iter_ == 3 and np.isfinite(clf.history_["train_loss"]).all()
-
-
-def test_single_class_is_refused():
-    X, _ = blobs(n_samples=10)
-    with pytest.raises(ValueError, match="at least 2 classes"):
-        HybridNTKClassifier(**FAST).fit(X, np.zeros(10))
-
-
 def test_ntk_epochs_inf_only_for_kernel_phase():
     X, y = blobs()
     with pytest.raises(ValueError, match="ntk_epochs=inf"):

@@ -138,3 +138,68 @@ def test_auto_solver_goes_matrix_free_when_the_kernel_exceeds_the_budget():
     np.testing.assert_array_equal(restored.predict_proba(X), small.predict_proba(X))
     with pytest.raises(ValueError, match="max_kernel_bytes"):
         HybridNTKClassifier(max_kernel_bytes=50_000, kernel_solver="dense", **kw).fit(X, y)
+
+
+# --------------------------------------------------------------------------------------
+# Divergence guards of the kernel phase
+# --------------------------------------------------------------------------------------
+
+def _overflowing_inputs():
+    """Inputs at 1e19: finite in float32, but the NTK, which grows like the square of
+    the input scale, overflows float32 (about 3.4e38); the logits (linear in it) do
+    not, so the fit reaches the kernel phase."""
+    X = (np.random.RandomState(0).standard_normal((40, 3)) * 1e19).astype(np.float32)
+    return X, np.arange(40) % 2
+
+
+KERNEL_AT_INIT = dict(hidden_layer_sizes=(4,), max_sgd_epochs=0, switch=None,
+                      ntk_phase="kernel", ntk_epochs=3, ntk_learning_rate=1.0,
+                      validation_fraction=None, random_state=0)
+
+
+def test_dense_kernel_phase_refuses_an_overflowing_kernel():
+    X, y = _overflowing_inputs()
+    clf = HybridNTKClassifier(kernel_solver="dense", **KERNEL_AT_INIT)
+    with pytest.raises(ValueError, match=r"K_bar contains \d+ NaN or infinite value"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "coefs_")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("ntk_epochs", [3, np.inf])
+def test_matrix_free_kernel_phase_refuses_an_overflowing_kernel(ntk_epochs):
+    """Lanczos (finite flow time) and preconditioned CG (infinite) stop at the first
+    non-finite kernel product, with a message that names the cause."""
+    X, y = _overflowing_inputs()
+    clf = HybridNTKClassifier(kernel_solver="matrix_free", **{**KERNEL_AT_INIT,
+                                                              "ntk_epochs": ntk_epochs})
+    with pytest.raises(ValueError, match="overflows float32.*Standardise the inputs"):
+        clf.fit(X, y)
+    X_small = X / 1e19
+    assert HybridNTKClassifier(kernel_solver="matrix_free", **{
+        **KERNEL_AT_INIT, "ntk_epochs": ntk_epochs}).fit(X_small, y).score(X_small, y) > 0.4
+
+
+def test_training_loop_stops_on_non_finite_flow_coefficients(monkeypatch):
+    """The loop's check after every kernel-phase epoch: coefficients that turn NaN at
+    the second epoch (injected into the flow) raise a ValueError that names them, the
+    phase and its epoch, and leave the estimator unfitted."""
+    import skntk._kernel_phase as kernel_phase
+
+    flow_coefficients = kernel_phase.flow_coefficients
+    calls = []
+
+    def nan_from_second_epoch(*args, **kwargs):
+        calls.append(1)
+        A = flow_coefficients(*args, **kwargs)
+        return A if len(calls) < 2 else np.full_like(A, np.nan)
+
+    monkeypatch.setattr(kernel_phase, "flow_coefficients", nan_from_second_epoch)
+    X, y = blobs(n_samples=40)
+    clf = HybridNTKClassifier(kernel_solver="dense", **KERNEL_AT_INIT)
+    with pytest.raises(ValueError, match=r"the kernel-flow coefficients became non-finite "
+                                         r".*ntk_phase='kernel'\) at epoch 2 \(epoch 2 of "
+                                         r"that phase\).*ntk_learning_rate"):
+        clf.fit(X, y)
+    assert len(calls) == 2
+    assert not hasattr(clf, "coefs_")

@@ -2,9 +2,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from skntk._matrix_free import fast_ntk_vector_product
 from skntk._mlp import init_mlp_params, mlp_forward
 from skntk.ntk import (
     DEFAULT_MAX_KERNEL_BYTES,
@@ -48,17 +50,6 @@ def test_layerwise_matches_reference_float32(hidden, cross):
     assert K.dtype == jnp.float32
     assert K.shape == (N1, N2 if cross else N1)
     assert rel_error(K, empirical_ntk_reference(mlp_forward, params, X1, X2)) < 1e-5
-
-
-@pytest.mark.parametrize("hidden", DEPTHS)
-def test_layerwise_matches_reference_float64(hidden):
-    with jax.enable_x64(True):
-        params, X1, X2 = make_problem(hidden, dtype=np.float64)
-        params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params]
-        for other in (None, X2):
-            K = empirical_ntk(params, X1, other, block_size=4)
-            assert K.dtype == jnp.float64
-            assert rel_error(K, empirical_ntk_reference(mlp_forward, params, X1, other)) < 1e-10
 
 
 def test_no_hidden_layer_by_hand():
@@ -105,10 +96,27 @@ def test_ntk_vector_product(cross):
         assert rel_error(KV, K @ V) < 1e-5
 
 
-def test_ntk_vector_product_rejects_wrong_length():
-    params, X1, _ = make_problem((7,))
-    with pytest.raises(ValueError, match="`V` must have shape"):
-        ntk_vector_product(params, X1, np.ones(N1 + 1))
+def test_both_vector_products_check_their_inputs_alike():
+    """The public product and the one of the matrix-free solver are one product with one
+    set of input checks: the same error for every bad input."""
+    params, X1, X2 = make_problem((7,))
+    V = np.ones(N1, np.float32)
+    bad = {
+        "`V` must have shape": dict(V=np.ones(N1 + 1)),
+        r"`V` contains NaN": dict(V=np.full(N1, np.nan)),
+        "`X` must have shape": dict(X=X1[:, :2]),
+        "`X2` must have shape": dict(X2=X2[:, :2], V=np.ones(N2)),
+        r"`X2` contains NaN": dict(X2=np.full_like(X2, np.nan), V=np.ones(N2)),
+        "`block_size` must be a positive integer": dict(block_size=0),
+    }
+    for message, change in bad.items():
+        kw = {"X": X1, "V": V, "X2": None, "block_size": 4, **change}
+        for product in (ntk_vector_product, fast_ntk_vector_product):
+            with pytest.raises(ValueError, match=message):
+                product(params, kw["X"], kw["V"], X2=kw["X2"], block_size=kw["block_size"])
+    for product in (ntk_vector_product, fast_ntk_vector_product):
+        with pytest.raises(TypeError, match="`V` is a scipy sparse matrix"):
+            product(params, X1, scipy.sparse.csr_matrix(np.ones((N1, 1))))
 
 
 def test_integer_inputs_give_float32():
@@ -196,3 +204,59 @@ def test_bad_inputs():
         empirical_ntk(params, X1, X1[:, :2])
     with pytest.raises(ValueError, match="`block_size`"):
         empirical_ntk(params, X1, block_size=0)
+
+
+# --------------------------------------------------------------------------------------
+# Implementations of empirical_ntk
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hidden, parameterization",
+                         [((), "standard"), ((6, 5, 4), "standard"), ((6, 5, 4), "ntk")])
+def test_implementations_agree_float64(hidden, parameterization):
+    """The three implementations agree with each other and, in the standard
+    parameterisation, with the explicit-Jacobian reference of any network (that of the
+    NTK parameterisation, in the trained coordinates, is test_parameterization's), with
+    rows in blocks that do not divide the 11 samples."""
+    with jax.enable_x64(True):
+        params, X1, X2 = make_problem(hidden, dtype=np.float64)
+        for other in (None, X2):
+            kernels = {impl: empirical_ntk(params, X1, other, block_size=4,
+                                           parameterization=parameterization,
+                                           implementation=impl)
+                       for impl in ("layerwise", "jacobian", "matrix_free")}
+            reference = (empirical_ntk_reference(mlp_forward, params, X1, other)
+                         if parameterization == "standard" else kernels["jacobian"])
+            for impl, K in kernels.items():
+                assert K.dtype == jnp.float64, impl
+                assert K.shape == (N1, N1 if other is None else N2), impl
+                assert rel_error(K, reference) < 1e-12, impl
+
+
+def test_implementations_agree_float32_and_per_logit():
+    params, X1, X2 = make_problem((6, 5, 4))
+    layerwise = empirical_ntk(params, X1, X2)
+    for impl in ("jacobian", "matrix_free"):
+        K = empirical_ntk(params, X1, X2, implementation=impl, block_size=4)
+        assert K.dtype == jnp.float32
+        assert rel_error(K, layerwise) < 1e-5, impl
+    per_logit = empirical_ntk(params, X1, X2, per_logit=True, block_size=4)
+    jacobian = empirical_ntk(params, X1, X2, per_logit=True, implementation="jacobian")
+    assert jacobian.shape == (N1, N2, N_CLASSES, N_CLASSES)
+    assert rel_error(jacobian, per_logit) < 1e-5
+
+
+def test_implementation_argument_is_checked():
+    params, X1, X2 = make_problem((7,))
+    with pytest.raises(ValueError, match="`implementation` must be one of"):
+        empirical_ntk(params, X1, implementation="structured")
+    with pytest.raises(ValueError, match="traced kernel only; pass per_logit=False"):
+        empirical_ntk(params, X1, per_logit=True, implementation="matrix_free")
+    with pytest.raises(ValueError, match="pass mesh=None"):
+        empirical_ntk(params, X1, mesh=object(), implementation="jacobian")
+    # Each implementation's own working memory is checked against the budget: the
+    # Jacobians of 11 + 6 samples, 3 logits and 66 parameters need 2 * 4 * 17 * 3 * 66
+    # bytes beside the 264-byte kernel.
+    with pytest.raises(ValueError, match="27,192 bytes"):
+        empirical_ntk(params, X1, X2, implementation="jacobian", max_bytes=5000)
+    assert empirical_ntk(params, X1, X2, implementation="jacobian",
+                         max_bytes=264 + 2 * 4 * 17 * 3 * 66).shape == (N1, N2)
