@@ -1,7 +1,7 @@
 """skntk: train a neural network by SGD while its NTK moves, then in the NTK regime.
 
-The estimator is :class:`HybridNTKClassifier`; :mod:`skntk.ntk` holds the empirical
-neural tangent kernel engine.
+The estimators are :class:`HybridNTKClassifier` and :class:`HybridNTKRegressor`;
+:mod:`skntk.ntk` holds the empirical neural tangent kernel engine.
 """
 
 from ._classifier import HybridNTKClassifier
