@@ -5,9 +5,10 @@ The estimators are :class:`HybridNTKClassifier` and :class:`HybridNTKRegressor`;
 """
 
 from ._classifier import HybridNTKClassifier
+from ._regressor import HybridNTKRegressor
 from ._runtime import enable_compilation_cache, enable_compilation_cache_from_environment
 
-__all__ = ["HybridNTKClassifier", "enable_compilation_cache", "__version__"]
+__all__ = ["HybridNTKClassifier", "HybridNTKRegressor", "enable_compilation_cache", "__version__"]
 __version__ = "0.1.0"
 
 enable_compilation_cache_from_environment()  # opt-in: SKNTK_COMPILATION_CACHE=<directory>

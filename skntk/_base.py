@@ -12,7 +12,7 @@ from numbers import Integral, Real
 import jax
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -24,13 +24,13 @@ from ._phases import NTK_PHASES
 from ._runtime import check_not_forked
 from ._switch import SWITCH_CRITERIA
 from ._training import COMPUTE_DTYPE, PREDICT_BLOCK, TrainingConfig, fit_hybrid
-from ._validation import FLOAT32_MAX, python_scalars, refuse_sparse
+from ._validation import FLOAT32_MAX, check_float32_range, python_scalars, refuse_sparse
 
 _COMMON_FITTED_ATTRIBUTES = (
     "coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_", "init_coefs_",
     "init_intercepts_", "monitor_indices_", "history_",
     "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_",
-    "sgd_time_", "ntk_time_", "ntk_learning_rate_", "ntk_solver_", "ntk_stop_reason_",
+    "sgd_time_", "ntk_time_", "learning_rate_", "ntk_learning_rate_", "ntk_solver_", "ntk_stop_reason_",
     "ntk_best_epoch_", "kernel_solver_", "kernel_solver_info_", "parameterization_",
     "n_features_in_", "feature_names_in_", "ntk_phase_", "switch_",
 )
@@ -62,7 +62,7 @@ class BaseHybridNTK(BaseEstimator):
     _parameter_constraints = {
         "hidden_layer_sizes": ["array-like"],
         "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_sgd_epochs": [Interval(Integral, 0, None, closed="left")],
         "switch": [StrOptions(set(c for c in SWITCH_CRITERIA if c is not None)), None],
@@ -178,6 +178,20 @@ class BaseHybridNTK(BaseEstimator):
             raise ValueError(f"{source} holds NaN or infinite values; pass finite weights.")
         return list(zip(coefs, intercepts))
 
+    def _check_validation_inputs(self, X_val):
+        """``X_val`` checked like ``X`` and against its features, as a float array."""
+        refuse_sparse(X_val, "X_val")
+        X_checked = check_array(X_val, dtype=[np.float64, np.float32], estimator=self,
+                                input_name="X_val")
+        if X_checked.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"`X_val` has {X_checked.shape[1]} features, but `X` has "
+                f"{self.n_features_in_}. Pass validation inputs with the columns of `X`.")
+        # Feature names of a DataFrame X_val must match those of X.
+        validate_data(self, X_val, reset=False, skip_check_array=True)
+        check_float32_range(X_checked, "X_val")
+        return X_checked
+
     def _prepare_targets(self, X, y, X_val, y_val, rng):
         """Check ``X`` and ``y`` (``validate_data``), split off the validation rows and
         encode the targets for the loss. Returns ``(X, Y, X_val, Y_val, train_rows,
@@ -240,9 +254,12 @@ class BaseHybridNTK(BaseEstimator):
         params.update(
             hidden_layer_sizes=self._check_hidden_layer_sizes() if layers is None else layers,
             switch_threshold=None if threshold == "auto" else float(threshold))
-        for name in ("validation_fraction", "random_state", "callbacks", "warm_start"):
-            params.pop(name)
-        return TrainingConfig(loss=self._loss, **params)
+        for name in ("learning_rate", "ntk_learning_rate", "ntk_tol", "ntk_ridge",
+                     "kernel_ridge", "kernel_tol"):
+            if not isinstance(params[name], str):
+                params[name] = float(params[name])
+        fields = {name: params[name] for name in TrainingConfig._fields if name in params}
+        return TrainingConfig(loss=self._loss, **fields)
 
     def _check_hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes

@@ -5,7 +5,6 @@ import warnings
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_array
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
@@ -45,8 +44,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     ----------
     hidden_layer_sizes : tuple of int, default=(128, 128)
         Width of each hidden ReLU layer; ``()`` gives a linear softmax model.
-    learning_rate : float, default=0.05
+    learning_rate : float or "auto", default=0.05
         Step size of the SGD phase (in the coordinates of ``parameterization``).
+        ``"auto"``: ``min(0.05, 2 m / lambda_max(Theta_m))``, the step ``1 / L`` of
+        the mean cross-entropy at initialisation on the ``m`` monitor samples (see
+        ``ntk_learning_rate``), capped at 0.05; the value used is ``learning_rate_``.
     batch_size : int, default=64
         Mini-batch size of the SGD phase, clipped to the number of training samples.
         Every sample is used once per epoch; the last batch may be smaller.
@@ -347,6 +349,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         ``"fixed_epoch"`` and ``None``).
     switch_reached_ : bool
         Whether the criterion held before the budget ran out.
+    learning_rate_ : float
+        Step size of the SGD phase (``learning_rate`` with ``"auto"`` resolved).
     ntk_learning_rate_ : float
         Step size used by the NTK phase (``ntk_learning_rate`` with ``"auto"``
         resolved; NaN for L-BFGS and kernel regression, which take no fixed step).
@@ -554,16 +558,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
 
     def _check_validation_set(self, X_val, y_val, classes):
         """Validated float ``X_val`` and the class indices of ``y_val``."""
-        refuse_sparse(X_val, "X_val")
-        X_checked = check_array(X_val, dtype=[np.float64, np.float32], estimator=self,
-                                input_name="X_val")
-        if X_checked.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"`X_val` has {X_checked.shape[1]} features, but `X` has "
-                f"{self.n_features_in_}. Pass validation inputs with the columns of `X`.")
-        # Feature names of a DataFrame X_val must match those of X.
-        validate_data(self, X_val, reset=False, skip_check_array=True)
-        check_float32_range(X_checked, "X_val")
+        X_checked = self._check_validation_inputs(X_val)
         refuse_missing_labels(y_val, "y_val")
         y_val = np.asarray(y_val)
         if y_val.shape != (X_checked.shape[0],):

@@ -38,6 +38,9 @@ DIAGNOSTIC_COLUMNS = (*SCALAR_COLUMNS, "kernel_top_eigenvalues")
 COMPUTE_DTYPE = np.float32
 """Every computation runs in float32, whatever the input dtype."""
 
+AUTO_LEARNING_RATE_CAP = 0.05
+"""``learning_rate="auto"``: at most this SGD step (the classifier's default)."""
+
 
 class TrainingConfig(NamedTuple):
     """Everything the training loop reads, built by the estimator from its validated
@@ -345,8 +348,13 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     init_params = drawn_params if init_params is None else init_params
     params = replicate(params_to_jax(init_params), mesh)
     monitor, m = None, min(config.ntk_monitor_size, n_samples)
-    # The monitor subset serves the kernel criteria and the automatic NTK step.
+    # The monitor subset serves the kernel criteria and the automatic steps.
     monitor_index = np.sort(rng.choice(n_samples, m, replace=False))
+    if config.learning_rate == "auto":
+        # 1 / L of the loss at theta_0 on the monitor subset, capped.
+        eta = auto_ntk_learning_rate(params, jnp.asarray(X[monitor_index]), scales,
+                                     config.loss.curvature)
+        config = config._replace(learning_rate=min(AUTO_LEARNING_RATE_CAP, eta))
     if SWITCH_CRITERIA[config.switch].monitor_kernels or config.kernel_diagnostics:
         monitor = monitor_rows(X[monitor_index], config.ntk_monitor_size, mesh)
     # The shuffling is drawn on the host, from a generator of its own, so that it does
@@ -436,6 +444,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         history_=arrays, loss_curve_=arrays["train_loss"].tolist(),
         switch_epoch_=n_sgd, switch_threshold_=threshold, switch_reached_=bool(switched),
         n_iter_=len(history.rows), sgd_time_=sgd_time, ntk_time_=ntk_time,
+        learning_rate_=float(config.learning_rate),
         ntk_learning_rate_=float(learning_rate), ntk_solver_=phase.ntk_solver,
         ntk_stop_reason_=stop_reason, ntk_best_epoch_=best_epoch,
         kernel_solver_=phase.kernel_solver, kernel_solver_info_=phase.solver_info(phase_state),
