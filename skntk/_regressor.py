@@ -98,9 +98,13 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
     ntk_ridge : float, default=1e-3
         ``lambda`` of the penalty ``(lambda / 2) ||theta - theta*||_2^2`` of the
         ``"linearized"`` phase.
-    kernel_ridge : float, default=0.0
+    kernel_ridge : float, default=1e-3
         Ridge ``rho`` added to the kernel of the ``"kernel"`` phase (the ``alpha`` of
-        :class:`sklearn.kernel_ridge.KernelRidge`, for the kernel ``K_bar``).
+        :class:`sklearn.kernel_ridge.KernelRidge`, for the kernel ``K_bar``), in the
+        units of the standardised targets. Without it the float32 kernel's smallest
+        eigenvalues, which are rounding, are inverted: on 200 samples of
+        ``sin(x0) + x1 / 2`` (32 hidden units, 10 SGD epochs) the test R^2 was 0.78
+        at 0 and 0.996 at 1e-3.
     kernel_offset : {"zero", "network"}, default="network"
         Function the ``"kernel"`` phase's regression starts from: the network at
         ``theta*`` (``f_0``, so that the phase continues the network, as the
@@ -256,7 +260,7 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
                  switch_threshold="auto", switch_epoch=10, ntk_monitor_size=128,
                  ntk_phase="linearized", ntk_epochs="auto", ntk_learning_rate="auto",
                  ntk_solver="auto", ntk_tol=3e-2, ntk_patience=5, ntk_ridge=1e-3,
-                 kernel_ridge=0.0,
+                 kernel_ridge=1e-3,
                  kernel_solver="auto", kernel_offset="network", kernel_tol=1e-5,
                  kernel_max_iter=500, max_kernel_bytes=DEFAULT_MAX_KERNEL_BYTES,
                  validation_fraction=0.1, devices=None, random_state=None, verbose=0,
