@@ -180,7 +180,7 @@ class BaseHybridNTK(BaseEstimator):
 
     def _check_validation_inputs(self, X_val):
         """``X_val`` checked like ``X`` and against its features, as a float array."""
-        refuse_sparse(X_val, "X_val")
+        refuse_sparse(X_val, "X_val", type(self).__name__)
         X_checked = check_array(X_val, dtype=[np.float64, np.float32], estimator=self,
                                 input_name="X_val")
         if X_checked.shape[1] != self.n_features_in_:
@@ -208,7 +208,7 @@ class BaseHybridNTK(BaseEstimator):
                 f"{'`X_val`' if y_val is None else '`y_val`'}.")
         layers = self._check_hidden_layer_sizes()
         self._check_ntk_epochs()
-        refuse_sparse(X, "X")
+        refuse_sparse(X, "X", type(self).__name__)
         rng = check_random_state(self.random_state)
         X, Y, X_val, Y_val, train_rows, targets = self._prepare_targets(X, y, X_val, y_val,
                                                                         rng)
@@ -290,7 +290,7 @@ class BaseHybridNTK(BaseEstimator):
         """``X`` checked against the fit, as float32 (clipped to its range)."""
         check_is_fitted(self)
         check_not_forked()
-        refuse_sparse(X, "X")
+        refuse_sparse(X, "X", type(self).__name__)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         if X.dtype != COMPUTE_DTYPE:
             # Beyond the float32 range: clip rather than overflow to inf in the cast.

@@ -13,8 +13,8 @@ from ._base import BaseHybridNTK
 from ._losses import CROSS_ENTROPY
 from ._training import COMPUTE_DTYPE
 from ._validation import (check_float32_range, label_repr, refuse_missing_labels,
-                          refuse_mixed_labels, refuse_multi_column_y, refuse_sparse,
-                          softmax, usable_logits)
+                          refuse_mixed_labels, refuse_multi_column_y, softmax,
+                          usable_logits)
 from .ntk import DEFAULT_MAX_KERNEL_BYTES
 
 
@@ -321,7 +321,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         Switch criterion used (``switch`` at the time of :meth:`fit`).
     ntk_phase_ : str or None
         NTK phase used (``ntk_phase`` at the time of :meth:`fit`). Prediction uses the
-        fitted phase, kernel solver and memory budget, never the current parameters,
+        fitted phase, solvers, parameterisation, kernel model and memory budget,
+        never the current parameters,
         so :meth:`set_params` changes predictions only through the next :meth:`fit`.
     kernel_solver_ : {"dense", "matrix_free"} or None
         Solver used by the ``"kernel"`` phase (``None`` for the other phases).
@@ -343,6 +344,15 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     X_fit_ : ndarray of shape (n_train, n_features), float32
         Only for ``ntk_phase="kernel"``: the training inputs of that model, the rows of
         ``X`` left after the validation split, as float32.
+    kernel_offset_, kernel_ridge_, kernel_flow_time_ : str, float, float
+        Only for ``ntk_phase="kernel"``: the offset (``kernel_offset``), ridge ``rho``
+        and flow time ``t`` (``inf`` for kernel regression) of that model.
+    kernel_tol_, kernel_max_iter_, max_kernel_bytes_ : float, int, int
+        Only for ``ntk_phase="kernel"``: the matrix-free solver's settings and the
+        memory budget of the fit, which prediction and :meth:`predict_variance` use.
+    parameterization_ : str
+        ``parameterization`` at the time of :meth:`fit` (the ``"kernel"`` phase
+        predicts with the kernel of that parameterisation).
     switch_threshold_ : float
         Threshold of the last check (``switch_threshold`` with ``"auto"`` resolved;
         for the relative automatic thresholds, the value at the last check; NaN for
