@@ -1,6 +1,5 @@
 """HybridNTKRegressor: the hybrid SGD / NTK training for the squared error."""
 
-import math
 import warnings
 
 import numpy as np
