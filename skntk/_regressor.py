@@ -48,8 +48,8 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         Step size of the SGD phase. ``"auto"``: ``min(0.05, m / lambda_max(Theta_m))``
         with ``Theta_m`` the per-output NTK of the initial network on the ``m``
         monitor samples: the step ``1 / L`` for the smoothness ``L`` of the mean
-        squared error at initialisation (Hessian ``J^T J / N``), capped at the
-        classifier's default. The squared error's gradient grows with the outputs, so
+        squared error at initialisation (Hessian ``J^T J / N``), capped at 0.05
+        (the SGD step of the benchmarks). The squared error's gradient grows with the outputs, so
         a fixed step that suits standardised inputs diverges on inputs of scale 100,
         where this one is about 3e-5; for standardised inputs it is 0.04 to 0.05 with
         the default layers. The value used is ``learning_rate_``.

@@ -39,7 +39,7 @@ COMPUTE_DTYPE = np.float32
 """Every computation runs in float32, whatever the input dtype."""
 
 AUTO_LEARNING_RATE_CAP = 0.05
-"""``learning_rate="auto"``: at most this SGD step (the classifier's default)."""
+"""``learning_rate="auto"``: at most this SGD step."""
 
 
 class TrainingConfig(NamedTuple):
@@ -47,35 +47,37 @@ class TrainingConfig(NamedTuple):
     parameters (numbers as Python ``int`` and ``float``); the fields are the
     estimator's parameters of the same names (see ``HybridNTKClassifier``), with
     ``loss`` the estimator's :class:`skntk._losses.Loss`, ``switch_threshold``
-    ``None`` for ``"auto"``, and ``hidden_layer_sizes`` a tuple of ints."""
+    ``None`` for ``"auto"``, ``hidden_layer_sizes`` a tuple of ints, and
+    ``learning_rate``, ``ntk_epochs`` and ``ntk_learning_rate`` a number or
+    ``"auto"``. No field has a default: the estimator's are the defaults."""
 
     loss: Loss
     hidden_layer_sizes: tuple
-    parameterization: str = "standard"
-    learning_rate: float = 0.05
-    batch_size: int = 64
-    max_sgd_epochs: int = 50
-    switch: Any = "kernel_velocity"
-    switch_window: int = 3
-    switch_threshold: Any = None
-    switch_epoch: int = 10
-    ntk_monitor_size: int = 128
-    ntk_phase: Any = "linearized"
-    ntk_epochs: Any = "auto"
-    ntk_learning_rate: Any = "auto"
-    ntk_solver: str = "auto"
-    ntk_tol: float = 3e-2
-    ntk_patience: int = 5
-    ntk_ridge: float = 1e-3
-    kernel_ridge: float = 0.0
-    kernel_solver: str = "auto"
-    kernel_offset: str = "zero"
-    kernel_tol: float = 1e-5
-    kernel_max_iter: int = 500
-    max_kernel_bytes: Any = None
-    devices: Any = None
-    verbose: int = 0
-    kernel_diagnostics: bool = False
+    parameterization: str
+    learning_rate: Any
+    batch_size: int
+    max_sgd_epochs: int
+    switch: Any
+    switch_window: int
+    switch_threshold: Any
+    switch_epoch: int
+    ntk_monitor_size: int
+    ntk_phase: Any
+    ntk_epochs: Any
+    ntk_learning_rate: Any
+    ntk_solver: str
+    ntk_tol: float
+    ntk_patience: int
+    ntk_ridge: float
+    kernel_ridge: float
+    kernel_solver: str
+    kernel_offset: str
+    kernel_tol: float
+    kernel_max_iter: int
+    max_kernel_bytes: Any
+    devices: Any
+    verbose: int
+    kernel_diagnostics: bool
 
     @property
     def scouting(self):
