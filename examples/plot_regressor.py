@@ -1,7 +1,7 @@
 """
-=========================================================
+===========================================================
 Regression: the hybrid against MLPRegressor and KernelRidge
-=========================================================
+===========================================================
 
 :class:`~skntk.HybridNTKRegressor` trains an MLP on the squared error by SGD until its
 neural tangent kernel settles, then finishes in the NTK regime (by default the
