@@ -409,7 +409,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
       smallest float64, and a NaN logit as the smallest: that class gets probability
       0, tied largest logits share the probability equally, and a row without any
       usable logit is uniform. :meth:`predict` returns the class of the largest
-      logit under the same rule, so it agrees with :meth:`predict_proba`.
+      probability (the first of equal ones), so it agrees with :meth:`predict_proba`
+      also where two logits differ by less than the probabilities' rounding.
     - Inputs are never modified.
     - ``fit`` and ``predict`` in a process created by ``os.fork()`` after JAX started
       in its parent (the "fork" start method of :mod:`multiprocessing`) raise a
@@ -728,8 +729,10 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         TypeError
             If ``X`` is a scipy sparse matrix.
         """
-        logits = usable_logits(self._outputs(X))
-        return self.classes_[np.argmax(logits, axis=1)]
+        # The argmax of the probabilities themselves: logits a rounding error apart
+        # can have equal probabilities, and predict must agree with predict_proba.
+        proba = softmax(usable_logits(self._outputs(X)))
+        return self.classes_[np.argmax(proba, axis=1)]
 
     @available_if(BaseHybridNTK._variance_is_defined)
     def predict_variance(self, X):

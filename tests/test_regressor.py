@@ -113,3 +113,33 @@ def test_invalid_targets_are_refused_with_the_fix():
         HybridNTKRegressor().fit(X, np.zeros(10), X, np.full(10, np.nan))
     with pytest.raises(ValueError, match="float32 range"):
         HybridNTKRegressor().fit(X, np.full(10, 1e300))
+
+
+def test_linearized_lbfgs_reaches_the_ridge_regression_of_the_ntk():
+    # One output: the linearised model f0 + J delta minimising
+    # (1/2N) ||f0(X) + J delta - y||^2 + (lam/2) ||delta||^2 predicts
+    # f0(x) + K(x, X) (K + N lam I)^-1 (y - f0(X)), K = J J^T the NTK at theta_0.
+    rng = np.random.RandomState(3)
+    X = rng.normal(size=(40, 3))
+    X_test = rng.normal(size=(9, 3))
+    y = np.sin(X @ np.array([1.0, -0.5, 0.3]))
+    lam = 1e-2
+    reg = HybridNTKRegressor(hidden_layer_sizes=(32,), max_sgd_epochs=0, switch=None,
+                             ntk_phase="linearized", ntk_solver="lbfgs", ntk_ridge=lam,
+                             ntk_epochs=150, validation_fraction=None, normalize_y=False,
+                             random_state=0).fit(X, y)
+    (W1, W2), (b1, b2) = reg.init_coefs_, reg.init_intercepts_
+    K = relu_ntk_bar(W1, b1, W2, X, X)
+    K_test = relu_ntk_bar(W1, b1, W2, X_test, X)
+    F0, F0_test = network(W1, b1, W2, b2, X)[:, 0], network(W1, b1, W2, b2, X_test)[:, 0]
+    dual = np.linalg.solve(K + len(X) * lam * np.eye(len(X)), y - F0)
+    want = F0_test + K_test @ dual
+    np.testing.assert_allclose(reg.predict(X_test), want, rtol=1e-3,
+                               atol=1e-3 * np.abs(want).max())
+    # The kernel phase with the ridge N lam is the same regression in closed form.
+    kernel = HybridNTKRegressor(hidden_layer_sizes=(32,), max_sgd_epochs=0, switch=None,
+                                ntk_phase="kernel", kernel_ridge=len(X) * lam,
+                                kernel_offset="network", validation_fraction=None,
+                                normalize_y=False, random_state=0).fit(X, y)
+    np.testing.assert_allclose(kernel.predict(X_test), want, rtol=1e-4,
+                               atol=1e-4 * np.abs(want).max())
