@@ -1,13 +1,14 @@
 """skntk: train a neural network by SGD while its NTK moves, then in the NTK regime.
 
-The estimator is :class:`HybridNTKClassifier`; :mod:`skntk.ntk` holds the empirical
-neural tangent kernel engine.
+The estimators are :class:`HybridNTKClassifier` and :class:`HybridNTKRegressor`;
+:mod:`skntk.ntk` holds the empirical neural tangent kernel engine.
 """
 
 from ._classifier import HybridNTKClassifier
+from ._regressor import HybridNTKRegressor
 from ._runtime import enable_compilation_cache, enable_compilation_cache_from_environment
 
-__all__ = ["HybridNTKClassifier", "enable_compilation_cache", "__version__"]
+__all__ = ["HybridNTKClassifier", "HybridNTKRegressor", "enable_compilation_cache", "__version__"]
 __version__ = "0.1.0"
 
 enable_compilation_cache_from_environment()  # opt-in: SKNTK_COMPILATION_CACHE=<directory>

@@ -1,55 +1,24 @@
 """HybridNTKClassifier: SGD while the NTK moves, then training in the NTK regime."""
 
-import math
 import warnings
-from functools import partial
-from numbers import Integral, Real
 
-import jax
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import ClassifierMixin
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_array, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
-from ._buckets import pad_rows
-from ._devices import devices_from_state, devices_to_state
-from ._mlp import params_to_jax
-from ._parameterization import PARAMETERIZATIONS
-from ._phases import NTK_PHASES, NoPhase, phase_class
-from ._runtime import check_not_forked
-from ._switch import SWITCH_CRITERIA
-from ._training import COMPUTE_DTYPE, PREDICT_BLOCK, fit_hybrid
-from ._validation import (FLOAT32_MAX, check_float32_range, label_repr, python_scalars,
-                          refuse_missing_labels, refuse_mixed_labels, refuse_multi_column_y,
-                          refuse_sparse, softmax, usable_logits)
+from ._base import BaseHybridNTK
+from ._losses import CROSS_ENTROPY
+from ._training import COMPUTE_DTYPE
+from ._validation import (check_float32_range, label_repr, refuse_missing_labels,
+                          refuse_mixed_labels, refuse_multi_column_y, softmax,
+                          usable_logits)
 from .ntk import DEFAULT_MAX_KERNEL_BYTES
 
-_FITTED_ATTRIBUTES = (
-    "classes_", "coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_", "init_coefs_",
-    "init_intercepts_", "monitor_indices_", "history_",
-    "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_",
-    "sgd_time_", "ntk_time_", "ntk_learning_rate_", "ntk_solver_", "ntk_stop_reason_",
-    "ntk_best_epoch_", "_ntk_extra", "kernel_solver_", "kernel_solver_info_",
-    "n_features_in_", "feature_names_in_", "ntk_phase_", "switch_", "dual_coef_", "X_fit_",
-)
 
-_KERNEL_MODEL = ("dual_coef", "X_fit")
-"""Arrays of the kernel phase's model, fitted as the public ``dual_coef_`` and
-``X_fit_`` and read back from them by every prediction."""
-
-
-
-@partial(jax.jit, static_argnums=0)
-def _network_predict_logits(phase, params_star, params, X):
-    """Logits of a network phase's model (which needs no extra state), jitted."""
-    return phase.predict_logits(params_star, params, {}, X)
-
-
-class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
+class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     """MLP classifier trained by SGD until its NTK settles, then in the NTK regime.
 
     Training has two phases (see the user guide):
@@ -75,8 +44,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     ----------
     hidden_layer_sizes : tuple of int, default=(128, 128)
         Width of each hidden ReLU layer; ``()`` gives a linear softmax model.
-    learning_rate : float, default=0.05
+    learning_rate : float or "auto", default=0.05
         Step size of the SGD phase (in the coordinates of ``parameterization``).
+        ``"auto"``: ``min(0.05, 2 m / lambda_max(Theta_m))``, the step ``1 / L`` of
+        the mean cross-entropy at initialisation on the ``m`` monitor samples (see
+        ``ntk_learning_rate``), capped at 0.05; the value used is ``learning_rate_``.
     batch_size : int, default=64
         Mini-batch size of the SGD phase, clipped to the number of training samples.
         Every sample is used once per epoch; the last batch may be smaller.
@@ -349,7 +321,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         Switch criterion used (``switch`` at the time of :meth:`fit`).
     ntk_phase_ : str or None
         NTK phase used (``ntk_phase`` at the time of :meth:`fit`). Prediction uses the
-        fitted phase, kernel solver and memory budget, never the current parameters,
+        fitted phase, solvers, parameterisation, kernel model and memory budget,
+        never the current parameters,
         so :meth:`set_params` changes predictions only through the next :meth:`fit`.
     kernel_solver_ : {"dense", "matrix_free"} or None
         Solver used by the ``"kernel"`` phase (``None`` for the other phases).
@@ -371,12 +344,23 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     X_fit_ : ndarray of shape (n_train, n_features), float32
         Only for ``ntk_phase="kernel"``: the training inputs of that model, the rows of
         ``X`` left after the validation split, as float32.
+    kernel_offset_, kernel_ridge_, kernel_flow_time_ : str, float, float
+        Only for ``ntk_phase="kernel"``: the offset (``kernel_offset``), ridge ``rho``
+        and flow time ``t`` (``inf`` for kernel regression) of that model.
+    kernel_tol_, kernel_max_iter_, max_kernel_bytes_ : float, int, int
+        Only for ``ntk_phase="kernel"``: the matrix-free solver's settings and the
+        memory budget of the fit, which prediction and :meth:`predict_variance` use.
+    parameterization_ : str
+        ``parameterization`` at the time of :meth:`fit` (the ``"kernel"`` phase
+        predicts with the kernel of that parameterisation).
     switch_threshold_ : float
         Threshold of the last check (``switch_threshold`` with ``"auto"`` resolved;
         for the relative automatic thresholds, the value at the last check; NaN for
         ``"fixed_epoch"`` and ``None``).
     switch_reached_ : bool
         Whether the criterion held before the budget ran out.
+    learning_rate_ : float
+        Step size of the SGD phase (``learning_rate`` with ``"auto"`` resolved).
     ntk_learning_rate_ : float
         Step size used by the NTK phase (``ntk_learning_rate`` with ``"auto"``
         resolved; NaN for L-BFGS and kernel regression, which take no fixed step).
@@ -425,7 +409,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
       smallest float64, and a NaN logit as the smallest: that class gets probability
       0, tied largest logits share the probability equally, and a row without any
       usable logit is uniform. :meth:`predict` returns the class of the largest
-      logit under the same rule, so it agrees with :meth:`predict_proba`.
+      probability (the first of equal ones), so it agrees with :meth:`predict_proba`
+      also where two logits differ by less than the probabilities' rounding.
     - Inputs are never modified.
     - ``fit`` and ``predict`` in a process created by ``os.fork()`` after JAX started
       in its parent (the "fork" start method of :mod:`multiprocessing`) raise a
@@ -467,38 +452,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
     array([0, 0, 0])
     """
 
-    _parameter_constraints = {
-        "hidden_layer_sizes": ["array-like"],
-        "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_sgd_epochs": [Interval(Integral, 0, None, closed="left")],
-        "switch": [StrOptions(set(c for c in SWITCH_CRITERIA if c is not None)), None],
-        "switch_window": [Interval(Integral, 1, None, closed="left")],
-        "switch_threshold": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
-        "switch_epoch": [Interval(Integral, 1, None, closed="left")],
-        "ntk_monitor_size": [Interval(Integral, 2, None, closed="left")],
-        "ntk_phase": [StrOptions(set(p for p in NTK_PHASES if p is not None)), None],
-        "ntk_epochs": [Interval(Real, 0, None, closed="both"), StrOptions({"auto"})],
-        "ntk_learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "ntk_solver": [StrOptions({"auto", "lbfgs", "gd"})],
-        "ntk_tol": [Interval(Real, 0, None, closed="left")],
-        "ntk_patience": [Interval(Integral, 1, None, closed="left")],
-        "ntk_ridge": [Interval(Real, 0, None, closed="left")],
-        "kernel_ridge": [Interval(Real, 0, None, closed="left")],
-        "kernel_solver": [StrOptions({"auto", "dense", "matrix_free"})],
-        "kernel_offset": [StrOptions({"zero", "network"})],
-        "kernel_tol": [Interval(Real, 0, None, closed="neither")],
-        "kernel_max_iter": [Interval(Integral, 1, None, closed="left")],
-        "max_kernel_bytes": [Interval(Integral, 1, None, closed="left")],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left"), None],
-        "devices": [None, Interval(Integral, 1, None, closed="left"), list],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "kernel_diagnostics": ["boolean"],
-        "callbacks": [None, callable, list, tuple],
-        "warm_start": ["boolean"],
-    }
+    _loss = CROSS_ENTROPY
+    _target_attributes = ("classes_",)
 
     def __init__(self, hidden_layer_sizes=(128, 128), learning_rate=0.05, batch_size=64,
                  max_sgd_epochs=50, switch="kernel_velocity", switch_window=3,
@@ -593,82 +548,10 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         TypeError
             If ``X`` or ``X_val`` is a scipy sparse matrix.
         """
-        fitted = None
-        if self.warm_start is True and self.__sklearn_is_fitted__():
-            fitted = (self.coefs_, self.intercepts_, self.classes_)
-        self._clear_fitted_state()
-        try:
-            start = self._starting_network(coef_init, intercept_init, fitted)
-            return self._fit(X, y, X_val, y_val, start)
-        except BaseException:
-            self._clear_fitted_state()
-            raise
+        return self._fit_clearing_state(X, y, X_val, y_val, coef_init, intercept_init)
 
-    def _clear_fitted_state(self):
-        for name in _FITTED_ATTRIBUTES:
-            self.__dict__.pop(name, None)
-
-    @staticmethod
-    def _starting_network(coef_init, intercept_init, fitted):
-        """``(coefs, intercepts, source, fitted classes or None)`` to start from
-        (float32 copies), or ``None`` for the random draw; ``fitted``: the network and
-        classes of the previous fit under ``warm_start=True``, else ``None``."""
-        if (coef_init is None) != (intercept_init is None):
-            raise ValueError("Pass both `coef_init` and `intercept_init`, or neither.")
-        fitted_classes = None
-        if coef_init is not None:
-            source = "`coef_init`/`intercept_init`"
-        elif fitted is not None:
-            coef_init, intercept_init, fitted_classes = fitted
-            source = "the fitted network (warm_start=True)"
-        else:
-            return None
-        if not all(isinstance(v, (list, tuple)) for v in (coef_init, intercept_init)):
-            raise ValueError(
-                f"{source} must be lists with one array per layer (weights of shape "
-                f"(fan_in, fan_out), biases of shape (fan_out,)); got "
-                f"{type(coef_init).__name__} and {type(intercept_init).__name__}. For one "
-                f"layer, pass [W] and [b].")
-        try:
-            coefs = [np.array(W, dtype=COMPUTE_DTYPE) for W in coef_init]
-            intercepts = [np.array(b, dtype=COMPUTE_DTYPE) for b in intercept_init]
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{source} must be lists of numeric arrays, one per layer: "
-                             f"{error}") from error
-        return coefs, intercepts, source, fitted_classes
-
-    def _check_starting_network(self, start, layer_sizes, classes):
-        coefs, intercepts, source, fitted_classes = start
-        if fitted_classes is not None and not np.array_equal(fitted_classes, classes):
-            raise ValueError(
-                f"warm_start=True continues the fitted network, whose classes are "
-                f"{fitted_classes[:10].tolist()}, but `y` has {classes[:10].tolist()}. "
-                f"Set warm_start=False to start from a new network.")
-        expected_W = [(a, b) for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
-        shapes_W = [W.shape for W in coefs]
-        shapes_b = [b.shape for b in intercepts]
-        if shapes_W != expected_W or shapes_b != [(b,) for _, b in expected_W]:
-            fix = ("Keep the features and `hidden_layer_sizes` of the fitted network, or "
-                   "set warm_start=False to start from a new one."
-                   if fitted_classes is not None else "Pass a network of these sizes.")
-            raise ValueError(
-                f"{source} has weight shapes {shapes_W} and bias shapes {shapes_b}, but "
-                f"the network for this data has layer sizes {layer_sizes} (n_features, "
-                f"*hidden_layer_sizes, n_classes): weights {expected_W}. {fix}")
-        if not all(np.isfinite(a).all() for a in coefs + intercepts):
-            raise ValueError(f"{source} holds NaN or infinite values; pass finite weights.")
-        return list(zip(coefs, intercepts))
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X, y, X_val, y_val, start=None):
-        check_not_forked()
-        if (X_val is None) != (y_val is None):
-            raise ValueError(
-                f"Pass both `X_val` and `y_val`, or neither; got only "
-                f"{'`X_val`' if y_val is None else '`y_val`'}.")
-        layers = self._check_hidden_layer_sizes()
-        self._check_ntk_epochs()
-        refuse_sparse(X, "X")
+    def _prepare_targets(self, X, y, X_val, y_val, rng):
+        """Labels checked, their classes, the stratified split and one-hot targets."""
         refuse_multi_column_y(y)
         refuse_missing_labels(y)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
@@ -680,91 +563,13 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"HybridNTKClassifier needs samples of at least 2 classes; got 1 class "
                 f"({label_repr(classes[0])}). Pass data with two or more distinct labels in `y`.")
-        rng = check_random_state(self.random_state)
         X, Y, X_val, Y_val, train_rows = self._split(X, y_index, len(classes), X_val, y_val,
                                                      classes, rng)
-
-        init_params = None
-        if start is not None:
-            init_params = self._check_starting_network(
-                start, (X.shape[1], *layers, len(classes)), classes)
-        callbacks = self.callbacks
-        if callbacks is None:
-            callbacks = ()
-        elif callable(callbacks):
-            callbacks = (callbacks,)
-        else:
-            for index, callback in enumerate(callbacks):
-                if not callable(callback):
-                    raise ValueError(
-                        f"`callbacks` must be a callable or a list of callables, each "
-                        f"taking one EpochInfo argument; item {index} is {callback!r}.")
-        settings = self._with_python_scalars()
-        fitted = fit_hybrid(settings, X, Y, X_val, Y_val, layers, rng, init_params,
-                            tuple(callbacks))
-        # Everything prediction needs is fitted state, so that set_params after fit
-        # changes nothing until the next fit.
-        extra = dict(fitted.pop("_ntk_extra"), max_kernel_bytes=settings.max_kernel_bytes)
-        if settings.ntk_phase == "kernel":
-            # The model's arrays are public; prediction reads them back (_phase_extra).
-            fitted.update({name + "_": extra.pop(name) for name in _KERNEL_MODEL})
-            extra.update(kernel_tol=float(settings.kernel_tol),
-                         kernel_max_iter=int(settings.kernel_max_iter))
-        fitted.update(
-            monitor_indices_=np.sort(train_rows[fitted.pop("monitor_index")]),
-            ntk_phase_=settings.ntk_phase, switch_=settings.switch, _ntk_extra=extra)
-        self.classes_ = classes
-        for name, value in fitted.items():
-            setattr(self, name, value)
-        return self
-
-    def _with_python_scalars(self):
-        """A shallow stand-in for this estimator whose numeric parameters are Python
-        numbers, for the computation (see :func:`skntk._validation.python_scalars`):
-        a ``numpy.float64`` step size would otherwise turn float32 parameters into
-        float64 ones under JAX's 64-bit mode."""
-        stand_in = object.__new__(type(self))
-        stand_in.__dict__.update(self.__dict__)
-        stand_in.__dict__.update(python_scalars(self.get_params(deep=False)))
-        return stand_in
-
-    def _check_hidden_layer_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
-        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
-            raise ValueError(
-                f"`hidden_layer_sizes` must be a tuple of positive integers; got "
-                f"{self.hidden_layer_sizes!r}. For example hidden_layer_sizes=(128, 128).")
-        return tuple(int(s) for s in sizes)
-
-    def _check_ntk_epochs(self):
-        if self.ntk_solver == "lbfgs" and self.ntk_phase == "frozen_jacobian":
-            raise ValueError(
-                "ntk_solver='lbfgs' needs a loss to minimise, and the frozen-Jacobian "
-                "update is not the gradient of one; use ntk_phase='linearized' with it, or "
-                "ntk_solver='auto' (gradient descent for 'frozen_jacobian').")
-        n = self.ntk_epochs
-        if n == "auto":
-            return
-        if math.isinf(n) and self.ntk_phase != "kernel":
-            raise ValueError(
-                f"`ntk_epochs=inf` is only defined for ntk_phase='kernel' (kernel "
-                f"regression); got ntk_phase={self.ntk_phase!r}. Pass a whole number of epochs.")
-        if not math.isinf(n) and n != int(n):
-            raise ValueError(f"`ntk_epochs` must be a whole number of epochs or numpy.inf; got {n!r}.")
+        return X, Y, X_val, Y_val, train_rows, {"classes_": classes}
 
     def _check_validation_set(self, X_val, y_val, classes):
         """Validated float ``X_val`` and the class indices of ``y_val``."""
-        refuse_sparse(X_val, "X_val")
-        X_checked = check_array(X_val, dtype=[np.float64, np.float32], estimator=self,
-                                input_name="X_val")
-        if X_checked.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"`X_val` has {X_checked.shape[1]} features, but `X` has "
-                f"{self.n_features_in_}. Pass validation inputs with the columns of `X`.")
-        # Feature names of a DataFrame X_val must match those of X.
-        validate_data(self, X_val, reset=False, skip_check_array=True)
-        check_float32_range(X_checked, "X_val")
+        X_checked = self._check_validation_inputs(X_val)
         refuse_missing_labels(y_val, "y_val")
         y_val = np.asarray(y_val)
         if y_val.shape != (X_checked.shape[0],):
@@ -835,49 +640,6 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------- predict
 
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "coefs_")
-
-    def _prediction_input(self, X):
-        """``X`` checked against the fit, as float32 (clipped to its range)."""
-        check_is_fitted(self)
-        check_not_forked()
-        refuse_sparse(X, "X")
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        if X.dtype != COMPUTE_DTYPE:
-            # Beyond the float32 range: clip rather than overflow to inf in the cast.
-            X = np.clip(X, -FLOAT32_MAX, FLOAT32_MAX)
-        return np.asarray(X, dtype=COMPUTE_DTYPE)
-
-    def _phase_extra(self):
-        """What the fitted NTK phase predicts from besides the parameters: its fitted
-        settings and, for ``"kernel"``, the arrays ``dual_coef_`` and ``X_fit_``."""
-        if self.ntk_phase_ != "kernel":
-            return self._ntk_extra
-        return dict(self._ntk_extra, dual_coef=self.dual_coef_, X_fit=self.X_fit_)
-
-    def _logits(self, X):
-        """Raw float64 logits of the fitted model; may hold ``inf`` or NaN."""
-        X = self._prediction_input(X)
-        params = params_to_jax(list(zip(self.coefs_, self.intercepts_)))
-        params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
-        # The fitted phase, solver and budget: not the current parameters.
-        phase = phase_class(self.ntk_phase_, self.kernel_solver_)
-        if issubclass(phase, NoPhase):  # a network: one compiled program per block
-            predict_logits = partial(_network_predict_logits, phase)
-        else:
-            predict_logits = partial(phase.predict_logits, extra=self._phase_extra())
-        # Fixed-size row blocks: one compiled shape, and each sample's logits do not
-        # depend on how many others are predicted with it.
-        n_samples = X.shape[0]
-        padded = pad_rows(X, -(-n_samples // PREDICT_BLOCK) * PREDICT_BLOCK)
-        with np.errstate(over="ignore", invalid="ignore"):
-            blocks = [np.asarray(predict_logits(params_star, params,
-                                                X=jax.device_put(padded[i:i + PREDICT_BLOCK])),
-                                 dtype=np.float64)
-                      for i in range(0, padded.shape[0], PREDICT_BLOCK)]
-        return np.concatenate(blocks)[:n_samples]
-
     def decision_function(self, X):
         """The model's logits: the network's outputs before the softmax.
 
@@ -910,7 +672,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         TypeError
             If ``X`` is a scipy sparse matrix.
         """
-        logits = self._logits(X)
+        logits = self._outputs(X)
         if len(self.classes_) == 2:
             with np.errstate(invalid="ignore", over="ignore"):
                 return logits[:, 1] - logits[:, 0]
@@ -942,7 +704,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         TypeError
             If ``X`` is a scipy sparse matrix.
         """
-        return softmax(usable_logits(self._logits(X)))
+        return softmax(usable_logits(self._outputs(X)))
 
     def predict(self, X):
         """Most probable class of each sample.
@@ -967,35 +729,12 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         TypeError
             If ``X`` is a scipy sparse matrix.
         """
-        logits = usable_logits(self._logits(X))
-        return self.classes_[np.argmax(logits, axis=1)]
+        # The argmax of the probabilities themselves: logits a rounding error apart
+        # can have equal probabilities, and predict must agree with predict_proba.
+        proba = softmax(usable_logits(self._outputs(X)))
+        return self.classes_[np.argmax(proba, axis=1)]
 
-    def _variance_is_defined(self):
-        """Check of :meth:`predict_variance` (``available_if``): True, or an
-        ``AttributeError`` that says what to refit with. A fitted estimator is judged by
-        its fitted phase and flow time, an unfitted one by its parameters."""
-        if hasattr(self, "coefs_"):
-            phase = self.ntk_phase_
-            if phase == "kernel":
-                t = self._ntk_extra["flow_time"]
-                if math.isinf(t):
-                    return True
-                got = (f"this estimator was fitted with ntk_phase='kernel' at the finite "
-                       f"flow time t = ntk_learning_rate_ * ntk_epochs = {t:.4g}")
-            else:
-                got = f"this estimator was fitted with ntk_phase={phase!r}"
-        else:
-            phase, epochs = self.ntk_phase, self.ntk_epochs
-            if phase == "kernel" and (epochs == "auto" or (isinstance(epochs, Real)
-                                                           and math.isinf(epochs))):
-                return True
-            got = f"got ntk_phase={phase!r} and ntk_epochs={epochs!r}"
-        raise AttributeError(
-            f"predict_variance is defined for ntk_phase='kernel' with ntk_epochs='auto' or "
-            f"numpy.inf (kernel regression, the posterior mean of the NTK Gaussian "
-            f"process); {got}. Fit with ntk_phase='kernel' and ntk_epochs='auto' to use it.")
-
-    @available_if(_variance_is_defined)
+    @available_if(BaseHybridNTK._variance_is_defined)
     def predict_variance(self, X):
         """Posterior variance of the latent logits under the NTK Gaussian process.
 
@@ -1101,36 +840,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseEstimator):
         Lee et al., "Wide neural networks of any depth evolve as linear models under
         gradient descent", NeurIPS 2019.
         """
-        X = self._prediction_input(X)
-        params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
-        phase = phase_class(self.ntk_phase_, self.kernel_solver_)
-        return phase.predict_variance(params_star, self._phase_extra(), X, PREDICT_BLOCK)
-
-    # ---------------------------------------------------------- copies, pickles
-
-    def __sklearn_clone__(self):
-        # A jax.Device cannot be deep-copied, which scikit-learn's clone does to every
-        # parameter that is not an estimator. The clone gets a new list of the same
-        # devices; every other parameter is cloned as scikit-learn does.
-        if not isinstance(self.devices, list):
-            return super().__sklearn_clone__()
-        stand_in = object.__new__(type(self))
-        stand_in.__dict__.update(self.__dict__, devices=None)
-        cloned = stand_in.__sklearn_clone__()
-        cloned.devices = list(self.devices)
-        return cloned
-
-    def __getstate__(self):
-        # Used by pickle and copy.deepcopy: jax devices as (platform, id) pairs.
-        state = super().__getstate__()
-        if "devices" in state:
-            state = dict(state, devices=devices_to_state(state["devices"]))
-        return state
-
-    def __setstate__(self, state):
-        if "devices" in state:
-            state = dict(state, devices=devices_from_state(state["devices"]))
-        super().__setstate__(state)
+        return self._predict_variance(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

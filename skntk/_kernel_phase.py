@@ -1,9 +1,11 @@
 """The closed-form kernel phase (``ntk_phase="kernel"``), dense and matrix-free.
 
-Gradient flow of the linearised network under the mean squared error on one-hot
-targets, with the trace-approximated kernel ``K_bar = K / C`` at ``theta*``
-(Lee et al., NeurIPS 2019, eq. (9)-(10)). Both classes follow the
-phase interface of :mod:`skntk._phases`.
+Gradient flow of the linearised network under the mean squared error on the encoded
+targets (one-hot classes of a classifier, the target values of a regressor), with the
+trace-approximated kernel ``K_bar = K / C`` over the ``C`` outputs at ``theta*``
+(Lee et al., NeurIPS 2019, eq. (9)-(10)). Both classes follow the phase interface
+:class:`skntk._phase_api.NTKPhase`; :meth:`KernelPhase.variant` picks one by
+``kernel_solver``.
 
 - :class:`KernelPhase` forms the N x N training kernel and takes one symmetric
   eigendecomposition that serves every epoch (:mod:`skntk._kernel_flow`).
@@ -36,6 +38,7 @@ from ._matrix_free import (TrainingKernel, _conjugate_gradients, cross_kernel_ap
                            kernel_diagonal, krylov_kernel_flow, nystrom_preconditioner,
                            solve_kernel_flow_matrix_free)
 from ._mlp import mlp_forward, params_to_numpy
+from ._phase_api import PREDICT_BLOCK, NTKPhase, host_metrics
 from .ntk import _empirical_ntk, _working_set_bytes, check_kernel_budget, kernel_nbytes
 
 
@@ -188,14 +191,60 @@ def _kernel_bar(params_star, X1, X2, n_classes, max_bytes, labels, copies=CROSS_
     return np.asarray(K, dtype=np.float64) / n_classes
 
 
-class KernelPhase:
+class KernelPhase(NTKPhase):
     """``ntk_phase="kernel"``: closed-form gradient flow of the linearised network under
-    the mean squared error on one-hot targets, with the trace-approximated kernel
+    the mean squared error on the encoded targets, with the trace-approximated kernel
     ``K_bar = K / C`` (Lee et al. 2019, eq. (9)-(10)). One symmetric
     eigendecomposition of ``K_bar + rho I`` serves every epoch; see
     :mod:`skntk._kernel_flow` for the numerics (eigenvalues clipped at 0, null
-    directions dropped, which is exact for a Gram matrix).
+    directions dropped, which is exact for a Gram matrix). Works on the real training
+    rows only (its kernels and solvers are exact on them and sized to them anyway).
     """
+
+    kernel_solver = "dense"
+    padded_rows = False
+    auto_epochs = math.inf
+    early_stopping = False
+    # It minimises the squared error, so a classifier's cross-entropy may rise.
+    lowers_training_loss = False
+    diverging_part = "the kernel-flow coefficients"
+    fitted_attributes = ("dual_coef_", "X_fit_", "kernel_offset_", "kernel_ridge_",
+                         "kernel_flow_time_", "kernel_tol_", "kernel_max_iter_",
+                         "max_kernel_bytes_")
+    has_variance = True
+
+    @classmethod
+    def check_params(cls, ntk_solver, ntk_epochs):
+        return None  # every epoch count, numpy.inf included (kernel regression)
+
+    @classmethod
+    def resolve(cls, config, layer_sizes, n_train, n_val):
+        """The kernel solver: ``"matrix_free"`` as asked, or under ``"auto"`` exactly
+        when the dense kernels would exceed ``max_kernel_bytes`` (which
+        ``kernel_solver="dense"`` raises for, before training)."""
+        if config.kernel_solver == "matrix_free":
+            return None, "matrix_free"
+        try:
+            check_kernel_phase_budget(layer_sizes, n_train, config.max_kernel_bytes,
+                                      n_val=n_val, n_predict=PREDICT_BLOCK)
+        except ValueError:
+            if config.kernel_solver == "dense":
+                raise
+            return None, "matrix_free"  # "auto": too large to form, so never formed
+        return None, "dense"
+
+    @classmethod
+    def variant(cls, ntk_solver, kernel_solver):
+        return MatrixFreeKernelPhase if kernel_solver == "matrix_free" else KernelPhase
+
+    @classmethod
+    def auto_learning_rate(cls, settings, step_for_curvature):
+        """The step of gradient descent on the squared error (Hessian ``I`` in the
+        outputs), whatever the estimator's loss; NaN at infinite flow time (kernel
+        regression needs none)."""
+        if math.isinf(settings.n_epochs):
+            return math.nan
+        return step_for_curvature(1.0)
 
     @staticmethod
     def epochs(settings):
@@ -204,7 +253,9 @@ class KernelPhase:
         return range(1, int(settings.n_epochs) + 1)
 
     @staticmethod
-    def start(params_star, X, Y, settings):
+    def start(params_star, X, Y, settings, weights=None, val=None):
+        """The training kernel and its eigendecomposition on the real rows ``X``
+        (``weights`` and ``val`` are unused: see :attr:`padded_rows`)."""
         n_samples, n_classes = Y.shape
         # The float64 copies and the eigenvectors: see TRAINING_KERNEL_COPIES.
         K_bar = _kernel_bar(params_star, X, X, n_classes, settings.max_kernel_bytes,
@@ -230,8 +281,18 @@ class KernelPhase:
         return state._replace(coefficients=coefficients, train_logits=train_logits,
                               flow_time=t)
 
+    @classmethod
+    def report(cls, state, train, val, settings):
+        """Finiteness of the coefficients and training outputs, and the metrics of the
+        estimator's loss (computed on the host)."""
+        finite = (np.isfinite(state.coefficients).all()
+                  and np.isfinite(state.train_logits).all())
+        if not finite:
+            return np.array([0.0] + [math.nan] * 4)
+        return np.array([1.0, *host_metrics(cls.outputs, settings.loss, state, train, val)])
+
     @staticmethod
-    def logits(state, X):
+    def outputs(state, X):
         if X is state.X:
             return state.train_logits
         K_cross = state.cross_kernels.get(id(X))
@@ -249,48 +310,57 @@ class KernelPhase:
         return params_to_numpy(state.params_star)
 
     @staticmethod
-    def extra_state(state):
-        """``dual_coef`` (N, C) float64 and ``X_fit`` (N, d) float32: the model
-        ``f(x) = offset(x) + K_bar(x, X_fit) dual_coef``; ``offset``, ``ridge`` and
-        ``flow_time`` (``t``), ``layer_scales`` (the parameterisation's ``D``)."""
-        return {"X_fit": np.array(state.X), "dual_coef": state.coefficients,
-                "offset": state.offset, "ridge": state.ridge, "flow_time": state.flow_time,
-                "layer_scales": state.layer_scales}
+    def fitted_state(state, settings):
+        """The model ``f(x) = offset(x) + K_bar(x, X_fit_) dual_coef_``:
+        ``dual_coef_`` (N, C) float64, ``X_fit_`` (N, d) float32, ``kernel_offset_``,
+        ``kernel_ridge_`` (``rho``), ``kernel_flow_time_`` (``t``), and the budget and
+        solver settings that prediction and :meth:`predict_variance` use
+        (``max_kernel_bytes_``, ``kernel_tol_``, ``kernel_max_iter_``)."""
+        return {"X_fit_": np.array(state.X), "dual_coef_": state.coefficients,
+                "kernel_offset_": state.offset, "kernel_ridge_": float(state.ridge),
+                "kernel_flow_time_": float(state.flow_time),
+                "kernel_tol_": float(settings.kernel_tol),
+                "kernel_max_iter_": int(settings.kernel_max_iter),
+                "max_kernel_bytes_": settings.max_kernel_bytes}
 
     @staticmethod
-    def predict_logits(params_star, params, extra, X):
-        """``offset(X) + K_bar(X, extra["X_fit"]) extra["dual_coef"]``; ``extra`` may
-        hold ``"max_kernel_bytes"``, the budget of the cross kernel.
+    def variance_defined(fitted):
+        return math.isinf(fitted["kernel_flow_time_"])
 
-        Unlike :meth:`logits`, non-finite values (inputs so large that the kernel
-        overflows) are passed on as ``inf``/``NaN`` logits for the caller to handle.
+    @staticmethod
+    def predict_outputs(params_star, params, fitted, X):
+        """``offset(X) + K_bar(X, X_fit_) dual_coef_``, the cross kernel within
+        ``max_kernel_bytes_``.
+
+        Unlike :meth:`outputs`, non-finite values (inputs so large that the kernel
+        overflows) are passed on as ``inf``/``NaN`` outputs for the caller to handle.
         """
-        dual_coef = extra["dual_coef"]
-        K_cross = _kernel_bar(params_star, X, jnp.asarray(extra["X_fit"]), dual_coef.shape[1],
-                              extra.get("max_kernel_bytes"), _PREDICTION_KERNEL,
-                              layer_scales=extra.get("layer_scales"))
-        F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
+        dual_coef = fitted["dual_coef_"]
+        K_cross = _kernel_bar(params_star, X, jnp.asarray(fitted["X_fit_"]), dual_coef.shape[1],
+                              fitted["max_kernel_bytes_"], _PREDICTION_KERNEL,
+                              layer_scales=fitted["layer_scales"])
+        F0_new = offset_outputs(params_star, X, fitted["kernel_offset_"])
         with np.errstate(all="ignore"):
             return F0_new + K_cross @ dual_coef
 
     @staticmethod
-    def training_inverse(params_star, extra):
+    def training_inverse(params_star, fitted):
         """``(K_bar + rho I)^+`` of the training kernel, factored once
         (:class:`DenseInverse`), for :meth:`predict_variance`."""
-        X_fit = jnp.asarray(extra["X_fit"])
-        K_bar = _kernel_bar(params_star, X_fit, X_fit, extra["dual_coef"].shape[1],
-                            extra.get("max_kernel_bytes"), _VARIANCE_TRAINING_KERNEL,
+        X_fit = jnp.asarray(fitted["X_fit_"])
+        K_bar = _kernel_bar(params_star, X_fit, X_fit, fitted["dual_coef_"].shape[1],
+                            fitted["max_kernel_bytes_"], _VARIANCE_TRAINING_KERNEL,
                             copies=TRAINING_KERNEL_COPIES,
-                            layer_scales=extra.get("layer_scales"))
-        return DenseInverse.factor(K_bar, extra.get("ridge", 0.0))
+                            layer_scales=fitted["layer_scales"])
+        return DenseInverse.factor(K_bar, fitted["kernel_ridge_"])
 
     @classmethod
-    def predict_variance(cls, params_star, extra, X, block_size):
+    def predict_variance(cls, params_star, fitted, X, block_size):
         """Posterior variance of the NTK Gaussian process at ``t = inf``, per sample.
 
         ``var(x) = K_bar(x, x) - K_bar(x, X) (K_bar(X, X) + rho I)^+ K_bar(X, x)`` with
-        ``X = extra["X_fit"]``, ``rho = extra["ridge"]`` and ``C`` the columns of
-        ``extra["dual_coef"]``; the prior variance ``K_bar(x, x)`` from the layer
+        ``X = fitted["X_fit_"]``, ``rho = fitted["kernel_ridge_"]`` and ``C`` the columns of
+        ``fitted["dual_coef_"]``; the prior variance ``K_bar(x, x)`` from the layer
         factors (:func:`skntk._matrix_free.kernel_diagonal`) and the cross kernel, for
         ``block_size`` rows at a time (the last block zero-padded, so one shape
         compiles).
@@ -299,9 +369,9 @@ class KernelPhase:
         -------
         variance : ndarray of shape (n,), float64, clipped at 0 (rounding).
         """
-        n_classes = extra["dual_coef"].shape[1]
-        X_fit = jnp.asarray(extra["X_fit"])
-        inverse = cls.training_inverse(params_star, extra)
+        n_classes = fitted["dual_coef_"].shape[1]
+        X_fit = jnp.asarray(fitted["X_fit_"])
+        inverse = cls.training_inverse(params_star, fitted)
         X = np.asarray(X)
         n = X.shape[0]
         padded = pad_rows(X, -(-n // block_size) * block_size)
@@ -310,12 +380,12 @@ class KernelPhase:
             stop = min(start + block_size, n)
             rows = jnp.asarray(padded[start:start + block_size])
             prior = kernel_diagonal(params_star, rows, n_classes, block_size=block_size,
-                                    layer_scales=extra.get("layer_scales"))
+                                    layer_scales=fitted["layer_scales"])
             K_cross = _kernel_bar(params_star, rows, X_fit, n_classes,
-                                  extra.get("max_kernel_bytes"), _VARIANCE_CROSS_KERNEL,
+                                  fitted["max_kernel_bytes_"], _VARIANCE_CROSS_KERNEL,
                                   copies=inverse.cross_copies, held_bytes=inverse.nbytes,
                                   held_what=inverse.description,
-                                  layer_scales=extra.get("layer_scales"))
+                                  layer_scales=fitted["layer_scales"])
             variance[start:stop] = (prior[:stop - start]
                                     - inverse.quadratic(K_cross[:stop - start]))
         return np.clip(variance, 0.0, None)
@@ -356,8 +426,10 @@ class MatrixFreeKernelPhase(KernelPhase):
     epoch's flow time. Predictions apply the cross kernel block by block.
     """
 
+    kernel_solver = "matrix_free"
+
     @staticmethod
-    def start(params_star, X, Y, settings):
+    def start(params_star, X, Y, settings, weights=None, val=None):
         n_classes = Y.shape[1]
         F0 = offset_outputs(params_star, X, settings.kernel_offset)
         residual = np.asarray(Y, dtype=np.float64) - F0
@@ -390,7 +462,16 @@ class MatrixFreeKernelPhase(KernelPhase):
                               flow_time=t)
 
     @staticmethod
-    def logits(state, X):
+    def iterations(state):
+        """Krylov iterations behind the epoch's outputs (the largest over outputs)."""
+        return float(np.max(state.info.get("iterations", 0)))
+
+    @staticmethod
+    def solver_info(state):
+        return state.info
+
+    @staticmethod
+    def outputs(state, X):
         if X is state.X:
             return state.train_logits
         F0_new = offset_outputs(state.params_star, X, state.offset)
@@ -398,26 +479,26 @@ class MatrixFreeKernelPhase(KernelPhase):
                                            state.F0.shape[1], layer_scales=state.layer_scales)
 
     @staticmethod
-    def predict_logits(params_star, params, extra, X):
-        """``offset(X) + K_bar(X, extra["X_fit"]) extra["dual_coef"]``, block by block."""
-        dual_coef = extra["dual_coef"]
-        F0_new = offset_outputs(params_star, X, extra.get("offset", "network"))
-        return F0_new + cross_kernel_apply(params_star, X, jnp.asarray(extra["X_fit"]),
+    def predict_outputs(params_star, params, fitted, X):
+        """``offset(X) + K_bar(X, X_fit_) dual_coef_``, block by block."""
+        dual_coef = fitted["dual_coef_"]
+        F0_new = offset_outputs(params_star, X, fitted["kernel_offset_"])
+        return F0_new + cross_kernel_apply(params_star, X, jnp.asarray(fitted["X_fit_"]),
                                            dual_coef, dual_coef.shape[1],
-                                           layer_scales=extra.get("layer_scales"))
+                                           layer_scales=fitted["layer_scales"])
 
     @staticmethod
-    def training_inverse(params_star, extra):
+    def training_inverse(params_star, fitted):
         """``(K_bar + rho I)^{-1}`` applied by conjugate gradients (:class:`CGInverse`),
         with the fit's operator, preconditioner, ``kernel_tol`` and ``kernel_max_iter``
-        (from ``extra``)."""
-        X_fit = jnp.asarray(extra["X_fit"])
-        operator = TrainingKernel(params_star, X_fit, extra["dual_coef"].shape[1],
-                                  extra.get("ridge", 0.0),
-                                  max_bytes=extra.get("max_kernel_bytes"),
-                                  layer_scales=extra.get("layer_scales"))
+        (from ``fitted``)."""
+        X_fit = jnp.asarray(fitted["X_fit_"])
+        operator = TrainingKernel(params_star, X_fit, fitted["dual_coef_"].shape[1],
+                                  fitted["kernel_ridge_"],
+                                  max_bytes=fitted["max_kernel_bytes_"],
+                                  layer_scales=fitted["layer_scales"])
         return CGInverse(operator, nystrom_preconditioner(operator, PRECONDITIONER_RANK),
-                         extra.get("kernel_tol", 1e-5), extra.get("kernel_max_iter", 500))
+                         fitted["kernel_tol_"], fitted["kernel_max_iter_"])
 
 
 PRECONDITIONER_RANK = 200

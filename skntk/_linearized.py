@@ -1,5 +1,6 @@
 """The network linearised at ``theta*``: cached products with its Jacobian, the
-automatic NTK step size, and an L-BFGS solver for the linearised cross-entropy.
+automatic NTK step size, and an L-BFGS solver for the linearised loss (the
+cross-entropy or the squared error, :mod:`skntk._losses`).
 
 With ``h_0 = x``, ``z_l = h_{l-1} W_l + b_l``, ``h_l = relu(z_l)`` and ``f = z_L``,
 the Jacobian ``J = df/dtheta`` at ``theta*`` acts on a parameter direction
@@ -12,7 +13,7 @@ phase, so no step recomputes the forward pass at ``theta*`` and no per-sample
 Jacobian is ever formed.
 
 The linearised model ``f_lin(theta) = f(theta*) + J (theta - theta*)`` is linear in
-``theta``, so its mean cross-entropy, plus an optional ridge
+``theta``, so its mean loss (cross-entropy or squared error), plus an optional ridge
 ``(lambda / 2) ||theta - theta*||^2``, is convex (Lee et al., NeurIPS 2019, eq. (5)-(8)
 for the model). :func:`lbfgs_step` minimises it by L-BFGS (Nocedal, "Updating
 quasi-Newton matrices with limited storage", Math. Comp. 1980; Nocedal and Wright,
@@ -40,7 +41,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from ._mlp import logits_loss_and_accuracy
+from ._losses import CROSS_ENTROPY, loss_and_score, mean_loss
 from ._parameterization import scale_params
 
 LBFGS_MEMORY = 10
@@ -174,9 +175,11 @@ def ntk_max_eigenvalue(params_star, X, *, tol=1e-3, random_state=0, layer_scales
     return float(max(value[0], 0.0))
 
 
-def auto_ntk_learning_rate(params_star, X_subset, layer_scales=None):
-    """Step ``eta = 2 m / lambda_max(Theta_m)`` of full-batch descent on the mean
-    cross-entropy of the linearised network.
+def auto_ntk_learning_rate(params_star, X_subset, layer_scales=None, curvature=0.5):
+    """Step ``eta = m / (curvature lambda_max(Theta_m))`` of full-batch descent on the
+    mean loss of the linearised network: ``2 m / lambda_max(Theta_m)`` for the
+    cross-entropy (``curvature = 1/2``, the default), ``m / lambda_max(Theta_m)`` for
+    the squared error (``curvature = 1``, :attr:`skntk._losses.Loss.curvature`).
 
     The Hessian of the mean cross-entropy in ``theta`` is ``(1/N) J^T H J`` with ``H``
     block-diagonal, ``H_i = diag(p_i) - p_i p_i^T <= I / 2`` (Boehning, "Multinomial
@@ -187,15 +190,17 @@ def auto_ntk_learning_rate(params_star, X_subset, layer_scales=None):
     is estimated on ``m`` training samples drawn at random, as
     ``lambda_max(Theta_m) / m`` (the top eigenvalue of the kernel's integral operator).
     With ``layer_scales`` (the NTK parameterisation) ``Theta = J D J^T``, the Gauss-Newton
-    matrix in the trained coordinates, and ``eta`` is their step.
+    matrix in the trained coordinates, and ``eta`` is their step. For the squared error
+    the Hessian is ``(1/N) J^T J`` itself, so ``L = lambda_max(Theta_N) / N``. Returns
+    1.0 when the kernel is zero.
     """
     m = X_subset.shape[0]
     eigenvalue = ntk_max_eigenvalue(params_star, X_subset, layer_scales=layer_scales)
-    return 2.0 * m / eigenvalue if eigenvalue > 0 else 1.0
+    return m / (curvature * eigenvalue) if eigenvalue > 0 else 1.0
 
 
 # --------------------------------------------------------------------------------------
-# L-BFGS on the linearised cross-entropy
+# L-BFGS on the linearised loss
 # --------------------------------------------------------------------------------------
 
 class LBFGSState(NamedTuple):
@@ -203,8 +208,8 @@ class LBFGSState(NamedTuple):
 
     ``delta``: (P,) ``omega - omega*`` in the trained coordinates (``theta - theta*``
     for the standard parameterisation), flattened; ``logits``: (N, C) ``f_lin`` on the
-    training inputs; ``grad``: (P,) gradient of the objective (mean cross-entropy plus
-    ridge) at ``delta``; ``loss``: scalar, the mean cross-entropy alone;
+    training inputs; ``grad``: (P,) gradient of the objective (mean loss plus
+    ridge) at ``delta``; ``loss``: scalar, the mean loss alone;
     ``s``, ``y``: (M, P) the last ``M`` steps and gradient changes (a ring buffer,
     zero where unused); ``rho``: (M,) ``1 / <y, s>`` (0 where unused); ``count``:
     number of stored pairs so far; ``alpha``: the last line-search step."""
@@ -220,34 +225,27 @@ class LBFGSState(NamedTuple):
     alpha: Any
 
 
-def _weighted_mean(values, weights):
-    return jnp.sum(weights * values) / jnp.sum(weights)
+def _residual(logits, Y, weights, loss):
+    """Gradient of the weighted mean loss with respect to the outputs."""
+    return loss.output_gradient(logits, Y) * (weights / jnp.sum(weights))[:, None]
 
 
-def _loss(logits, Y, weights):
-    per_sample = -jnp.sum(Y * jax.nn.log_softmax(logits, axis=-1), axis=-1)
-    return _weighted_mean(per_sample, weights)
+def _flat_gradient(lin, logits, Y, weights, loss):
+    """Gradient of the mean loss in the trained coordinates, flat (P,)."""
+    return network_to_omega(lin, vector_jacobian_product(lin, _residual(logits, Y, weights,
+                                                                          loss)))
 
 
-def _residual(logits, Y, weights):
-    """Gradient of the weighted mean cross-entropy with respect to the logits."""
-    return (jax.nn.softmax(logits) - Y) * (weights / jnp.sum(weights))[:, None]
-
-
-def _flat_gradient(lin, logits, Y, weights):
-    """Gradient of the mean cross-entropy in the trained coordinates, flat (P,)."""
-    return network_to_omega(lin, vector_jacobian_product(lin, _residual(logits, Y, weights)))
-
-
-@jax.jit
-def lbfgs_init(lin, Y, weights):
+@partial(jax.jit, static_argnames="loss")
+def lbfgs_init(lin, Y, weights, loss=CROSS_ENTROPY):
     """L-BFGS state at ``theta = theta*`` (one vector-Jacobian product; the ridge's
-    gradient is zero there)."""
+    gradient is zero there); ``loss``: a :class:`skntk._losses.Loss` (static)."""
     flat, _ = ravel_pytree(lin.params_star)
     P, M = flat.shape[0], LBFGS_MEMORY
-    grad = _flat_gradient(lin, lin.logits, Y, weights)
+    grad = _flat_gradient(lin, lin.logits, Y, weights, loss)
     zeros = jnp.zeros((M, P), flat.dtype)
-    return LBFGSState(jnp.zeros_like(flat), lin.logits, grad, _loss(lin.logits, Y, weights),
+    return LBFGSState(jnp.zeros_like(flat), lin.logits, grad,
+                      mean_loss(loss, lin.logits, Y, weights),
                       zeros, zeros, jnp.zeros(M, flat.dtype), jnp.zeros((), jnp.int32),
                       jnp.asarray(1.0, flat.dtype))
 
@@ -281,29 +279,29 @@ def _two_loop_direction(state):
     return -jax.lax.fori_loop(0, M, oldest_first, r)
 
 
-def _line_derivatives(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d, alpha):
+def _line_derivatives(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d, alpha, loss):
     """First and second derivative in ``alpha`` of the objective at ``delta + alpha d``,
-    whose logits are ``f + alpha u``: ``sum_i w_i (p_i - y_i) . u_i / W`` and
-    ``sum_i w_i u_i^T (diag(p_i) - p_i p_i^T) u_i / W``, plus the ridge's terms."""
-    p = jax.nn.softmax(logits + alpha * u)
-    scale = (weights / jnp.sum(weights))[:, None]
-    first = jnp.sum(scale * (p - Y) * u) + ridge * (delta_dot_d + alpha * d_dot_d)
-    pu = jnp.sum(p * u, axis=1, keepdims=True)
-    second = jnp.sum(scale * p * (u - pu) ** 2) + ridge * d_dot_d
-    return first, second
+    whose outputs are ``f + alpha u``: the loss's terms
+    (:attr:`skntk._losses.Loss.line_derivatives`; for the cross-entropy
+    ``sum_i w_i (p_i - y_i) . u_i / W`` and ``sum_i w_i u_i^T (diag(p_i) - p_i p_i^T)
+    u_i / W``) plus the ridge's."""
+    first, second = loss.line_derivatives(logits + alpha * u, u, Y,
+                                          weights / jnp.sum(weights))
+    return (first + ridge * (delta_dot_d + alpha * d_dot_d), second + ridge * d_dot_d)
 
 
-def _exact_line_search(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d):
+def _exact_line_search(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d, loss):
     """The minimiser over ``alpha >= 0`` of the (convex) objective along the line, by
     safeguarded Newton steps from ``alpha = 1`` (the natural quasi-Newton step): the
     bracket ``[lo, hi]`` of the minimiser shrinks with the sign of each derivative, and
     a Newton step that leaves it is replaced by doubling (while no upper end is known)
-    or bisection. Each step costs one softmax over the (N, C) logits and no pass over
-    the network."""
+    or bisection. Each step costs one pass over the (N, C) outputs (a softmax for the
+    cross-entropy) and no pass over the network; for the squared error the first
+    Newton step is exact."""
     def newton(i, carry):
         lo, hi, alpha = carry
         first, second = _line_derivatives(logits, u, Y, weights, ridge, delta_dot_d,
-                                          d_dot_d, alpha)
+                                          d_dot_d, alpha, loss)
         lo, hi = jnp.where(first < 0, alpha, lo), jnp.where(first < 0, hi, alpha)
         step = alpha - first / jnp.where(second > 0, second, 1.0)
         # Inclusive: once converged to rounding, the Newton step lands on an end of
@@ -318,7 +316,7 @@ def _exact_line_search(logits, u, Y, weights, ridge, delta_dot_d, d_dot_d):
     return alpha
 
 
-def _lbfgs_step(state, lin, Y, weights, ridge):
+def _lbfgs_step(state, lin, Y, weights, ridge, loss):
     direction = _two_loop_direction(state)
     # Not a descent direction (rounding): fall back to steepest descent.
     g_norm = jnp.sqrt(jnp.dot(state.grad, state.grad))
@@ -326,10 +324,11 @@ def _lbfgs_step(state, lin, Y, weights, ridge):
                           -state.grad / jnp.where(g_norm > 0, g_norm, 1.0))
     u = jacobian_vector_product(lin, omega_to_network(lin, direction))
     alpha = _exact_line_search(state.logits, u, Y, weights, ridge,
-                               jnp.dot(state.delta, direction), jnp.dot(direction, direction))
+                               jnp.dot(state.delta, direction), jnp.dot(direction, direction),
+                               loss)
     logits = state.logits + alpha * u
     s = alpha * direction
-    grad = _flat_gradient(lin, logits, Y, weights) + ridge * (state.delta + s)
+    grad = _flat_gradient(lin, logits, Y, weights, loss) + ridge * (state.delta + s)
     y = grad - state.grad
     sy = jnp.dot(s, y)
     # A pair without positive curvature (rounding) would spoil the inverse-Hessian
@@ -337,7 +336,7 @@ def _lbfgs_step(state, lin, Y, weights, ridge):
     keep = sy > 1e-10 * jnp.sqrt(jnp.dot(s, s) * jnp.dot(y, y))
     slot = state.count % LBFGS_MEMORY
     return LBFGSState(
-        state.delta + s, logits, grad, _loss(logits, Y, weights),
+        state.delta + s, logits, grad, mean_loss(loss, logits, Y, weights),
         state.s.at[slot].set(jnp.where(keep, s, state.s[slot])),
         state.y.at[slot].set(jnp.where(keep, y, state.y[slot])),
         state.rho.at[slot].set(jnp.where(keep, 1.0 / jnp.where(keep, sy, 1.0),
@@ -345,36 +344,37 @@ def _lbfgs_step(state, lin, Y, weights, ridge):
         state.count + keep.astype(state.count.dtype), alpha)
 
 
-@jax.jit
-def lbfgs_step(state, lin, Y, weights, ridge=0.0):
-    """One L-BFGS iteration on ``mean CE(f_lin) + (ridge / 2) ||omega - omega*||^2``
+@partial(jax.jit, static_argnames="loss")
+def lbfgs_step(state, lin, Y, weights, ridge=0.0, loss=CROSS_ENTROPY):
+    """One L-BFGS iteration on ``mean loss(f_lin) + (ridge / 2) ||omega - omega*||^2``
     (``omega`` the trained coordinates, ``theta`` in the standard parameterisation):
     a direction from the stored pairs, one Jacobian-vector product for the line
     ``f + alpha J d``, an exact line search along it, and one vector-Jacobian product
-    for the new gradient."""
-    return _lbfgs_step(state, lin, Y, weights, ridge)
+    for the new gradient. ``loss``: a :class:`skntk._losses.Loss` (static)."""
+    return _lbfgs_step(state, lin, Y, weights, ridge, loss)
 
 
-@jax.jit
-def lbfgs_epoch_and_metrics(state, lin, Y, weights, ridge, val_lin, Y_val, weights_val):
+@partial(jax.jit, static_argnames="loss")
+def lbfgs_epoch_and_metrics(state, lin, Y, weights, ridge, val_lin, Y_val, weights_val,
+                            loss=CROSS_ENTROPY):
     """One L-BFGS iteration (:func:`lbfgs_step`) and what the training loop checks and
     records after it, in one compiled program with one transfer to the host.
 
     ``val_lin``: the linearisation at ``theta*`` on the validation inputs, or ``None``.
-    Returns the new state and ``[1 if the step and logits are finite else 0,
-    train_loss, train_accuracy, val_loss, val_accuracy]`` (NaN without validation
+    Returns the new state and ``[1 if the step and outputs are finite else 0,
+    train_loss, train_score, val_loss, val_score]`` (NaN without validation
     data); the training logits are the solver's own, the validation logits one
     Jacobian-vector product."""
-    state = _lbfgs_step(state, lin, Y, weights, ridge)
+    state = _lbfgs_step(state, lin, Y, weights, ridge, loss)
     finite = jnp.isfinite(jnp.sum(state.delta * 0) + jnp.sum(state.logits * 0))
-    values = [finite.astype(state.logits.dtype), *logits_loss_and_accuracy(state.logits, Y,
-                                                                         weights)]
+    values = [finite.astype(state.logits.dtype), *loss_and_score(loss, state.logits, Y,
+                                                                 weights)]
     if val_lin is None:
         values += [jnp.nan, jnp.nan]
     else:
         val_logits = val_lin.logits + jacobian_vector_product(
             val_lin, omega_to_network(lin, state.delta))
-        values += list(logits_loss_and_accuracy(val_logits, Y_val, weights_val))
+        values += list(loss_and_score(loss, val_logits, Y_val, weights_val))
     return state, jnp.stack([jnp.asarray(v, state.logits.dtype) for v in values])
 
 

@@ -1,21 +1,10 @@
-"""The NTK phases: training continued around the switch point ``theta*``.
+"""The network NTK phases and the registry of every NTK phase, :data:`NTK_PHASES`.
 
-Each phase is a small class of pure static methods, looked up by the value of
-``ntk_phase`` in :data:`NTK_PHASES`:
-
-- ``start(params_star, X, Y, settings) -> state``: set up at the switch point;
-- ``epochs(settings)``: the epoch numbers (1-based) that get a history row;
-- ``step(state, epoch, settings) -> state``: the model after that epoch;
-- ``logits(state, X) -> (n, C)``: the phase's model on any inputs;
-- ``network(state) -> params``: the parameters reported as ``coefs_``/``intercepts_``;
-- ``extra_state(state) -> dict`` of numpy arrays that prediction needs besides
-  ``theta*`` and the final parameters (the kernel phase's ``dual_coef`` and ``X_fit``
-  become the estimator's public ``dual_coef_`` and ``X_fit_``, and are read back
-  from them);
-- ``predict_logits(params_star, params, extra, X)``: the fitted model's logits from
-  that numpy state (jax arrays of parameters);
-- kernel phases only: ``predict_variance(params_star, extra, X, block_size)``, the
-  NTK-GP posterior variance at ``t = inf``.
+Each phase is a class of the interface :class:`skntk._phase_api.NTKPhase`, looked up
+by the value of ``ntk_phase`` in :data:`NTK_PHASES`; the network phases here keep
+parameters ``(W, b)`` and train on the padded rows of a bucket, the kernel phase is
+in :mod:`skntk._kernel_phase`. Every step takes the estimator's loss
+(``settings.loss``, :mod:`skntk._losses`) as a static argument.
 
 ``"linearized"`` has two solvers: full-batch gradient descent with step ``eta``
 (:class:`LinearizedPhase`) and L-BFGS with an exact line search
@@ -41,61 +30,44 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._devices import shard_rows
-from ._kernel_phase import KernelPhase, MatrixFreeKernelPhase
+from ._kernel_phase import KernelPhase
 from ._linearized import (delta_to_params, lbfgs_epoch_and_metrics, lbfgs_init, lbfgs_step,
                           linearization)
+from ._losses import CROSS_ENTROPY
 from ._mlp import mlp_forward, params_to_numpy
 from ._parameterization import scale_params
+from ._phase_api import NTKPhase, PhaseSettings, network_metrics, tree_is_finite
 
-
-class PhaseSettings(NamedTuple):
-    """``learning_rate`` (eta), ``n_epochs`` (n, may be ``inf`` for the kernel phase),
-    ``ridge`` (rho), ``max_kernel_bytes`` (budget of an N x N kernel), ``mesh`` (the
-    devices of data-parallel full-batch steps, ``None`` for one device), the
-    matrix-free kernel solver's ``kernel_tol`` and ``kernel_max_iter``, and
-    ``kernel_offset``, the function the kernel regression starts from (``"network"``:
-    ``f(theta*)``; ``"zero"``), ``ntk_ridge``, the penalty
-    ``(ntk_ridge / 2) ||omega - omega*||^2`` of the linearised phase (in the trained
-    coordinates), and ``layer_scales``, the per-layer scales ``D`` of the
-    parameterisation (:func:`skntk._parameterization.layer_scales`; ``None``:
-    standard)."""
-
-    learning_rate: float
-    n_epochs: float
-    ridge: float = 0.0
-    max_kernel_bytes: Any = None
-    mesh: Any = None
-    kernel_tol: float = 1e-5
-    kernel_max_iter: int = 500
-    kernel_offset: str = "network"
-    ntk_ridge: float = 0.0
-    layer_scales: Any = None
+__all__ = ["NTK_PHASES", "PhaseSettings", "NetworkPhase", "NoPhase", "FrozenJacobianPhase",
+           "LinearizedPhase", "LinearizedLBFGSPhase", "KernelPhase"]
 
 
 def _tree_axpy(params, direction, scale):
     return jax.tree_util.tree_map(lambda p, d: p - scale * d, params, direction)
 
 
-def _mean_residual(logits, Y, weights):
-    """``(softmax(f) - Y) / N`` per sample; with ``weights`` (1 for real samples, 0 for
-    the padding rows of a bucket or a multi-device split) a weighted mean over the real
-    ones."""
-    residual = jax.nn.softmax(logits) - Y
+def _mean_residual(outputs, Y, weights, loss):
+    """``d loss / d f / N`` per sample (``(softmax(f) - Y) / N`` for the
+    cross-entropy); with ``weights`` (1 for real samples, 0 for the padding rows of a
+    bucket or a multi-device split) a weighted mean over the real ones."""
+    residual = loss.output_gradient(outputs, Y)
     if weights is None:
         return residual / Y.shape[0]
     return residual * (weights / jnp.sum(weights))[:, None]
 
 
-@partial(jax.jit, static_argnames="layer_scales")
+@partial(jax.jit, static_argnames=("layer_scales", "loss"))
 def frozen_jacobian_step(params, params_star, X, Y, learning_rate, weights=None,
-                         layer_scales=None):
-    """``theta <- theta - eta (1/N) sum_i D J(x_i; theta*)^T (softmax(f(x_i; theta)) - y_i)``.
+                         layer_scales=None, loss=CROSS_ENTROPY):
+    """``theta <- theta - eta (1/N) sum_i D J(x_i; theta*)^T grad_f loss(f(x_i; theta), y_i)``.
 
-    The sum is one vector-Jacobian product at ``theta*`` (one backward pass); no
-    per-sample Jacobian is formed. ``weights`` (N,), optional, masks padding rows.
-    ``layer_scales``: ``D`` (static; ``None``: the identity).
+    For the cross-entropy ``grad_f loss = softmax(f) - y``, for the squared error
+    ``f - y``. The sum is one vector-Jacobian product at ``theta*`` (one backward
+    pass); no per-sample Jacobian is formed. ``weights`` (N,), optional, masks padding
+    rows. ``layer_scales``: ``D`` (static; ``None``: the identity); ``loss``: a
+    :class:`skntk._losses.Loss` (static).
     """
-    residual = _mean_residual(mlp_forward(params, X), Y, weights)
+    residual = _mean_residual(mlp_forward(params, X), Y, weights, loss)
     _, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
     (direction,) = vjp_star(residual)
     return _tree_axpy(params, scale_params(direction, layer_scales), learning_rate)
@@ -109,18 +81,18 @@ def linearized_logits(params_star, params, X):
     return f_star + jvp
 
 
-@partial(jax.jit, static_argnames="layer_scales")
+@partial(jax.jit, static_argnames=("layer_scales", "loss"))
 def linearized_step(params, params_star, X, Y, learning_rate, weights=None, ridge=0.0,
-                    layer_scales=None):
-    """Full-batch gradient step on the mean cross-entropy of the linearised model plus
+                    layer_scales=None, loss=CROSS_ENTROPY):
+    """Full-batch gradient step on the mean loss of the linearised model plus
     ``(ridge / 2) ||omega - omega*||^2``, in the trained coordinates ``omega``:
     ``theta -= eta (D J^T r + ridge (theta - theta*))``; ``weights`` (N,), optional,
     masks padding rows; ``layer_scales``: ``D`` (static; ``None``: the identity,
-    ``omega = theta``)."""
+    ``omega = theta``); ``loss``: a :class:`skntk._losses.Loss` (static)."""
     delta = jax.tree_util.tree_map(jnp.subtract, params, params_star)
     f_star, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
     _, jvp = jax.jvp(lambda p: mlp_forward(p, X), (params_star,), (delta,))
-    residual = _mean_residual(f_star + jvp, Y, weights)
+    residual = _mean_residual(f_star + jvp, Y, weights, loss)
     (direction,) = vjp_star(residual)
     direction = jax.tree_util.tree_map(lambda g, d: g + ridge * d,
                                        scale_params(direction, layer_scales), delta)
@@ -129,7 +101,7 @@ def linearized_step(params, params_star, X, Y, learning_rate, weights=None, ridg
 
 class NetworkState(NamedTuple):
     """``params``: current parameters; ``params_star``: the switch point; ``X``, ``Y``:
-    training inputs (N', d) and one-hot targets (N', C), jax arrays, padded to N' rows
+    training inputs (N', d) and encoded targets (N', C), jax arrays, padded to N' rows
     (a bucket size, and a multiple of the devices of ``settings.mesh`` over which their
     rows are split); ``weights``: (N',), 1 for the N real samples, 0 for padding, or
     ``None`` when there is no padding."""
@@ -141,14 +113,16 @@ class NetworkState(NamedTuple):
     weights: Any = None
 
 
-class NoPhase:
-    """``ntk_phase=None``: the SGD network as it is."""
+class NetworkPhase(NTKPhase):
+    """Base of the phases whose model is a network around ``theta*``: their state is a
+    :class:`NetworkState`, they train on the padded rows of a bucket, and each epoch
+    is a full-batch step."""
 
     @staticmethod
     def start(params_star, X, Y, settings, weights=None, val=None):
         """``weights`` (N,), optional: 0 for padding rows of ``X`` and ``Y`` (a bucket);
         ``val``: the validation rows (:class:`skntk._buckets.Rows`) or ``None``, for the
-        phases that report their metrics with each step (:meth:`step_and_report`)."""
+        phases that report their metrics with each step."""
         mesh = settings.mesh
         if mesh is None:
             return NetworkState(params_star, params_star, X, Y, weights)
@@ -157,15 +131,24 @@ class NoPhase:
                             shard_rows(weights, mesh))
 
     @staticmethod
-    def epochs(settings):
-        return range(1, int(settings.n_epochs) + 1)
-
-    @staticmethod
     def step(state, epoch, settings):
         return state
 
+    @classmethod
+    def report(cls, state, train, val, settings):
+        """Finiteness of the parameters and the metrics of :meth:`outputs`, each one
+        compiled program (:func:`skntk._phase_api.network_metrics`)."""
+        finite = bool(tree_is_finite(cls.parameters(state)))
+        metrics = np.asarray(network_metrics(cls.outputs, settings.loss, state, train, val))
+        return np.concatenate([[float(finite)], metrics])
+
     @staticmethod
-    def logits(state, X):
+    def parameters(state):
+        """The parameters whose finiteness :meth:`report` checks."""
+        return state.params
+
+    @staticmethod
+    def outputs(state, X):
         return mlp_forward(state.params, X)
 
     @staticmethod
@@ -173,42 +156,87 @@ class NoPhase:
         return params_to_numpy(state.params)
 
     @staticmethod
-    def extra_state(state):
-        return {}
+    def predict_outputs(params_star, params, fitted, X):
+        return _network_outputs(params, X)
+
+
+@jax.jit
+def _network_outputs(params, X):
+    return mlp_forward(params, X)
+
+
+class NoPhase(NetworkPhase):
+    """``ntk_phase=None``: the SGD network as it is; no epoch is run."""
+
+    lowers_training_loss = False
+
+    @classmethod
+    def auto_learning_rate(cls, settings, step_for_curvature):
+        return float("nan")
 
     @staticmethod
-    def predict_logits(params_star, params, extra, X):
-        return mlp_forward(params, X)
+    def epochs(settings):
+        return range(0)
 
 
-class FrozenJacobianPhase(NoPhase):
-    """``ntk_phase="frozen_jacobian"``: the network trained with the Jacobian frozen at ``theta*``."""
+class FrozenJacobianPhase(NetworkPhase):
+    """``ntk_phase="frozen_jacobian"``: the network trained with the Jacobian frozen at
+    ``theta*`` (gradient descent only: its update is not the gradient of a loss)."""
+
+    ntk_solver = "gd"
+
+    @classmethod
+    def check_params(cls, ntk_solver, ntk_epochs):
+        if ntk_solver == "lbfgs":
+            raise ValueError(
+                "ntk_solver='lbfgs' needs a loss to minimise, and the frozen-Jacobian "
+                "update is not the gradient of one; use ntk_phase='linearized' with it, or "
+                "ntk_solver='auto' (gradient descent for 'frozen_jacobian').")
+        super().check_params(ntk_solver, ntk_epochs)
 
     @staticmethod
     def step(state, epoch, settings):
         params = frozen_jacobian_step(state.params, state.params_star, state.X, state.Y,
                                       settings.learning_rate, state.weights,
-                                      layer_scales=settings.layer_scales)
+                                      layer_scales=settings.layer_scales, loss=settings.loss)
         return state._replace(params=params)
 
 
-class LinearizedPhase(NoPhase):
+class LinearizedPhase(NetworkPhase):
     """``ntk_phase="linearized"``: the first-order Taylor model around ``theta*``, by
-    gradient descent (``ntk_solver="gd"``)."""
+    gradient descent (``ntk_solver="gd"``); :meth:`variant` gives the L-BFGS solver
+    (:class:`LinearizedLBFGSPhase`) for ``"lbfgs"``, the default."""
+
+    ntk_solver = "gd"
+
+    @classmethod
+    def resolve(cls, config, layer_sizes, n_train, n_val):
+        return ("lbfgs" if config.ntk_solver in ("auto", "lbfgs") else "gd"), None
+
+    @classmethod
+    def variant(cls, ntk_solver, kernel_solver):
+        return LinearizedLBFGSPhase if ntk_solver == "lbfgs" else LinearizedPhase
+
+    @classmethod
+    def auto_learning_rate(cls, settings, step_for_curvature):
+        # The ridge adds to the smoothness constant L = 1 / eta.
+        eta = step_for_curvature(settings.loss.curvature)
+        return 1.0 / (1.0 / eta + settings.ntk_ridge)
 
     @staticmethod
     def step(state, epoch, settings):
         params = linearized_step(state.params, state.params_star, state.X, state.Y,
                                  settings.learning_rate, state.weights,
-                                 settings.ntk_ridge, layer_scales=settings.layer_scales)
+                                 settings.ntk_ridge, layer_scales=settings.layer_scales,
+                                 loss=settings.loss)
         return state._replace(params=params)
 
     @staticmethod
-    def logits(state, X):
+    def outputs(state, X):
         return linearized_logits(state.params_star, state.params, X)
 
     @staticmethod
-    def predict_logits(params_star, params, extra, X):
+    def predict_outputs(params_star, params, fitted, X):
         return linearized_logits(params_star, params, X)
 
 
@@ -232,10 +260,17 @@ class LBFGSNetworkState(NamedTuple):
 
 class LinearizedLBFGSPhase(LinearizedPhase):
     """``ntk_phase="linearized"`` solved by L-BFGS with an exact line search: the
-    linearised cross-entropy is convex, so a quasi-Newton method needs far fewer
-    passes than gradient descent; each epoch is one iteration (one Jacobian-vector
-    and one vector-Jacobian product at ``theta*``); the line search sets every step,
-    so ``settings.learning_rate`` is unused."""
+    linearised loss is convex, so a quasi-Newton method needs far fewer passes than
+    gradient descent; each epoch is one iteration (one Jacobian-vector and one
+    vector-Jacobian product at ``theta*``), which reports its metrics in the same
+    compiled program; the line search sets every step, so
+    ``settings.learning_rate`` is unused (NaN)."""
+
+    ntk_solver = "lbfgs"
+
+    @classmethod
+    def auto_learning_rate(cls, settings, step_for_curvature):
+        return float("nan")
 
     @staticmethod
     def start(params_star, X, Y, settings, weights=None, val=None):
@@ -244,8 +279,8 @@ class LinearizedLBFGSPhase(LinearizedPhase):
         if weights is None:
             weights = jnp.ones(base.X.shape[0], base.X.dtype)
         lin = linearization(params_star, base.X, settings.layer_scales)
-        state = LBFGSNetworkState(lin, lbfgs_init(lin, base.Y, weights), base.X, base.Y,
-                                  weights)
+        state = LBFGSNetworkState(lin, lbfgs_init(lin, base.Y, weights, loss=settings.loss),
+                                  base.X, base.Y, weights)
         if val is None:
             return state
         val_weights = val.weights
@@ -255,24 +290,28 @@ class LinearizedLBFGSPhase(LinearizedPhase):
                               Y_val=val.Y,
                               weights_val=val_weights)
 
-    @staticmethod
-    def step_and_report(state, settings):
-        """One iteration and ``[finite, train_loss, train_accuracy, val_loss,
-        val_accuracy]`` in one compiled program (see
+    @classmethod
+    def step_and_report(cls, state, epoch, settings, train, val):
+        """One iteration and ``[finite, train_loss, train_score, val_loss,
+        val_score]`` in one compiled program (see
         :func:`skntk._linearized.lbfgs_epoch_and_metrics`)."""
         solver, report = lbfgs_epoch_and_metrics(
             state.solver, state.lin, state.Y, state.weights, settings.ntk_ridge,
-            state.val_lin, state.Y_val, state.weights_val)
-        return state._replace(solver=solver), report
+            state.val_lin, state.Y_val, state.weights_val, loss=settings.loss)
+        return state._replace(solver=solver), np.asarray(report)
 
     @staticmethod
     def step(state, epoch, settings):
         solver = lbfgs_step(state.solver, state.lin, state.Y, state.weights,
-                            settings.ntk_ridge)
+                            settings.ntk_ridge, loss=settings.loss)
         return state._replace(solver=solver)
 
     @staticmethod
-    def logits(state, X):
+    def parameters(state):
+        return LinearizedLBFGSPhase.params(state)
+
+    @staticmethod
+    def outputs(state, X):
         return linearized_logits(state.lin.params_star, LinearizedLBFGSPhase.params(state), X)
 
     @staticmethod
@@ -290,16 +329,5 @@ NTK_PHASES = {
     "linearized": LinearizedPhase,
     "kernel": KernelPhase,
 }
-
-KERNEL_SOLVERS = {"dense": KernelPhase, "matrix_free": MatrixFreeKernelPhase}
-
-
-def phase_class(ntk_phase, kernel_solver=None, ntk_solver=None):
-    """The phase class of ``ntk_phase``; for ``"kernel"``, that of ``kernel_solver``
-    (``"dense"`` or ``"matrix_free"``, default dense); for ``"linearized"``, that of
-    ``ntk_solver`` (``"gd"`` or ``"lbfgs"``, default gradient descent)."""
-    if ntk_phase == "kernel":
-        return KERNEL_SOLVERS[kernel_solver or "dense"]
-    if ntk_phase == "linearized" and ntk_solver == "lbfgs":
-        return LinearizedLBFGSPhase
-    return NTK_PHASES[ntk_phase]
+"""The registry of NTK phases, keyed by the value of ``ntk_phase``: a new phase is a
+class of the interface :class:`skntk._phase_api.NTKPhase` and one entry here."""

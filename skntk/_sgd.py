@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._devices import constrain_rows, padded_length
-from ._mlp import cross_entropy_per_sample, mlp_forward
+from ._losses import CROSS_ENTROPY
+from ._mlp import mlp_forward
 from ._parameterization import scale_params
 
 
@@ -59,15 +60,15 @@ def epoch_order(rng, n_samples, n_rows, batch_size):
     return order
 
 
-def _weighted_batch_loss(params, X, Y, weights):
-    per_sample = cross_entropy_per_sample(mlp_forward(params, X), Y)
+def _weighted_batch_loss(params, X, Y, weights, loss):
+    per_sample = loss.per_sample(mlp_forward(params, X), Y)
     return jnp.sum(weights * per_sample) / jnp.sum(weights)
 
 
-@partial(jax.jit, static_argnames=("batch_size", "mesh", "layer_scales"))
+@partial(jax.jit, static_argnames=("batch_size", "mesh", "layer_scales", "loss"))
 def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=None,
-              layer_scales=None):
-    """One shuffled pass of mini-batch SGD on the mean cross-entropy.
+              layer_scales=None, loss=CROSS_ENTROPY):
+    """One shuffled pass of mini-batch SGD on the mean of a loss.
 
     Every real sample is used exactly once: slot ``i`` of ``order`` belongs to batch
     ``i // batch_size``, the slots past ``n_samples`` get weight zero, so the last,
@@ -80,8 +81,10 @@ def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=No
     params : list of (W, b)
         Network parameters (jax arrays).
     X : jax array of shape (n_rows, n_features)
-    Y : jax array of shape (n_rows, n_classes)
-        One-hot targets. Rows past ``n_samples`` (padding) are never weighted.
+    Y : jax array of shape (n_rows, n_outputs)
+        Encoded targets of ``loss`` (one-hot classes for the cross-entropy, target
+        values for the squared error). Rows past ``n_samples`` (padding) are never
+        weighted.
     order : array of shape (n_slots,), int32
         Row indices in the order of this epoch (:func:`epoch_order`), ``n_slots`` a
         multiple of ``batch_size``.
@@ -102,6 +105,8 @@ def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=No
         ``theta -= learning_rate * D * grad``, which is plain SGD on the trained
         coordinates ``(omega, beta)`` of the NTK parameterisation, written in
         ``(W, b)``. ``None``: the standard parameterisation, ``D = 1``.
+    loss : skntk._losses.Loss, default=CROSS_ENTROPY
+        Static. The loss whose mean over each batch is descended.
 
     Returns
     -------
@@ -122,7 +127,7 @@ def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=No
     def step(i, params):
         idx, w = order[i], weights[i]
         Xb, Yb, w = (constrain_rows(a, mesh) for a in (X[idx], Y[idx], w))
-        grads = scale_params(grad_fn(params, Xb, Yb, w), layer_scales)
+        grads = scale_params(grad_fn(params, Xb, Yb, w, loss), layer_scales)
         return jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, params, grads)
 
     n_batches = (n_samples + batch_size - 1) // batch_size

@@ -7,7 +7,14 @@ keyed by the value of the ``switch`` parameter:
 - ``update(state, epoch, params, config) -> (state, statistic, threshold, switch_now)``
   after each SGD epoch (``epoch`` is 1-based). ``statistic`` is a float, NaN while it
   is not yet defined (or, for ``"kernel_velocity"``, between its checks);
-  ``threshold`` is the threshold it was compared with (NaN where none applies).
+  ``threshold`` is the threshold it was compared with (NaN where none applies);
+- ``monitor_kernels(window) -> (count, description, fix)`` for a criterion that forms
+  monitor kernels (``None`` otherwise): how many ``m x m`` kernels its state keeps
+  between epochs, in words, and the parameter besides ``ntk_monitor_size`` that lowers
+  that count (``""`` if none). The training loop checks their memory before training.
+
+A new criterion is these functions, in one module, and one entry in
+:data:`SWITCH_CRITERIA`.
 
 The statistics are those of the documentation's "Method" page (``docs/method.rst``,
 "Switch criteria"); ``k`` is
@@ -72,6 +79,23 @@ class SwitchCriterion(NamedTuple):
 
     init: Callable
     update: Callable
+    monitor_kernels: Any = None
+
+
+def _keeps_initial_kernel(window):
+    return 1, "K_0, the monitor kernel at initialisation", ""
+
+
+def _keeps_initial_and_last_kernel(window):
+    return 2, ("K_0 and the monitor kernel of the last check, kept by "
+               "switch='kernel_velocity'"), ""
+
+
+def _keeps_window_kernels(window):
+    return (window,
+            f"the last {window} monitor kernels, kept by switch='kernel_distance' "
+            f"(switch_window={window})",
+            f" or `switch_window` (got {window})")
 
 
 _NAN = float("nan")
@@ -300,13 +324,17 @@ def _kernel_velocity_update(state, epoch, params, config):
 
 
 SWITCH_CRITERIA = {
-    "kernel_velocity": SwitchCriterion(_kernel_velocity_init, _kernel_velocity_update),
+    "kernel_velocity": SwitchCriterion(_kernel_velocity_init, _kernel_velocity_update,
+                                       _keeps_initial_and_last_kernel),
     "fixed_epoch": SwitchCriterion(_fixed_init, _fixed_update),
     "param_norm": SwitchCriterion(_param_norm_init, _param_norm_update),
-    "ntk_norm": SwitchCriterion(_ntk_norm_init, _ntk_norm_update),
-    "kernel_distance": SwitchCriterion(_kernel_distance_init, _kernel_distance_update),
+    "ntk_norm": SwitchCriterion(_ntk_norm_init, _ntk_norm_update, _keeps_initial_kernel),
+    "kernel_distance": SwitchCriterion(_kernel_distance_init, _kernel_distance_update,
+                                       _keeps_window_kernels),
     None: SwitchCriterion(_fixed_init, _never_update),
 }
+"""The registry of switch criteria, keyed by the value of ``switch``."""
 
-KERNEL_CRITERIA = ("kernel_velocity", "ntk_norm", "kernel_distance")
+KERNEL_CRITERIA = tuple(name for name, criterion in SWITCH_CRITERIA.items()
+                        if criterion.monitor_kernels is not None)
 """Criteria that compute the NTK on the monitor subset."""

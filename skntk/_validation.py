@@ -16,11 +16,13 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Largest float32, about 3.4e38: larger inputs are refused by ``fit`` and clipped by
 ``predict``."""
 
-def refuse_sparse(X, name):
+def refuse_sparse(X, name, owner="skntk"):
+    """Refuse a scipy sparse ``X``: ``owner`` (the estimator's name) trains on dense
+    arrays, and the message says how to convert or reduce it."""
     if scipy.sparse.issparse(X):
         n_rows, n_cols = X.shape
         raise TypeError(
-            f"HybridNTKClassifier does not accept sparse input: `{name}` is a "
+            f"{owner} does not accept sparse input: `{name}` is a "
             f"{type(X).__name__} of shape {X.shape}. It trains on dense float32 arrays; "
             f"convert it with `{name}.toarray()` (about {n_rows * n_cols * 4 / 1024**2:.1f} "
             f"MiB dense in float32), or reduce the features first (e.g. with "

@@ -1,10 +1,11 @@
-"""Plots of a fitted :class:`~skntk.HybridNTKClassifier`, as scikit-learn Display objects.
+"""Plots of a fitted :class:`~skntk.HybridNTKClassifier` or
+:class:`~skntk.HybridNTKRegressor`, as scikit-learn Display objects.
 
 Each display is built with ``from_estimator(clf)``, which draws at once, or from plain
 arrays with its constructor followed by :meth:`plot`. After drawing, ``figure_`` and
 ``ax_`` hold the matplotlib figure and axes.
 
-- :class:`TrainingHistoryDisplay`: loss and accuracy per epoch, on the training and
+- :class:`TrainingHistoryDisplay`: loss and score (accuracy or R^2) per epoch, on the
   validation data, with the switch epoch marked, the NTK phase shaded and, when that
   phase stopped early, the epoch whose state the model kept marked.
 - :class:`SwitchStatisticDisplay`: the monitored switch statistic per epoch on a log
@@ -44,6 +45,23 @@ _STATISTIC_LABELS = {
 }
 
 
+# The score columns of ``history_`` and their labels: (loss label, curve name, axis
+# label), keyed by the suffix of the score columns (``train_<key>``, ``val_<key>``).
+_SCORES = {
+    "accuracy": ("loss (mean cross-entropy)", "accuracy", "accuracy (fraction)"),
+    "r2": ("loss (half mean squared error)", "R²", "R² (coefficient of determination)"),
+}
+
+
+def _score_key(history):
+    """The score of ``history``: ``"accuracy"`` (classifier) or ``"r2"`` (regressor)."""
+    for key in _SCORES:
+        if f"train_{key}" in history:
+            return key
+    raise ValueError(f"`history` holds no score columns: expected one of "
+                     f"{[f'train_{key}' for key in _SCORES]}, got {sorted(history)}.")
+
+
 def _require_matplotlib():
     """Import matplotlib, or raise an ImportError that says how to install it."""
     try:
@@ -63,14 +81,14 @@ def _new_axes(ncols):
 
 
 def _fitted_hybrid(estimator):
-    """The fitted HybridNTKClassifier inside ``estimator`` (itself, a Pipeline, a search).
+    """The fitted skntk estimator inside ``estimator`` (itself, a Pipeline, a search).
 
     Raises
     ------
     sklearn.exceptions.NotFittedError
         If ``estimator`` is not fitted.
     TypeError
-        If it holds no training history (not a HybridNTKClassifier).
+        If it holds no training history (not a skntk estimator).
     """
     check_is_fitted(estimator)
     estimator = getattr(estimator, "best_estimator_", estimator)
@@ -78,7 +96,8 @@ def _fitted_hybrid(estimator):
         estimator = estimator[-1]
     if not hasattr(estimator, "history_"):
         raise TypeError(
-            f"Expected a fitted HybridNTKClassifier (or a Pipeline or search ending in one); "
+            f"Expected a fitted HybridNTKClassifier or HybridNTKRegressor (or a Pipeline or "
+            f"search ending in one); "
             f"got {type(estimator).__name__}, which has no `history_`.")
     return estimator
 
@@ -136,10 +155,11 @@ def _statistic_label(criterion, window):
 
 
 class TrainingHistoryDisplay:
-    """Loss and accuracy per epoch of both training phases.
+    """Loss and score per epoch of both training phases.
 
-    Draws the training and validation curves of the mean cross-entropy and of the
-    accuracy (a fraction in [0, 1]), marks the switch epoch with a vertical dotted line,
+    Draws the training and validation curves of the loss and of the score: the mean
+    cross-entropy and the accuracy (a fraction in [0, 1]) of a classifier, half the
+    mean squared error and R^2 of a regressor. Marks the switch epoch with a vertical dotted line,
     shades the NTK phase and, when that phase stopped early, marks the epoch whose
     state the model kept with a green dotted line. Build it with
     :meth:`from_estimator`, or from arrays and then :meth:`plot`.
@@ -147,10 +167,11 @@ class TrainingHistoryDisplay:
     Parameters
     ----------
     history : dict of ndarray
-        As ``HybridNTKClassifier.history_``: equal-length arrays ``epoch`` (int),
-        ``phase`` (``"sgd"`` or ``"ntk"``), ``train_loss``, ``val_loss`` (mean
-        cross-entropy, nats), ``train_accuracy``, ``val_accuracy`` (fractions in
-        [0, 1]; NaN validation values are not drawn).
+        As ``HybridNTKClassifier.history_`` or ``HybridNTKRegressor.history_``:
+        equal-length arrays ``epoch`` (int), ``phase`` (``"sgd"`` or ``"ntk"``),
+        ``train_loss``, ``val_loss``, and the scores ``train_accuracy``,
+        ``val_accuracy`` (fractions in [0, 1]) or ``train_r2``, ``val_r2``; NaN
+        validation values are not drawn.
     switch_epoch : int or None, default=None
         Last SGD epoch, marked by a vertical line; None marks nothing.
     kept_epoch : int or None, default=None
@@ -164,13 +185,14 @@ class TrainingHistoryDisplay:
     ax_ : matplotlib Axes
         Axes of the loss curves (log scale with ``log_loss=True``).
     accuracy_ax_ : matplotlib Axes
-        Axes of the accuracy curves: the second panel, or a twin of ``ax_`` sharing
-        its x-axis when :meth:`plot` was given a single Axes.
+        Axes of the score curves (accuracy or R^2): the second panel, or a twin of
+        ``ax_`` sharing its x-axis when :meth:`plot` was given a single Axes.
     figure_ : matplotlib Figure
         Figure holding the axes.
     lines_ : dict of str to matplotlib Line2D
-        Curves keyed by ``"train_loss"``, ``"val_loss"``, ``"train_accuracy"`` and
-        ``"val_accuracy"`` (validation keys only with validation data).
+        Curves keyed by ``"train_loss"``, ``"val_loss"`` and the score columns
+        (``"train_accuracy"``, ``"val_accuracy"`` or ``"train_r2"``, ``"val_r2"``);
+        validation keys only with validation data.
     switch_lines_ : list of matplotlib Line2D
         The vertical switch lines, one per axes; empty without a switch.
     kept_lines_ : list of matplotlib Line2D
@@ -215,7 +237,7 @@ class TrainingHistoryDisplay:
 
         Parameters
         ----------
-        estimator : HybridNTKClassifier
+        estimator : HybridNTKClassifier or HybridNTKRegressor
             A fitted estimator, or a fitted Pipeline or search (``best_estimator_``)
             ending in one.
         ax : matplotlib Axes, pair of Axes or None, default=None
@@ -248,12 +270,12 @@ class TrainingHistoryDisplay:
         Parameters
         ----------
         ax : matplotlib Axes, pair of Axes or None, default=None
-            None draws loss and accuracy side by side in a new figure. A single Axes
-            gets the loss (solid lines) and a twin y-axis the accuracy (dashed lines).
-            A pair ``(loss_ax, accuracy_ax)`` gets one panel each.
+            None draws loss and score side by side in a new figure. A single Axes
+            gets the loss (solid lines) and a twin y-axis the score (dashed lines).
+            A pair ``(loss_ax, score_ax)`` gets one panel each.
         log_loss : bool, default=False
             Draw the loss axis on a log scale, which shows the small late decreases
-            of a loss that fell by orders of magnitude. The accuracy axis stays linear.
+            of a loss that fell by orders of magnitude. The score axis stays linear.
 
         Returns
         -------
@@ -264,8 +286,12 @@ class TrainingHistoryDisplay:
         ------
         ImportError
             If matplotlib is not installed.
+        ValueError
+            If ``history`` has no score columns.
         """
         _require_matplotlib()
+        score = _score_key(self.history)
+        loss_label, score_name, score_label = _SCORES[score]
         twin = ax is not None and not isinstance(ax, (list, tuple, np.ndarray))
         if ax is None:
             loss_ax, acc_ax = _new_axes(2)
@@ -278,16 +304,16 @@ class TrainingHistoryDisplay:
         epochs = np.asarray(h["epoch"])
         acc_style = "--" if twin else "-"
         self.lines_ = {}
-        for key, axes, style, ylabel in (("loss", loss_ax, "-", "loss (mean cross-entropy)"),
-                                         ("accuracy", acc_ax, acc_style,
-                                          "accuracy (fraction)")):
+        for key, curve, axes, style, ylabel in (
+                ("loss", "loss", loss_ax, "-", loss_label),
+                (score, score_name, acc_ax, acc_style, score_label)):
             for split, color, name in (("train", _TRAIN_COLOR, "train"),
                                        ("val", _VAL_COLOR, "validation")):
                 values = np.asarray(h[f"{split}_{key}"], dtype=float)
                 if np.all(np.isnan(values)):
                     continue
                 self.lines_[f"{split}_{key}"], = axes.plot(
-                    epochs, values, style, color=color, marker=".", label=f"{name} {key}")
+                    epochs, values, style, color=color, marker=".", label=f"{name} {curve}")
             axes.set_ylabel(ylabel)
         if log_loss:
             loss_ax.set_yscale("log")
@@ -315,7 +341,7 @@ class TrainingHistoryDisplay:
         if twin:
             handles = loss_ax.get_legend_handles_labels()
             acc_handles = acc_ax.get_legend_handles_labels()
-            # Loss falls and accuracy rises: the middle right is usually free.
+            # Loss falls and the score rises: the middle right is usually free.
             loss_ax.legend(handles[0] + acc_handles[0], handles[1] + acc_handles[1],
                            loc="center right", fontsize="small")
         else:
@@ -374,7 +400,7 @@ class SwitchStatisticDisplay:
 
     See Also
     --------
-    TrainingHistoryDisplay : Loss and accuracy per epoch.
+    TrainingHistoryDisplay : Loss and score per epoch.
 
     Examples
     --------
@@ -408,7 +434,7 @@ class SwitchStatisticDisplay:
 
         Parameters
         ----------
-        estimator : HybridNTKClassifier
+        estimator : HybridNTKClassifier or HybridNTKRegressor
             A fitted estimator with a monitored criterion (``switch`` is
             ``"kernel_velocity"``, ``"param_norm"``, ``"ntk_norm"`` or
             ``"kernel_distance"``), or a fitted Pipeline or search ending in one.
@@ -532,7 +558,7 @@ class KernelDiagnosticsDisplay:
 
     See Also
     --------
-    TrainingHistoryDisplay : Loss and accuracy per epoch.
+    TrainingHistoryDisplay : Loss and score per epoch.
 
     Examples
     --------
@@ -561,7 +587,7 @@ class KernelDiagnosticsDisplay:
 
         Parameters
         ----------
-        estimator : HybridNTKClassifier
+        estimator : HybridNTKClassifier or HybridNTKRegressor
             Fitted with ``kernel_diagnostics=True``, or a fitted Pipeline or search
             ending in one.
 

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skntk import HybridNTKClassifier
+from skntk import HybridNTKClassifier, HybridNTKRegressor
 
 
 @parametrize_with_checks([
@@ -16,6 +16,14 @@ from skntk import HybridNTKClassifier
                         kernel_solver="matrix_free", ntk_epochs=float("inf"), kernel_ridge=1.0,
                         hidden_layer_sizes=(16,)),
     HybridNTKClassifier(parameterization="ntk", learning_rate=1.0),
+    HybridNTKRegressor(),
+    HybridNTKRegressor(switch="param_norm", ntk_phase="frozen_jacobian", max_sgd_epochs=20),
+    HybridNTKRegressor(switch="kernel_distance", ntk_phase=None, ntk_monitor_size=32),
+    HybridNTKRegressor(switch="fixed_epoch", switch_epoch=5, ntk_phase="kernel",
+                       kernel_ridge=1e-3, validation_fraction=None),
+    HybridNTKRegressor(switch=None, max_sgd_epochs=10, ntk_phase="kernel",
+                       kernel_solver="matrix_free", ntk_epochs=float("inf"), kernel_ridge=1.0,
+                       hidden_layer_sizes=(16,)),
 ])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

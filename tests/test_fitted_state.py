@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.utils.validation import check_is_fitted
 
-from skntk import HybridNTKClassifier
+from skntk import HybridNTKClassifier, HybridNTKRegressor
 from skntk._devices import MissingDevice, PickledDevices
 
 from .conftest import blobs
@@ -127,7 +127,9 @@ def test_set_params_after_fit_changes_no_prediction_until_the_next_fit(fitted_ph
         # every other phase and solver, with other NTK settings and a budget of 1 byte
         clf.set_params(**{"kernel_solver": "auto", **phase}, max_kernel_bytes=1,
                        kernel_ridge=5.0, ntk_epochs=7, ntk_learning_rate=0.01,
-                       switch="param_norm", hidden_layer_sizes=(3,))
+                       switch="param_norm", hidden_layer_sizes=(3,), kernel_offset="network",
+                       kernel_tol=0.5, kernel_max_iter=1, ntk_solver="gd",
+                       parameterization="ntk")
         np.testing.assert_array_equal(clf.predict_proba(X_NEW), proba)
         np.testing.assert_array_equal(clf.predict(X_NEW), pred)
     assert clf.ntk_phase_ == fitted_phase["ntk_phase"] and clf.switch_ == "fixed_epoch"
@@ -136,13 +138,36 @@ def test_set_params_after_fit_changes_no_prediction_until_the_next_fit(fitted_ph
     other = PHASES[(PHASES.index(fitted_phase) + 1) % len(PHASES)]
     defaults = HybridNTKClassifier().get_params()
     clf.set_params(**FAST, **{"kernel_solver": "auto", **other},
-                   **{name: defaults[name] for name in ("max_kernel_bytes", "kernel_ridge",
-                                                        "ntk_learning_rate")}
+                   **{name: defaults[name] for name in (
+                       "max_kernel_bytes", "kernel_ridge", "ntk_learning_rate",
+                       "kernel_offset", "kernel_tol", "kernel_max_iter", "ntk_solver",
+                       "parameterization")}
                    ).fit(X30, y30)
     assert clf.ntk_phase_ == other["ntk_phase"]
     np.testing.assert_array_equal(clf.predict_proba(X_NEW),
                                   fast(**other).fit(X30, y30).predict_proba(X_NEW))
     assert not np.array_equal(clf.predict_proba(X_NEW), proba)
+
+
+@pytest.mark.parametrize("fitted_phase", PHASES, ids=_phase_id)
+def test_set_params_after_fit_changes_no_regression_until_the_next_fit(fitted_phase):
+    y = np.column_stack([X30[:, 0] * X30[:, 1], np.sin(X30[:, 2])])
+    kernel = fitted_phase["ntk_phase"] == "kernel"
+    reg = HybridNTKRegressor(**{**FAST, **fitted_phase, "ntk_epochs": np.inf if kernel else 2})
+    reg.fit(X30, y)
+    pred = reg.predict(X_NEW)
+    variance = reg.predict_variance(X_NEW) if kernel else None
+    for phase in PHASES:
+        reg.set_params(**{"kernel_solver": "auto", **phase}, max_kernel_bytes=1,
+                       kernel_ridge=5.0, ntk_epochs=7, ntk_learning_rate=0.01,
+                       switch="param_norm", hidden_layer_sizes=(3,), kernel_offset="zero",
+                       kernel_tol=0.5, kernel_max_iter=1, ntk_solver="gd",
+                       parameterization="ntk", normalize_y=False)
+        np.testing.assert_array_equal(reg.predict(X_NEW), pred)
+        if variance is not None:
+            np.testing.assert_array_equal(reg.predict_variance(X_NEW), variance)
+    assert reg.ntk_phase_ == fitted_phase["ntk_phase"]
+    assert reg.kernel_solver_ == fitted_phase.get("kernel_solver")
 
 
 def test_set_params_after_fit_examples_of_the_issue():

@@ -167,7 +167,7 @@ def test_matrix_free_variance_warns_when_cg_stops_short(monkeypatch):
 
 def test_a_cross_kernel_over_the_fitted_budget_is_refused(fits):
     clf = pickle.loads(pickle.dumps(fits["dense", 0.5]))
-    clf._ntk_extra["max_kernel_bytes"] = 200_000  # as if fitted with a small budget
+    clf.max_kernel_bytes_ = 200_000  # as if fitted with a small budget
     with pytest.raises(ValueError, match=r"kernel of predict_variance.*max_kernel_bytes"):
         clf.predict_variance(X_TEST)
 

@@ -47,7 +47,7 @@ def _run_phase(params, X, X_test, Y, learning_rate, n_epochs, ridge=0.0):
     state = KernelPhase.start(params, X, jnp.asarray(Y), settings)
     for epoch in KernelPhase.epochs(settings):
         state = KernelPhase.step(state, epoch, settings)
-    return KernelPhase.logits(state, X), KernelPhase.logits(state, X_test)
+    return KernelPhase.outputs(state, X), KernelPhase.outputs(state, X_test)
 
 
 @pytest.mark.parametrize("learning_rate, n_epochs", [(0.5, 4), (3.0, 20)])

@@ -62,7 +62,8 @@ def smallest_budget(est):
     while low < high:
         middle = (low + high) // 2
         try:
-            _check_budgets(est.set_params(max_kernel_bytes=middle), LAYER_SIZES, N_TRAIN, N_VAL)
+            _check_budgets(est.set_params(max_kernel_bytes=middle)._training_config(),
+                           LAYER_SIZES, N_TRAIN, N_VAL)
             high = middle
         except ValueError:
             low = middle + 1

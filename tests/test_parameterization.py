@@ -351,11 +351,11 @@ def test_kernel_phase_regresses_with_the_ntk_kernel(phase):
         state = phase.start(params, X, jnp.asarray(Y), settings)
         state = phase.step(state, math.inf, settings)
         np.testing.assert_allclose(state.train_logits, F0 + K @ A, rtol=1e-6, atol=1e-8)
-        np.testing.assert_allclose(phase.logits(state, X_new), F0_new + K_new @ A, rtol=1e-6,
+        np.testing.assert_allclose(phase.outputs(state, X_new), F0_new + K_new @ A, rtol=1e-6,
                                    atol=1e-8)
         # Prediction from the fitted state alone (what the estimator stores).
-        extra = phase.extra_state(state)
-        np.testing.assert_allclose(phase.predict_logits(params, params, extra, X_new),
+        fitted = dict(phase.fitted_state(state, settings), layer_scales=settings.layer_scales)
+        np.testing.assert_allclose(phase.predict_outputs(params, params, fitted, X_new),
                                    F0_new + K_new @ A, rtol=1e-6, atol=1e-8)
 
 
@@ -420,4 +420,5 @@ def test_fitted_ntk_estimator_pickles_and_predicts_the_same(ntk_phase):
     np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
     if ntk_phase == "kernel":
         # Prediction uses the NTK-parameterised kernel of the fitted state.
-        assert clf._ntk_extra["layer_scales"] == layer_scales((5, 16, 3), "ntk")
+        assert clf.parameterization_ == "ntk"
+        assert clf._fitted_phase()[1]["layer_scales"] == layer_scales((5, 16, 3), "ntk")

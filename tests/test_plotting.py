@@ -317,3 +317,27 @@ def test_kernel_diagnostics_display_draws_the_recorded_values():
     with pytest.raises(ValueError, match="kernel_diagnostics=True"):
         KernelDiagnosticsDisplay.from_estimator(clf.set_params(kernel_diagnostics=False)
                                                 .fit(X, y))
+
+
+def test_displays_draw_a_regressor_with_its_r2():
+    from skntk import HybridNTKRegressor
+    from skntk.plotting import KernelDiagnosticsDisplay
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(80, 3))
+    y = np.column_stack([np.sin(X[:, 0]), X[:, 1] * X[:, 2]])
+    reg = HybridNTKRegressor(hidden_layer_sizes=(16,), max_sgd_epochs=6, switch="param_norm",
+                             switch_threshold=0.0, ntk_epochs=3, kernel_diagnostics=True,
+                             random_state=0).fit(X, y)
+    display = TrainingHistoryDisplay.from_estimator(reg)
+    assert set(display.lines_) == {"train_loss", "val_loss", "train_r2", "val_r2"}
+    np.testing.assert_allclose(display.lines_["val_r2"].get_ydata(), reg.history_["val_r2"])
+    assert display.ax_.get_ylabel() == "loss (half mean squared error)"
+    assert display.accuracy_ax_.get_ylabel() == "R² (coefficient of determination)"
+    statistic = SwitchStatisticDisplay.from_estimator(reg)
+    np.testing.assert_allclose(statistic.line_.get_ydata()[-1],
+                               reg.history_["switch_statistic"][5])
+    diagnostics = KernelDiagnosticsDisplay.from_estimator(reg)
+    np.testing.assert_allclose(diagnostics.axes_[1].get_lines()[0].get_ydata(),
+                               reg.history_["kernel_alignment"][:6])
+    plt.close("all")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from skntk._buckets import pad_rows
-from skntk._mlp import init_mlp_params, mean_cross_entropy, mlp_forward, params_to_jax
+from skntk._losses import CROSS_ENTROPY, mean_loss
+from skntk._mlp import init_mlp_params, mlp_forward, params_to_jax
 from skntk._sgd import compiled_batch_size, epoch_order, n_batches_per_epoch, sgd_epoch
 
 
@@ -18,7 +19,7 @@ def _problem(n=23, d=5, C=3, seed=0):
 
 def _reference_epoch(params, X, Y, order, lr, batch_size):
     """Plain Python loop over the same permutation, one gradient per batch."""
-    grad = jax.grad(lambda p, xb, yb: mean_cross_entropy(mlp_forward(p, xb), yb))
+    grad = jax.grad(lambda p, xb, yb: mean_loss(CROSS_ENTROPY, mlp_forward(p, xb), yb))
     for start in range(0, X.shape[0], batch_size):
         idx = order[start:start + batch_size]
         g = grad(params, X[idx], Y[idx])

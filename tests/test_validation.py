@@ -26,7 +26,8 @@ from sklearn.utils.validation import check_is_fitted
 import skntk._training as training_module
 from skntk import HybridNTKClassifier
 from skntk._validation import softmax, usable_logits
-from skntk._mlp import cross_entropy_per_sample, init_mlp_params, mlp_forward, params_to_jax
+from skntk._losses import cross_entropy_per_sample
+from skntk._mlp import init_mlp_params, mlp_forward, params_to_jax
 from skntk._kernel_phase import (CROSS_KERNEL_COPIES, TRAINING_KERNEL_COPIES, _check_kernel,
                                  check_kernel_phase_budget)
 from skntk._phases import FrozenJacobianPhase
