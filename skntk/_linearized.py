@@ -243,10 +243,11 @@ def lbfgs_init(lin, Y, weights, loss=CROSS_ENTROPY):
     flat, _ = ravel_pytree(lin.params_star)
     P, M = flat.shape[0], LBFGS_MEMORY
     grad = _flat_gradient(lin, lin.logits, Y, weights, loss)
-    zeros = jnp.zeros((M, P), flat.dtype)
+    # Two arrays, not one twice: the epoch program donates (updates in place) each.
     return LBFGSState(jnp.zeros_like(flat), lin.logits, grad,
                       mean_loss(loss, lin.logits, Y, weights),
-                      zeros, zeros, jnp.zeros(M, flat.dtype), jnp.zeros((), jnp.int32),
+                      jnp.zeros((M, P), flat.dtype), jnp.zeros((M, P), flat.dtype),
+                      jnp.zeros(M, flat.dtype), jnp.zeros((), jnp.int32),
                       jnp.asarray(1.0, flat.dtype))
 
 
@@ -354,7 +355,6 @@ def lbfgs_step(state, lin, Y, weights, ridge=0.0, loss=CROSS_ENTROPY):
     return _lbfgs_step(state, lin, Y, weights, ridge, loss)
 
 
-@partial(jax.jit, static_argnames="loss")
 def lbfgs_epoch_and_metrics(state, lin, Y, weights, ridge, val_lin, Y_val, weights_val,
                             loss=CROSS_ENTROPY):
     """One L-BFGS iteration (:func:`lbfgs_step`) and what the training loop checks and
@@ -364,8 +364,21 @@ def lbfgs_epoch_and_metrics(state, lin, Y, weights, ridge, val_lin, Y_val, weigh
     Returns the new state and ``[1 if the step and outputs are finite else 0,
     train_loss, train_score, val_loss, val_score]`` (NaN without validation
     data); the training logits are the solver's own, the validation logits one
-    Jacobian-vector product."""
-    state = _lbfgs_step(state, lin, Y, weights, ridge, loss)
+    Jacobian-vector product.
+
+    The stored pairs ``state.s`` and ``state.y`` (two (M, P) arrays) are donated to the
+    new state, which updates one row of each in place: after the call they are no
+    longer valid in ``state`` (its other fields are). Copying them instead took a third
+    of an iteration on the CPU (426 training samples, M = 10).
+    """
+    return _lbfgs_epoch_and_metrics(state.s, state.y, state._replace(s=None, y=None), lin, Y,
+                                    weights, ridge, val_lin, Y_val, weights_val, loss=loss)
+
+
+@partial(jax.jit, static_argnames="loss", donate_argnums=(0, 1))
+def _lbfgs_epoch_and_metrics(s, y, state, lin, Y, weights, ridge, val_lin, Y_val,
+                             weights_val, loss):
+    state = _lbfgs_step(state._replace(s=s, y=y), lin, Y, weights, ridge, loss)
     finite = jnp.isfinite(jnp.sum(state.delta * 0) + jnp.sum(state.logits * 0))
     values = [finite.astype(state.logits.dtype), *loss_and_score(loss, state.logits, Y,
                                                                  weights)]
