@@ -57,7 +57,8 @@ def _threshold(text):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="skntk", description="Plain SGD against hybrid SGD -> NTK training on one dataset.")
+        prog="skntk", description="Plain SGD against hybrid SGD -> NTK training on one classification dataset "
+                    "(HybridNTKClassifier; the command has no regression mode).")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", choices=sorted(BUNDLED) + sorted(GENERATED),
                         default="digits",

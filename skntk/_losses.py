@@ -52,6 +52,9 @@ class Loss(NamedTuple):
         ``val_<score_name>``).
     description : str
         The loss in words, for axis labels and messages.
+    scaling_hint : str
+        What else to scale when training diverges (appended to the error's advice;
+        empty where scaling ``X`` is all there is).
     """
 
     name: str
@@ -62,6 +65,7 @@ class Loss(NamedTuple):
     score: Callable
     score_name: str
     description: str
+    scaling_hint: str = ""
 
 
 def weighted_mean(values, weights=None):
@@ -135,7 +139,9 @@ CROSS_ENTROPY = Loss("cross_entropy", cross_entropy_per_sample, _cross_entropy_g
                      _cross_entropy_line, 0.5, accuracy, "accuracy", "mean cross-entropy")
 SQUARED_ERROR = Loss("squared_error", squared_error_per_sample, _squared_error_gradient,
                      _squared_error_line, 1.0, r2_score, "r2",
-                     "half the mean squared error")
+                     "half the mean squared error",
+                     "; targets of a large scale diverge too: keep normalize_y=True "
+                     "(the default), which standardises them")
 
 LOSSES = {loss.name: loss for loss in (CROSS_ENTROPY, SQUARED_ERROR)}
 """The registry: a new loss is a :class:`Loss` and an entry here."""

@@ -88,9 +88,11 @@ class TrainingConfig(NamedTuple):
 class _History:
     """Per-epoch records and the optional one-line-per-epoch report."""
 
-    def __init__(self, config, start):
+    def __init__(self, config, start, auto_learning_rate=False):
         self.rows = []
         self.config = config
+        # learning_rate="auto": config.learning_rate holds the step it chose.
+        self.auto_learning_rate = auto_learning_rate
         self.start = start
         score = config.loss.score_name
         self.train_score, self.val_score = f"train_{score}", f"val_{score}"
@@ -136,12 +138,14 @@ class _History:
         if isinstance(rate, str):
             advice = f"Pass a small number as `{name}` (got {rate!r})"
         else:
-            advice = f"Lower `{name}` (got {rate!r}; try {rate / 10:.3g} or less)"
+            got = (f"'auto' chose {rate:.3g}" if phase == "sgd" and self.auto_learning_rate
+                   else f"got {rate!r}")
+            advice = f"Lower `{name}` ({got}; try {rate / 10:.3g} or less)"
         return ValueError(
             f"Training diverged: {what} became non-finite (NaN or inf) in {where}. "
             f"{advice}; if `X` is not "
             f"standardised, scaling it (e.g. with sklearn.preprocessing.StandardScaler) "
-            f"helps too. The estimator is left unfitted.")
+            f"helps too{config.loss.scaling_hint}. The estimator is left unfitted.")
 
     def as_arrays(self):
         keys = ("epoch", "phase", "train_loss", self.train_score, "val_loss", self.val_score,
@@ -352,7 +356,8 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     monitor, m = None, min(config.ntk_monitor_size, n_samples)
     # The monitor subset serves the kernel criteria and the automatic steps.
     monitor_index = np.sort(rng.choice(n_samples, m, replace=False))
-    if config.learning_rate == "auto":
+    auto_learning_rate = config.learning_rate == "auto"
+    if auto_learning_rate:
         # 1 / L of the loss at theta_0 on the monitor subset, capped.
         eta = auto_ntk_learning_rate(params, jnp.asarray(X[monitor_index]), scales,
                                      config.loss.curvature)
@@ -389,7 +394,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
             f"float32 computation. Standardise `X` (e.g. with "
             f"sklearn.preprocessing.StandardScaler).")
 
-    history = _History(config, start)
+    history = _History(config, start, auto_learning_rate)
     params, n_sgd, switched, threshold, stopped_by_callback = _sgd_phase(
         config, history, params, train, val, monitor, monitor_index, Y, m, scales, mesh,
         batch_size, shuffle_rng, n_samples, callbacks)

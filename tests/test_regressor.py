@@ -115,6 +115,17 @@ def test_invalid_targets_are_refused_with_the_fix():
         HybridNTKRegressor().fit(X, np.full(10, 1e300))
 
 
+def test_divergence_on_unscaled_targets_names_the_chosen_step_and_normalize_y():
+    # Targets around 1e4, left unscaled: the first SGD epoch overflows.
+    X = np.random.RandomState(0).normal(size=(200, 5))
+    y = 150 * X[:, 0] + 1e4
+    regressor = HybridNTKRegressor(normalize_y=False, max_sgd_epochs=5, random_state=0)
+    with pytest.raises(ValueError, match=r"Lower `learning_rate` \('auto' chose 0\.05; try "
+                                         r"0\.005 or less\).*keep normalize_y=True"):
+        regressor.fit(X, y)
+    assert not hasattr(regressor, "coefs_")
+
+
 def test_linearized_lbfgs_reaches_the_ridge_regression_of_the_ntk():
     # One output: the linearised model f0 + J delta minimising
     # (1/2N) ||f0(X) + J delta - y||^2 + (lam/2) ||delta||^2 predicts
