@@ -299,11 +299,13 @@ class BaseHybridNTK(BaseEstimator):
 
     def _fitted_phase(self):
         """The fitted NTK phase's implementation and what it predicts from besides the
-        parameters: its fitted attributes and the parameterisation's scales."""
+        parameters: its fitted attributes, the parameterisation's scales and the fitted
+        kernel solver."""
         phase = NTK_PHASES[self.ntk_phase_].variant(self.ntk_solver_, self.kernel_solver_)
         layer_sizes = (self.coefs_[0].shape[0], *(W.shape[1] for W in self.coefs_))
         fitted = {name: getattr(self, name) for name in phase.fitted_attributes}
         fitted["layer_scales"] = layer_scales(layer_sizes, self.parameterization_)
+        fitted["kernel_solver_"] = self.kernel_solver_
         return phase, fitted
 
     def _outputs(self, X):

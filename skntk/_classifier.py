@@ -186,8 +186,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
           (at its eigendecomposition its float64 copy, the symmetrised copy, the
           eigensolver's copy and the eigenvectors are alive together); the
           validation cross kernel, beside the N x N eigenvectors kept for the NTK
-          epochs; and the cross kernel of one block of 256 predicted rows. A cross
-          kernel is counted five times (its float32 result and two float64 copies).
+          epochs, counted five times (its float32 result and two float64 copies).
+          Prediction forms no cross kernel: it applies ``K_bar(x, X_fit_)`` to
+          ``dual_coef_`` block by block, in memory independent of N.
 
         All are checked at the start of :meth:`fit`, before training; one over the
         budget raises a ``ValueError`` that gives its size and what lowers it.

@@ -11,7 +11,7 @@ Lifecycle, as the training loop runs it::
 
     ntk_solver, kernel_solver = Phase.resolve(config, layer_sizes, n_train, n_val)
     phase = Phase.variant(ntk_solver, kernel_solver)   # the implementation
-    settings = PhaseSettings(...)                        # epochs, step, ridge, loss, ...
+    settings = PhaseSettings(..., kernel_solver=kernel_solver)  # epochs, step, loss, ...
     state = phase.start(params_star, X, Y, settings, weights=..., val=...)
     for epoch in phase.epochs(settings):
         state, report = phase.step_and_report(state, epoch, settings, train, val)
@@ -19,7 +19,8 @@ Lifecycle, as the training loop runs it::
     fitted = phase.fitted_state(state, settings)         # public fitted attributes
     coefs = phase.network(state)                         # coefs_ / intercepts_
 
-and prediction, from the fitted attributes alone::
+and prediction, from the fitted attributes alone (``fitted``: the phase's
+:attr:`NTKPhase.fitted_attributes`, ``layer_scales`` and ``kernel_solver_``)::
 
     phase = NTK_PHASES[ntk_phase_].variant(ntk_solver_, kernel_solver_)
     outputs = phase.predict_outputs(params_star, params, fitted, X)
@@ -53,7 +54,10 @@ class PhaseSettings(NamedTuple):
     ``(ntk_ridge / 2) ||omega - omega*||^2`` of the linearised phase, in the trained
     coordinates), ``layer_scales`` (the per-layer scales ``D`` of the
     parameterisation, :func:`skntk._parameterization.layer_scales`; ``None``:
-    standard) and ``loss`` (the estimator's :class:`skntk._losses.Loss`)."""
+    standard), ``loss`` (the estimator's :class:`skntk._losses.Loss`) and
+    ``kernel_solver`` (the solver of the kernel phase from :meth:`NTKPhase.resolve`, a
+    key of :data:`skntk._kernel_solvers.KERNEL_SOLVERS`; ``None`` for the other
+    phases)."""
 
     learning_rate: float
     n_epochs: float
@@ -66,6 +70,7 @@ class PhaseSettings(NamedTuple):
     ntk_ridge: float = 0.0
     layer_scales: Any = None
     loss: Any = CROSS_ENTROPY
+    kernel_solver: Any = "dense"
 
 
 @jax.jit
@@ -91,15 +96,17 @@ def network_metrics(outputs_fn, loss, state, train, val):
     return jnp.stack(values)
 
 
-def host_metrics(outputs_fn, loss, state, train, val):
-    """As :func:`network_metrics` for a model whose ``outputs_fn(state, X)`` runs on
-    the host (the kernel phase); a list of 4 floats."""
+def host_metrics(loss, train_outputs, train, val_outputs=None, val=None):
+    """As :func:`network_metrics` for a model whose outputs are computed on the host
+    (the kernel phase): ``train_outputs`` (n, C) and ``val_outputs`` (n_val, C) on the
+    rows ``train`` and ``val`` (:class:`skntk._buckets.Rows`; ``val`` may be ``None``).
+    Returns a list of 4 floats."""
     values = []
-    for rows in (train, val):
+    for outputs, rows in ((train_outputs, train), (val_outputs, val)):
         if rows is None:
             values += [math.nan, math.nan]
         else:
-            score = loss_and_score(loss, outputs_fn(state, rows.X), rows.Y, rows.weights)
+            score = loss_and_score(loss, outputs, rows.Y, rows.weights)
             values += [float(v) for v in score]
     return values
 
@@ -109,9 +116,10 @@ class NTKPhase:
 
     Class attributes
     ----------------
-    ntk_solver, kernel_solver : str or None
-        The solvers this implementation is (the fitted ``ntk_solver_`` and
-        ``kernel_solver_``).
+    ntk_solver : str or None
+        The solver this implementation is (the fitted ``ntk_solver_``). The kernel
+        phase's solver (``kernel_solver_``) is chosen by :meth:`resolve` and reaches it
+        through ``PhaseSettings.kernel_solver``.
     padded_rows : bool
         True: :meth:`start` receives the training rows padded to a bucket size with
         their weights (0 for padding), and the validation rows; the phase must give
@@ -135,7 +143,6 @@ class NTKPhase:
     """
 
     ntk_solver = None
-    kernel_solver = None
     padded_rows = True
     auto_epochs = NTK_MAX_EPOCHS_AUTO
     early_stopping = True
@@ -160,7 +167,7 @@ class NTKPhase:
         """``(ntk_solver, kernel_solver)`` of this fit, from the training
         configuration (:class:`skntk._training.TrainingConfig`), the layer sizes and
         the numbers of training and validation rows; may check memory budgets."""
-        return cls.ntk_solver, cls.kernel_solver
+        return cls.ntk_solver, None
 
     @classmethod
     def variant(cls, ntk_solver, kernel_solver):
@@ -239,7 +246,8 @@ class NTKPhase:
     def predict_outputs(params_star, params, fitted, X):
         """The fitted model's outputs on ``X`` (jax, float32) from the parameters at the
         switch and the reported ones (jax) and ``fitted``: a dict of
-        :attr:`fitted_attributes` and ``layer_scales``, the parameterisation's ``D``."""
+        :attr:`fitted_attributes`, ``layer_scales`` (the parameterisation's ``D``) and
+        ``kernel_solver_``."""
         raise NotImplementedError
 
     @staticmethod

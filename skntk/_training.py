@@ -417,7 +417,8 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     n_epochs = phase.auto_epochs if auto_epochs else config.ntk_epochs
     settings = PhaseSettings(math.nan, n_epochs, config.kernel_ridge, config.max_kernel_bytes,
                              mesh, config.kernel_tol, config.kernel_max_iter,
-                             config.kernel_offset, config.ntk_ridge, scales, config.loss)
+                             config.kernel_offset, config.ntk_ridge, scales, config.loss,
+                             kernel_solver)
     learning_rate = config.ntk_learning_rate
     if learning_rate == "auto":
         subset = jnp.asarray(X[monitor_index])
@@ -454,7 +455,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         learning_rate_=float(config.learning_rate),
         ntk_learning_rate_=float(learning_rate), ntk_solver_=phase.ntk_solver,
         ntk_stop_reason_=stop_reason, ntk_best_epoch_=best_epoch,
-        kernel_solver_=phase.kernel_solver, kernel_solver_info_=phase.solver_info(phase_state),
+        kernel_solver_=kernel_solver, kernel_solver_info_=phase.solver_info(phase_state),
         **phase.fitted_state(phase_state, settings),
     )
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
-import skntk._kernel_phase
+import skntk._kernel_solvers
 from skntk import HybridNTKClassifier
 from skntk._matrix_free import kernel_diagonal
 from skntk._mlp import init_mlp_params, mlp_forward, params_to_jax
@@ -156,7 +156,7 @@ def test_set_params_and_pickling_after_fit_change_no_variance(fits):
 def test_matrix_free_variance_warns_when_cg_stops_short(monkeypatch):
     clf = kernel_fit(kernel_solver="matrix_free", kernel_ridge=0.0, kernel_max_iter=2)
     # A preconditioner of rank 200 >= N solves this tiny problem at once: make it weak.
-    monkeypatch.setattr(skntk._kernel_phase, "PRECONDITIONER_RANK", 3)
+    monkeypatch.setattr(skntk._kernel_solvers, "PRECONDITIONER_RANK", 3)
     with pytest.warns(ConvergenceWarning, match=r"predict_variance: conjugate gradients "
                                                 r"did not reach.*kernel_max_iter=2"):
         variance = clf.predict_variance(X_TEST)

@@ -10,6 +10,7 @@ import scipy.linalg
 from scipy.special import softmax
 
 from skntk import HybridNTKClassifier
+from skntk._buckets import Rows
 from skntk._mlp import init_mlp_params, mlp_forward, params_to_jax
 from skntk._phases import KernelPhase, PhaseSettings
 from skntk.ntk import empirical_ntk_reference
@@ -58,6 +59,40 @@ def test_kernel_phase_equals_matrix_exponential(learning_rate, n_epochs):
         want_train, want_test = _reference(params, X, X_test, Y, learning_rate * n_epochs)
     np.testing.assert_allclose(train, want_train, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(test, want_test, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("learning_rate, n_epochs, ridge", [(2.0, 5, 0.0), (1.0, np.inf, 0.1)])
+def test_both_solvers_give_the_same_dual_coefficients_and_outputs(learning_rate, n_epochs,
+                                                                  ridge):
+    """Dense (eigendecomposition) and matrix-free (Lanczos at finite t, conjugate
+    gradients at t = inf) solvers in float64, against the expm / direct-solve
+    reference: the same dual coefficients, training outputs, validation metrics
+    (from the state built at start) and predictions (one path for both)."""
+    with jax.enable_x64(True):
+        params, X, X_test, Y = _problem(seed=2)
+        Y_test = jnp.asarray(np.eye(3)[np.arange(X_test.shape[0]) % 3])
+        val = Rows(X_test, Y_test, None, X_test.shape[0])
+        got = {}
+        for solver in ("dense", "matrix_free"):
+            settings = PhaseSettings(learning_rate, n_epochs, ridge, None, kernel_tol=1e-12,
+                                     kernel_max_iter=100, kernel_solver=solver)
+            state = KernelPhase.start(params, X, jnp.asarray(Y), settings, val=val)
+            for epoch in KernelPhase.epochs(settings):
+                state, report = KernelPhase.step_and_report(state, epoch, settings,
+                                                            Rows(X, jnp.asarray(Y), None, 30),
+                                                            val)
+            fitted = dict(KernelPhase.fitted_state(state, settings), layer_scales=None)
+            got[solver] = (fitted["dual_coef_"], state.train_logits,
+                           KernelPhase.predict_outputs(params, params, fitted, X_test), report)
+        want_train, want_test = _reference(params, X, X_test, Y, learning_rate * n_epochs,
+                                           ridge)
+    for A, train, test, report in got.values():
+        np.testing.assert_allclose(train, want_train, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(test, want_test, rtol=1e-6, atol=1e-9)
+        assert report[0] == 1.0 and np.all(np.isfinite(report))
+    (A_dense, *_, report_dense), (A_free, *_, report_free) = got.values()
+    np.testing.assert_allclose(A_free, A_dense, rtol=1e-6, atol=1e-9 * np.abs(A_dense).max())
+    np.testing.assert_allclose(report_free, report_dense, rtol=1e-8)
 
 
 def test_kernel_regression_equals_ridge_solve():
@@ -109,7 +144,7 @@ def test_kernel_memory_guard_refuses_before_allocating():
     assert not hasattr(clf, "coefs_")
 
 
-@pytest.mark.parametrize("ntk_epochs, ridge", [(6, 0.0), (np.inf, 1.0)])
+@pytest.mark.parametrize("ntk_epochs, ridge", [(6, 0.0), (6, 1.0), (np.inf, 1.0)])
 def test_matrix_free_solver_agrees_with_dense(ntk_epochs, ridge):
     X, y = blobs(n_samples=90, n_features=5)
     kw = dict(hidden_layer_sizes=(16,), max_sgd_epochs=3, switch=None, ntk_phase="kernel",
@@ -118,6 +153,17 @@ def test_matrix_free_solver_agrees_with_dense(ntk_epochs, ridge):
     dense = HybridNTKClassifier(kernel_solver="dense", **kw).fit(X, y)
     matrix_free = HybridNTKClassifier(kernel_solver="matrix_free", **kw).fit(X, y)
     assert dense.kernel_solver_ == "dense" and matrix_free.kernel_solver_ == "matrix_free"
+    # float32 kernels, kernel_tol=1e-5: the logits agree to about 1e-5 of their scale
+    # (one prediction path for both), and with a ridge the dual coefficients too. At
+    # rho = 0 these differ along directions that the kernel nearly annihilates (the
+    # dense solver drops them, Lanczos resolves them to its tolerance), which no
+    # output sees.
+    logits = dense.decision_function(X + 0.2)
+    np.testing.assert_allclose(matrix_free.decision_function(X + 0.2), logits, rtol=0,
+                               atol=1e-4 * np.abs(logits).max())
+    if ridge > 0:
+        np.testing.assert_allclose(matrix_free.dual_coef_, dense.dual_coef_, rtol=0,
+                                   atol=2e-4 * np.abs(dense.dual_coef_).max())
     np.testing.assert_allclose(matrix_free.predict_proba(X + 0.2), dense.predict_proba(X + 0.2),
                                atol=1e-4)
     np.testing.assert_allclose(matrix_free.history_["train_loss"], dense.history_["train_loss"],
@@ -184,9 +230,9 @@ def test_training_loop_stops_on_non_finite_flow_coefficients(monkeypatch):
     """The loop's check after every kernel-phase epoch: coefficients that turn NaN at
     the second epoch (injected into the flow) raise a ValueError that names them, the
     phase and its epoch, and leave the estimator unfitted."""
-    import skntk._kernel_phase as kernel_phase
+    import skntk._kernel_solvers as kernel_solvers
 
-    flow_coefficients = kernel_phase.flow_coefficients
+    flow_coefficients = kernel_solvers.flow_coefficients
     calls = []
 
     def nan_from_second_epoch(*args, **kwargs):
@@ -194,7 +240,7 @@ def test_training_loop_stops_on_non_finite_flow_coefficients(monkeypatch):
         A = flow_coefficients(*args, **kwargs)
         return A if len(calls) < 2 else np.full_like(A, np.nan)
 
-    monkeypatch.setattr(kernel_phase, "flow_coefficients", nan_from_second_epoch)
+    monkeypatch.setattr(kernel_solvers, "flow_coefficients", nan_from_second_epoch)
     X, y = blobs(n_samples=40)
     clf = HybridNTKClassifier(kernel_solver="dense", **KERNEL_AT_INIT)
     with pytest.raises(ValueError, match=r"the kernel-flow coefficients became non-finite "

@@ -28,8 +28,8 @@ from skntk import HybridNTKClassifier
 from skntk._validation import softmax, usable_logits
 from skntk._losses import cross_entropy_per_sample
 from skntk._mlp import init_mlp_params, mlp_forward, params_to_jax
-from skntk._kernel_phase import (CROSS_KERNEL_COPIES, TRAINING_KERNEL_COPIES, _check_kernel,
-                                 check_kernel_phase_budget)
+from skntk._kernel_budget import (CROSS_KERNEL_COPIES, TRAINING_KERNEL_COPIES, check_kernel,
+                                  check_kernel_phase_budget)
 from skntk._phases import FrozenJacobianPhase
 from skntk._sgd import epoch_order, sgd_epoch
 from skntk.ntk import empirical_ntk, ntk_vector_product
@@ -446,29 +446,28 @@ def test_monitor_kernel_over_budget_is_refused_before_training(switch, capsys):
 
 def test_kernel_phase_kernels_over_budget_are_refused_before_training(capsys):
     layer_sizes = (4, 8, 3)
-    train_bytes = _check_kernel(layer_sizes, 30, 30, np.inf, ("k", "h"),
-                                copies=TRAINING_KERNEL_COPIES)
-    predict_bytes = _check_kernel(layer_sizes, 256, 30, np.inf, ("k", "h"),
-                                  copies=CROSS_KERNEL_COPIES)
-    assert train_bytes < predict_bytes
+    train_bytes = check_kernel(layer_sizes, 30, 30, np.inf, ("k", "h"),
+                               copies=TRAINING_KERNEL_COPIES)
     clf = fast(switch=None, ntk_phase="kernel", kernel_solver="dense",
                max_kernel_bytes=train_bytes - 1, verbose=1)
     with pytest.raises(ValueError, match=(
             r"training kernel of ntk_phase='kernel' of shape \(30, 30\).*"
             r"ntk_phase='frozen_jacobian'.*raise `max_kernel_bytes`")):
         clf.fit(X30, y30)
-    clf.set_params(max_kernel_bytes=predict_bytes - 1)
-    with pytest.raises(ValueError, match=r"prediction cross kernel of ntk_phase='kernel' of "
-                                         r"shape \(256, 30\)"):
-        clf.fit(X30, y30)
     assert "epoch" not in capsys.readouterr().out
     assert_unfitted(clf)
-    clf.set_params(max_kernel_bytes=predict_bytes, verbose=0).fit(X30, y30)
-    assert_valid_proba(clf.predict_proba(X30), 30, 3)
-    # a validation set larger than a prediction block needs its own cross kernel
+    # prediction forms no cross kernel (it applies it block by block): the training
+    # kernel's budget fits and predicts any number of rows
+    clf.set_params(max_kernel_bytes=train_bytes, verbose=0).fit(X30, y30)
     X_val = np.tile(X30, (10, 1))
+    assert_valid_proba(clf.predict_proba(X_val), 300, 3)
+    # a validation set needs its cross kernel, kept beside the float64 eigenvectors
+    val_bytes = check_kernel(layer_sizes, 300, 30, np.inf, ("k", "h"),
+                             copies=CROSS_KERNEL_COPIES, held_bytes=30 * 30 * 8)
+    assert val_bytes > train_bytes
+    assert check_kernel_phase_budget(layer_sizes, 30, val_bytes, n_val=300) == val_bytes
     with pytest.raises(ValueError, match=r"validation cross kernel .* \(300, 30\)"):
-        check_kernel_phase_budget(layer_sizes, 30, predict_bytes, n_val=300)
+        check_kernel_phase_budget(layer_sizes, 30, val_bytes - 1, n_val=300)
     with pytest.raises(ValueError, match=r"validation cross kernel .* \(300, 30\)"):
         clf.fit(X30, y30, X_val, np.tile(y30, 10))
     # kernel_solver="auto" never forms a kernel that is over the budget
