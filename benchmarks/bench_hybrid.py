@@ -23,9 +23,10 @@ criterion instead (accuracy difference to SGD only and the switch and NTK epochs
 evidence for the default threshold).
 
 ``--trajectory`` prints, every third epoch, the default criterion's statistic
-``v_e / d_e`` (from a scouting run, ``switch_threshold=0``) beside the test accuracy
-of a fixed switch at that epoch minus SGD only's, means over the seeds: how settled
-the kernel looks against what a switch there costs.
+``eps(e-k, e) / eps(0, e)`` and the kernel velocity ``v_e / d_e`` of
+``switch="kernel_velocity"`` (from scouting runs, ``switch_threshold=0``) beside the
+test accuracy of a fixed switch at that epoch minus SGD only's, means over the seeds:
+how lazy the network looks against what a switch there costs.
 
 Run from the repository root::
 
@@ -166,17 +167,24 @@ def trajectory(task, seeds):
         sgd = HybridNTKClassifier(max_sgd_epochs=BUDGET, switch=None, ntk_phase=None,
                                   random_state=seed).fit(X_train, y_train)
         acc_sgd = sgd.score(X_test, y_test)
-        scout = HybridNTKClassifier(max_sgd_epochs=TRAJECTORY_EPOCHS[-1], switch_threshold=0.0,
-                                    ntk_phase=None, random_state=seed).fit(X_train, y_train)
-        statistics.append([scout.history_["switch_statistic"][e - 1] for e in TRAJECTORY_EPOCHS])
+        per_criterion = []
+        for switch in ("linearization_error", "kernel_velocity"):
+            scout = HybridNTKClassifier(
+                max_sgd_epochs=TRAJECTORY_EPOCHS[-1], switch=switch, switch_threshold=0.0,
+                ntk_phase=None, random_state=seed).fit(X_train, y_train)
+            per_criterion.append([scout.history_["switch_statistic"][e - 1]
+                                  for e in TRAJECTORY_EPOCHS])
+        statistics.append(per_criterion)
         costs.append([100 * (HybridNTKClassifier(
             max_sgd_epochs=BUDGET, switch="fixed_epoch", switch_epoch=e,
             random_state=seed).fit(X_train, y_train).score(X_test, y_test) - acc_sgd)
             for e in TRAJECTORY_EPOCHS])
     statistics, costs = np.mean(statistics, axis=0), np.mean(costs, axis=0)
-    print(f"{task}: epoch, v/d (mean), fixed switch there against SGD only (pp, mean)")
+    print(f"{task}: epoch; eps(e-k, e) / eps(0, e) and v/d (means); a fixed switch there "
+          f"against SGD only (pp, mean)")
     print("  " + " ".join(f"{e:>7d}" for e in TRAJECTORY_EPOCHS))
-    print("  " + " ".join(f"{v:7.4f}" for v in statistics))
+    for row in statistics:
+        print("  " + " ".join(f"{v:7.4f}" for v in row))
     print("  " + " ".join(f"{c:+7.2f}" for c in costs), flush=True)
 
 

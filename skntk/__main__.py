@@ -66,15 +66,15 @@ def build_parser():
                              "task that needs feature learning (default: digits)")
     source.add_argument("--csv", metavar="PATH", help="a CSV file with a header row")
     parser.add_argument("--target", metavar="COLUMN", help="label column of --csv")
-    parser.add_argument("--switch", default="kernel_velocity",
+    parser.add_argument("--switch", default="linearization_error",
                         choices=[c if c else "none" for c in SWITCH_CRITERIA],
-                        help="switch criterion (default: kernel_velocity)")
+                        help="switch criterion (default: linearization_error)")
     parser.add_argument("--ntk-phase", default="linearized",
                         choices=[p if p else "none" for p in NTK_PHASES],
                         help="NTK phase (default: linearized)")
     parser.add_argument("--switch-threshold", type=_threshold, default=None,
                         help="switch threshold; its scale depends on the criterion "
-                             "(default: 'auto', 0.01 for kernel_velocity)")
+                             "(default: 'auto', 0.12 for linearization_error)")
     parser.add_argument("--max-sgd-epochs", type=int, default=60,
                         help="SGD epoch budget of both methods (default: 60)")
     parser.add_argument("--ntk-epochs", type=float, default=None,

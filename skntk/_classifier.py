@@ -31,8 +31,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
        (``"frozen_jacobian"``), or in closed form as kernel regression or kernel
        gradient flow (``"kernel"``).
 
-    With the defaults, the switch waits for the kernel to settle
-    (``switch="kernel_velocity"``) and the NTK phase stops by itself
+    With the defaults, the switch waits until the linearised network explains SGD's
+    recent progress (``switch="linearization_error"``) and the NTK phase stops by itself
     (``ntk_epochs="auto"``); benchmarks/bench_hybrid.py and the user guide ("When does
     the hybrid pay off") give the evidence for each default.
 
@@ -55,10 +55,23 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     max_sgd_epochs : int, default=50
         Budget of SGD epochs. 0 starts the NTK phase at initialisation (no switch
         criterion is evaluated and no warning is given).
-    switch : {"kernel_velocity", "ntk_norm", "kernel_distance", "param_norm", \
-            "fixed_epoch"} or None, default="kernel_velocity"
+    switch : {"linearization_error", "kernel_velocity", "ntk_norm", "kernel_distance", \
+            "param_norm", "fixed_epoch"} or None, default="linearization_error"
         Criterion that ends the SGD phase, evaluated after every epoch ``e``:
 
+        - ``"linearization_error"``: every ``k`` epochs,
+          ``eps(e-k, e) / eps(0, e) < switch_threshold``, with
+          ``eps(a, b) = ||F_b - F_a - J_a (theta_b - theta_a)||_F / ||F_b - F_a||_F``
+          the relative error of the first-order Taylor expansion of the network at
+          ``theta_a`` (the linearised network of Lee et al. 2019, section 2.2) in predicting
+          the change of its outputs ``F`` (``m x C``) on the monitor subset from epoch
+          ``a`` to ``b``. It holds when the linearised network explains the last ``k``
+          epochs of SGD far better than it explains the path from initialisation: the
+          network has learned its features and moves lazily. Scale-free; 1 at the first
+          check; ``inf`` while ``eps(0, e) < 0.05`` (the network has not left its
+          linearisation at initialisation, e.g. with a tiny learning rate). One forward
+          pass and two Jacobian-vector products on the monitor subset per check; see the
+          documentation's "Method" page;
         - ``"kernel_velocity"``: every ``k`` epochs, the relative kernel velocity
           ``v_e / d_e < switch_threshold`` with ``v_e = 1 - cos(K_e, K_{e-k})`` and
           ``d_e = 1 - cos(K_e, K_0)`` (cosines of the monitor kernels in the Frobenius
@@ -84,7 +97,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     switch_threshold : float or "auto", default="auto"
         Threshold of the switch statistic. 0 never triggers: a scouting run that only
         records the statistic in ``history_["switch_statistic"]`` (no warning is
-        given). ``"auto"``: 0.01 for ``"kernel_velocity"``, 1e-3 for
+        given). ``"auto"``: 0.12 for ``"linearization_error"``, 0.01 for
+        ``"kernel_velocity"``, 1e-3 for
         ``"kernel_distance"``, and for the criteria whose statistic has the scale of
         what it measures a share of the movement since initialisation, so that they
         cannot hold before the network moves: ``0.1 * D_e`` for ``"ntk_norm"`` and
@@ -93,8 +107,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     switch_epoch : int, default=10
         Epoch of the ``"fixed_epoch"`` criterion.
     ntk_monitor_size : int, default=128
-        Training samples (drawn once, from ``random_state``) on which the kernel
-        criteria compute the NTK and ``ntk_learning_rate="auto"`` its top eigenvalue;
+        Training samples (drawn once, from ``random_state``) on which the switch
+        criteria compute their statistics (the kernel criteria the NTK) and
+        ``ntk_learning_rate="auto"`` the NTK's top eigenvalue;
         clipped to the training set. The cost of a kernel check grows with its
         square: 128 keeps ``"kernel_velocity"`` at about 0.3 of an SGD epoch per epoch
         or less on the benchmark tasks (256: up to 0.5 on digits), with the same
@@ -107,8 +122,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         epochs in a row each lower the training loss by less than ``ntk_tol`` times
         its value at the switch (the last state is kept), or, with validation data,
         when the
-        validation accuracy has not improved for ``ntk_patience`` epochs (the best
-        state is kept, the switch point included), and after at most 100 epochs;
+        validation accuracy has not improved for ``ntk_patience`` epochs (the latest
+        state whose accuracy is within one standard error, ``sqrt(p (1 - p) / n_val)``,
+        of the best is kept, the switch point included: the one-standard-error rule of
+        Hastie et al., The Elements of Statistical Learning, section 7.10), and after
+        at most 100 epochs;
         ``ntk_stop_reason_`` says which. Without validation data
         (``validation_fraction=None``) only convergence and the cap stop it, and the
         linearised network can overfit: keep a validation fraction, or pass a whole
@@ -371,7 +389,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         Why the NTK phase stopped (``None`` without one).
     ntk_best_epoch_ : int
         Epoch of the NTK phase (1-based; 0: the switch point) whose state the final
-        model is.
+        model is (see ``ntk_epochs``).
     n_iter_ : int
         Epochs run in both phases.
     sgd_time_, ntk_time_ : float
@@ -457,7 +475,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     _target_attributes = ("classes_",)
 
     def __init__(self, hidden_layer_sizes=(128, 128), learning_rate=0.05, batch_size=64,
-                 max_sgd_epochs=50, switch="kernel_velocity", switch_window=3,
+                 max_sgd_epochs=50, switch="linearization_error", switch_window=3,
                  switch_threshold="auto", switch_epoch=10, ntk_monitor_size=128,
                  ntk_phase="linearized", ntk_epochs="auto", ntk_learning_rate="auto",
                  ntk_solver="auto", ntk_tol=3e-2, ntk_patience=5, ntk_ridge=1e-3,

@@ -19,6 +19,7 @@ padding rows of a bucket, :mod:`skntk._buckets`).
   (``sklearn.metrics.r2_score``, ``multioutput="uniform_average"``, ``force_finite``).
 """
 
+import math
 from functools import partial
 from typing import Callable, NamedTuple
 
@@ -55,6 +56,9 @@ class Loss(NamedTuple):
     scaling_hint : str
         What else to scale when training diverges (appended to the error's advice;
         empty where scaling ``X`` is all there is).
+    score_standard_error : callable ``(score, n) -> float``
+        Standard error of a score measured on ``n`` samples, from the score itself:
+        the tolerance of the NTK phase's early stopping (:mod:`skntk._stopping`).
     """
 
     name: str
@@ -66,6 +70,7 @@ class Loss(NamedTuple):
     score_name: str
     description: str
     scaling_hint: str = ""
+    score_standard_error: Callable = None
 
 
 def weighted_mean(values, weights=None):
@@ -135,13 +140,27 @@ def r2_score(f, Y, weights=None):
     return jnp.mean(per_output)
 
 
+def accuracy_standard_error(score, n):
+    """``sqrt(p (1 - p) / n)``, the binomial standard error of an accuracy ``p``."""
+    p = min(max(score, 0.0), 1.0)
+    return math.sqrt(p * (1.0 - p) / n)
+
+
+def r2_standard_error(score, n):
+    """``(1 - R^2) sqrt(2 / n)``: with Gaussian residuals the mean squared error over
+    ``n`` samples has relative standard error ``sqrt(2 / n)``, and ``1 - R^2`` is
+    proportional to it."""
+    return max(1.0 - score, 0.0) * math.sqrt(2.0 / n)
+
+
 CROSS_ENTROPY = Loss("cross_entropy", cross_entropy_per_sample, _cross_entropy_gradient,
-                     _cross_entropy_line, 0.5, accuracy, "accuracy", "mean cross-entropy")
+                     _cross_entropy_line, 0.5, accuracy, "accuracy", "mean cross-entropy",
+                     score_standard_error=accuracy_standard_error)
 SQUARED_ERROR = Loss("squared_error", squared_error_per_sample, _squared_error_gradient,
                      _squared_error_line, 1.0, r2_score, "r2",
                      "half the mean squared error",
                      "; targets of a large scale diverge too: keep normalize_y=True "
-                     "(the default), which standardises them")
+                     "(the default), which standardises them", r2_standard_error)
 
 LOSSES = {loss.name: loss for loss in (CROSS_ENTROPY, SQUARED_ERROR)}
 """The registry: a new loss is a :class:`Loss` and an entry here."""

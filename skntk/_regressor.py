@@ -77,7 +77,9 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         Full-batch epochs of the NTK phase. ``"auto"`` stops when two epochs in a row
         each lower the training loss by less than ``ntk_tol`` times its value at the
         switch, or, with validation data, when the validation R^2 has not improved for
-        ``ntk_patience`` epochs (the best state is kept), after at most 100 epochs.
+        ``ntk_patience`` epochs (the latest state whose R^2 is within one standard
+        error, ``(1 - R^2) sqrt(2 / n_val)``, of the best is kept), after at most 100
+        epochs.
         For ``"kernel"`` the flow time is ``t = ntk_learning_rate * ntk_epochs``;
         ``numpy.inf`` and ``"auto"`` give kernel regression.
     ntk_learning_rate : float or "auto", default="auto"

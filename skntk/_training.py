@@ -362,7 +362,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         eta = auto_ntk_learning_rate(params, jnp.asarray(X[monitor_index]), scales,
                                      config.loss.curvature)
         config = config._replace(learning_rate=min(AUTO_LEARNING_RATE_CAP, eta))
-    if SWITCH_CRITERIA[config.switch].monitor_kernels or config.kernel_diagnostics:
+    if SWITCH_CRITERIA[config.switch].uses_monitor or config.kernel_diagnostics:
         monitor = monitor_rows(X[monitor_index], config.ntk_monitor_size, mesh)
     # The shuffling is drawn on the host, from a generator of its own, so that it does
     # not depend on the padding (see _sgd).
@@ -460,6 +460,10 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     )
 
 
+def _score_standard_error(standard_error, n, score):
+    return standard_error(score, n)
+
+
 def _ntk_phase(phase, state, settings, history, n_sgd, train, val, switch_loss,
                switch_val_score, auto_epochs, config, callbacks):
     """The epochs of the NTK phase from its start state; returns ``(kept state,
@@ -468,9 +472,11 @@ def _ntk_phase(phase, state, settings, history, n_sgd, train, val, switch_loss,
     epochs = phase.epochs(settings)
     if not len(epochs):
         return state, None, 0, switch_loss
+    tolerance = (None if val is None else
+                 partial(_score_standard_error, config.loss.score_standard_error, val.n))
     stopping = NTKStopping(auto_epochs and phase.early_stopping, settings.n_epochs,
                            config.ntk_tol, config.ntk_patience, state, switch_loss,
-                           switch_val_score)
+                           switch_val_score, tolerance)
     for count, epoch in enumerate(epochs, start=1):
         state, report = phase.step_and_report(state, epoch, settings, train, val)
         if not report[0]:

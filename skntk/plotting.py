@@ -38,6 +38,7 @@ _EARLY_NTK_STOPS = ("validation_score", "converged")
 # What each criterion's statistic is, for the y-axis label (see HybridNTKClassifier's
 # ``switch`` parameter); k is ``switch_window``.
 _STATISTIC_LABELS = {
+    "linearization_error": r"linearisation error $\varepsilon(e-k, e) / \varepsilon(0, e)$",
     "kernel_velocity": r"kernel velocity $v_e / d_e$",
     "kernel_distance": r"kernel distance $1 - \cos(K_e, K_{e-k})$",
     "ntk_norm": r"NTK distance change $|D_e - D_{e-k}|$",
@@ -380,7 +381,8 @@ class SwitchStatisticDisplay:
         the label of the vertical line.
     criterion : str or None, default=None
         Name of the criterion (a value of ``switch``); the y-axis label says what its
-        statistic is (for ``"kernel_velocity"``: kernel velocity ``v_e / d_e``).
+        statistic is (for ``"linearization_error"``: ``eps(e-k, e) / eps(0, e)``; for
+        ``"kernel_velocity"``: kernel velocity ``v_e / d_e``).
     window : int or None, default=None
         The window ``k`` of the statistic, in epochs (``switch_window``), shown on the
         y-axis label; None shows none.
@@ -436,8 +438,8 @@ class SwitchStatisticDisplay:
         ----------
         estimator : HybridNTKClassifier or HybridNTKRegressor
             A fitted estimator with a monitored criterion (``switch`` is
-            ``"kernel_velocity"``, ``"param_norm"``, ``"ntk_norm"`` or
-            ``"kernel_distance"``), or a fitted Pipeline or search ending in one.
+            ``"linearization_error"``, ``"kernel_velocity"``, ``"param_norm"``,
+            ``"ntk_norm"`` or ``"kernel_distance"``), or a fitted Pipeline or search ending in one.
         ax : matplotlib Axes or None, default=None
             Where to draw; None creates a new figure.
 
@@ -464,7 +466,8 @@ class SwitchStatisticDisplay:
         if not np.any(np.isfinite(h["switch_statistic"][sgd])):
             raise ValueError(
                 f"switch={clf.switch_!r} records no switch statistic, so there is nothing to "
-                f"plot. Fit with switch='kernel_velocity', 'ntk_norm', 'kernel_distance' or "
+                f"plot. Fit with switch='linearization_error', 'kernel_velocity', 'ntk_norm', "
+                f"'kernel_distance' or "
                 f"'param_norm' (and switch_threshold=0 for a scouting run that only records "
                 f"it).")
         thresholds = h["switch_threshold"][sgd]

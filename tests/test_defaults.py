@@ -1,5 +1,6 @@
-"""The default path: the kernel-velocity criterion, the automatic NTK step, the
-L-BFGS linearised phase and its stopping rule, against direct computations."""
+"""The default path: the linearisation-error criterion (and the kernel-velocity one),
+the automatic NTK step, the L-BFGS linearised phase and its stopping rule, against
+direct computations."""
 
 import math
 import warnings
@@ -16,6 +17,7 @@ from skntk._linearized import (auto_ntk_learning_rate, delta_to_params, lbfgs_in
                                lbfgs_step, linearization, ntk_max_eigenvalue)
 from skntk._mlp import init_mlp_params, mlp_forward, params_to_jax
 from skntk._phases import linearized_logits, linearized_step
+from skntk._losses import accuracy_standard_error, r2_standard_error
 from skntk._stopping import NTKStopping
 from skntk._switch import SWITCH_CRITERIA, SwitchConfig
 from skntk.ntk import empirical_ntk, empirical_ntk_reference
@@ -46,6 +48,78 @@ def _trajectory(n_epochs, steps, seed=0):
     theta0, direction = _params((3, 5, 2), seed), _params((3, 5, 2), seed + 1)
     return [jax.tree_util.tree_map(lambda a, b: a + steps(e) * b, theta0, direction)
             for e in range(n_epochs + 1)]
+
+
+# --- linearisation error ---------------------------------------------------------------
+
+def _numpy_outputs_and_jvp(params, tangent, X):
+    """The ReLU network's outputs at ``params`` and their derivative along ``tangent``,
+    forward mode by hand in float64."""
+    h, dh = np.asarray(X, np.float64), np.zeros_like(np.asarray(X, np.float64))
+    for i, ((W, b), (dW, db)) in enumerate(zip(params, tangent)):
+        W, b, dW, db = (np.asarray(a, np.float64) for a in (W, b, dW, db))
+        z, dz = h @ W + b, dh @ W + h @ dW + db
+        if i == len(params) - 1:
+            return z, dz
+        h, dh = np.maximum(z, 0), (z > 0) * dz
+
+
+def _relative_residual(params_a, params_b, X):
+    delta = [(np.subtract(Wb, Wa), np.subtract(bb, ba))
+             for (Wa, ba), (Wb, bb) in zip(params_a, params_b)]
+    outputs_a, predicted = _numpy_outputs_and_jvp(params_a, delta, X)
+    outputs_b, _ = _numpy_outputs_and_jvp(params_b, delta, X)
+    change = outputs_b - outputs_a
+    return np.linalg.norm(change - predicted) / np.linalg.norm(change)
+
+
+def test_linearization_error_statistic_against_numpy_and_switch_epoch():
+    k, tau = 2, 0.3
+    # A curved path that settles: c_e = 1 - 2^-e along one direction plus a decaying
+    # second one, so that the network leaves its linearisation at theta_0.
+    theta0, d1, d2 = (_params((3, 5, 2), seed) for seed in (0, 1, 2))
+    trajectory = [jax.tree_util.tree_map(
+        lambda a, b, c: a + 3 * (1 - 2.0 ** -e) * b + 2 * np.sin(e / 2) * 2.0 ** -e * c,
+        theta0, d1, d2) for e in range(13)]
+    X_real = np.random.RandomState(3).normal(size=(7, 3)).astype(np.float32)
+    # Two zero padding rows beyond the 7 real ones change nothing.
+    X = jnp.asarray(np.vstack([X_real, np.zeros((2, 3), np.float32)]))
+    rows = _run("linearization_error", trajectory, SwitchConfig(k, tau, 1, X, 7))
+    want, expected_switch = [], None
+    for e in range(1, 13):
+        if e % k:
+            want.append(np.nan)
+            continue
+        path = _relative_residual(trajectory[0], trajectory[e], X_real)
+        ratio = _relative_residual(trajectory[e - k], trajectory[e], X_real) / path
+        want.append(ratio if path >= 0.05 else np.inf)
+        if expected_switch is None and want[-1] < tau:
+            expected_switch = e
+    stats = np.array([r[0] for r in rows])
+    np.testing.assert_allclose(stats, want, rtol=2e-3)
+    assert stats[k - 1] == pytest.approx(1.0)  # at the first check the windows coincide
+    switched = [e for e, r in enumerate(rows, start=1) if r[2]]
+    assert expected_switch is not None and switched[0] == expected_switch
+    assert all(math.isnan(r[1]) for e, r in enumerate(rows, start=1) if e % k)
+
+
+def test_linearization_error_needs_the_path_to_have_left_its_linearisation(monkeypatch):
+    import skntk._switch as switch_module
+
+    # (window residual, window change, path residual, path change) at each check.
+    norms = iter([(1.0, 10.0, 1.0, 10.0), (0.4, 10.0, 4.0, 20.0), (0.2, 10.0, 3.0, 30.0),
+                  (0.01, 10.0, 0.04, 1.0), (0.0, 0.0, 1.0, 1.0)])
+    monkeypatch.setattr(switch_module, "_linearization_residuals",
+                        lambda *args: next(norms))
+    trajectory = [_params((3, 5, 2))] * 11
+    rows = _run("linearization_error", trajectory,
+                SwitchConfig(2, 0.5, 1, jnp.zeros((4, 3), jnp.float32), 4))
+    stats = [r[0] for r in rows[1::2]]
+    # 0.1 / 0.1; 0.04 / 0.2; 0.02 / 0.1; a path error of 0.04 < 0.05 has not moved;
+    # a window without change.
+    assert stats[:3] == pytest.approx([1.0, 0.2, 0.2])
+    assert math.isinf(stats[3]) and math.isinf(stats[4])
+    assert [r[2] for r in rows[1::2]] == [False, True, True, False, False]
 
 
 # --- kernel velocity -------------------------------------------------------------------
@@ -119,10 +193,12 @@ def test_kernel_velocity_holds_once_the_kernel_has_slowed_and_moved(monkeypatch)
     assert np.isinf(stats).all() and not any(switches)
 
 
-def test_kernel_velocity_does_not_switch_with_a_tiny_learning_rate(digits_small):
+@pytest.mark.parametrize("switch", ["linearization_error", "kernel_velocity"])
+def test_criterion_does_not_switch_with_a_tiny_learning_rate(digits_small, switch):
     X, y = digits_small[0][:300], digits_small[1][:300]
     clf = HybridNTKClassifier(hidden_layer_sizes=(128,), learning_rate=1e-4, max_sgd_epochs=30,
-                              ntk_phase=None, validation_fraction=None, random_state=0)
+                              switch=switch, ntk_phase=None, validation_fraction=None,
+                              random_state=0)
     with pytest.warns(ConvergenceWarning, match="did not hold"):
         clf.fit(X, y)
     assert not clf.switch_reached_ and clf.switch_epoch_ == 30
@@ -267,8 +343,9 @@ def test_lbfgs_padding_rows_with_zero_weight_change_nothing():
 
 # --- stopping rule ---------------------------------------------------------------------
 
-def _stop(auto, scores, losses, patience=2, tol=1e-2, max_epochs=50):
-    stopping = NTKStopping(auto, max_epochs, tol, patience, "s0", losses[0], scores[0])
+def _stop(auto, scores, losses, patience=2, tol=1e-2, max_epochs=50, tolerance=None):
+    stopping = NTKStopping(auto, max_epochs, tol, patience, "s0", losses[0], scores[0],
+                           tolerance)
     for epoch in range(1, len(losses)):
         if stopping.update(epoch, f"s{epoch}", losses[epoch], scores[epoch]):
             break
@@ -281,6 +358,36 @@ def test_early_stopping_keeps_the_best_validation_state():
     stopping, stopped_at = _stop(True, scores, losses, patience=3)
     assert stopping.reason == "validation_score" and stopped_at == 5
     assert stopping.kept("s5") == "s2" and stopping.kept_epoch == 2
+
+
+def test_early_stopping_keeps_the_latest_state_within_one_standard_error():
+    scores = [0.80, 0.82, 0.90, 0.85, 0.88, 0.89, 0.95]
+    losses = [1.0, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1]
+
+    def one_standard_error(score):  # of an accuracy on 400 samples
+        return accuracy_standard_error(score, 400)
+
+    # sqrt(0.9 * 0.1 / 400) = 0.015: 0.89 (epoch 5) is within it of 0.90, 0.88 is not.
+    assert one_standard_error(0.9) == pytest.approx(0.015)
+    stopping, stopped_at = _stop(True, scores, losses, patience=3,
+                                 tolerance=one_standard_error)
+    assert stopping.reason == "validation_score" and stopped_at == 5
+    assert stopping.kept("s5") == "s5" and stopping.kept_epoch == 5
+    # A later best resets the choice to itself: 0.97 at epoch 3, then 0.90 (outside
+    # sqrt(0.97 * 0.03 / 400) = 0.0085) and 0.965 (inside).
+    stopping, stopped_at = _stop(True, [0.8, 0.9, 0.89, 0.97, 0.90, 0.965, 0.9, 0.9],
+                                 [1.0, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05], patience=4,
+                                 tolerance=one_standard_error)
+    assert stopping.reason == "validation_score" and stopped_at == 7
+    assert stopping.kept_epoch == 5
+
+
+def test_score_standard_errors_against_hand_computed_values():
+    assert accuracy_standard_error(0.75, 300) == pytest.approx(0.025)
+    assert accuracy_standard_error(1.0, 50) == 0.0
+    # (1 - R^2) sqrt(2 / n): 0.2 * sqrt(2 / 50) = 0.04.
+    assert r2_standard_error(0.8, 50) == pytest.approx(0.04)
+    assert r2_standard_error(1.2, 50) == 0.0
 
 
 def test_converged_phase_keeps_its_last_state_and_fixed_epochs_run_out():

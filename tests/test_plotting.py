@@ -274,10 +274,12 @@ def test_log_loss_sets_the_loss_axis_to_log_scale(fixed_epoch_fit, twin):
 
 
 def test_kept_ntk_phase_epoch_is_marked_when_the_phase_stopped_early(data):
-    # Gradient descent keeps improving the validation accuracy for a few epochs, then
-    # loses it: the phase stops on the validation score and keeps an earlier state.
+    # Gradient descent with a large step improves the validation accuracy for an epoch,
+    # then loses more than one standard error of it (45 validation samples): the phase
+    # stops on the validation score and keeps an earlier state.
     clf = HybridNTKClassifier(**{**TINY, "ntk_epochs": "auto"}, switch="fixed_epoch",
-                              switch_epoch=3, ntk_patience=2, ntk_solver="gd").fit(*data)
+                              switch_epoch=3, ntk_patience=2, ntk_solver="gd",
+                              ntk_learning_rate=20.0, validation_fraction=0.3).fit(*data)
     assert clf.ntk_stop_reason_ == "validation_score" and clf.ntk_best_epoch_ > 0
     kept = clf.switch_epoch_ + clf.ntk_best_epoch_
     assert kept < clf.history_["epoch"][-1]  # not simply the last epoch
