@@ -105,8 +105,10 @@ plt.show()
 # this page, about 0.003 for ``t <= 2`` against 0.0012 to 0.0018 from ``t = 10``
 # on): the later the spawn, the more of the remaining training is shared, the
 # behaviour Fort et al. report. With 1000 test points the disagreement of the
-# children is noisy at this size. A settled kernel is what the default switch
-# criterion, ``"kernel_velocity"``, looks for.
+# children is noisy at this size. A settled kernel is what the criterion
+# ``"kernel_velocity"`` looks for; the default, ``"linearization_error"``, asks
+# the related question of the outputs: whether the linearised network explains
+# what SGD still does.
 
 # sphinx_gallery_start_ignore
 # Run as a plain script, save the figures still open (see README.txt); sphinx-gallery

@@ -91,10 +91,11 @@ plt.show()
 #   ``0.1 * ||theta_e - theta_0||_2`` for ``"param_norm"``, so that neither holds
 #   before the network has moved; ``1e-3`` for ``"kernel_distance"``.
 #   ``history_["switch_threshold"]`` holds the value of every epoch.
-# * The default criterion, ``"kernel_velocity"``, divides the kernel's velocity by
-#   the distance it has travelled: it is scale free, and its automatic threshold
-#   (0.01) comes from the benchmark in the user guide ("When does the hybrid pay
-#   off").
+# * The default criterion, ``"linearization_error"``, divides the linearisation
+#   error of the last ``k`` epochs by that of the whole path from initialisation;
+#   ``"kernel_velocity"`` divides the kernel's velocity by the distance it has
+#   travelled. Both are scale free, and their automatic thresholds (0.12 and 0.01)
+#   come from the benchmark in the user guide ("When does the hybrid pay off").
 # * Treat the threshold as a hyper-parameter and cross-validate it: see
 #   :ref:`sphx_glr_auto_examples_plot_grid_search.py`.
 

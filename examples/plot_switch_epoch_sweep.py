@@ -133,8 +133,8 @@ plt.show()
 # whose kernel never changes again, matches plain SGD run for the whole budget,
 # and the frozen-Jacobian phase beats it. Switching too early loses accuracy;
 # switching late gains nothing but costs SGD epochs. The switch criteria (the
-# default ``"kernel_velocity"``, and ``"ntk_norm"``, ``"kernel_distance"``,
-# ``"param_norm"``) aim at the knee of these curves without a sweep.
+# default ``"linearization_error"``, and ``"kernel_velocity"``, ``"ntk_norm"``,
+# ``"kernel_distance"``, ``"param_norm"``) aim at the knee of these curves without a sweep.
 #
 # The closed-form ``"kernel"`` phase, a regression on the one-hot labels, trails
 # the two cross-entropy phases on this task but follows the same trend.
