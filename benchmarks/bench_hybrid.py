@@ -18,7 +18,7 @@ excluded: one fit first, then the best of two), for:
 The summary gives, per task, the mean over the seeds of the accuracy difference
 (percentage points) and the wall-time ratio of the default hybrid to SGD only.
 
-``--thresholds 0.05 0.03 0.02 0.01`` sweeps ``switch_threshold`` of the default
+``--thresholds 0.25 0.2 0.15 0.12 0.1`` sweeps ``switch_threshold`` of the default
 criterion instead (accuracy difference to SGD only and the switch and NTK epochs, the
 evidence for the default threshold).
 
@@ -30,9 +30,10 @@ how lazy the network looks against what a switch there costs.
 
 Run from the repository root::
 
-    python benchmarks/bench_hybrid.py            # 3 seeds, all tasks (several minutes)
+    python benchmarks/bench_hybrid.py            # 3 seeds, the four main tasks (several minutes)
     python benchmarks/bench_hybrid.py --seeds 1 --tasks digits interaction
-    python benchmarks/bench_hybrid.py --thresholds 0.05 0.03 0.02 0.01
+    python benchmarks/bench_hybrid.py --tasks extra   # four further tasks
+    python benchmarks/bench_hybrid.py --thresholds 0.25 0.2 0.15 0.12 0.1
     python benchmarks/bench_hybrid.py --trajectory --tasks interaction large
 """
 
@@ -42,7 +43,8 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_digits, make_classification
+from sklearn.datasets import (load_breast_cancer, load_digits, load_wine, make_circles,
+                              make_classification, make_moons)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -66,6 +68,12 @@ def make_interaction(n_samples=4000, n_features=30, seed=0):
     return X, (X[:, 0] * X[:, 1] > 0).astype(int)
 
 
+def with_noise_inputs(X, y, n_noise, seed=0):
+    """``X`` with ``n_noise`` standard Gaussian columns appended."""
+    noise = np.random.RandomState(seed).normal(size=(X.shape[0], n_noise))
+    return np.hstack([X, noise]), y
+
+
 TASKS = {
     "digits": lambda: _split(*load_digits(return_X_y=True), 0.25),
     "breast_cancer": lambda: _split(*load_breast_cancer(return_X_y=True), 0.25),
@@ -73,12 +81,26 @@ TASKS = {
     "large": lambda: _split(*make_classification(
         n_samples=25000, n_features=40, n_informative=12, n_redundant=4, n_classes=5,
         random_state=0), 0.2),
+    # Four further tasks, run with ``--tasks extra``.
+    "wine": lambda: _split(*load_wine(return_X_y=True), 0.25),
+    "moons_noise": lambda: _split(*with_noise_inputs(
+        *make_moons(2000, noise=0.2, random_state=0), 8), 0.25),
+    "circles_noise": lambda: _split(*with_noise_inputs(
+        *make_circles(2000, noise=0.1, factor=0.5, random_state=0), 10), 0.25),
+    "medium": lambda: _split(*make_classification(
+        n_samples=5000, n_features=20, n_informative=8, n_classes=3, random_state=1), 0.25),
 }
+DEFAULT_TASKS = ("digits", "breast_cancer", "interaction", "large")
+EXTRA_TASKS = ("wine", "moons_noise", "circles_noise", "medium")
 TASK_NOTES = {
     "digits": "digits, 1347 train / 450 test, 64 inputs, 10 classes",
     "breast_cancer": "breast_cancer, 426 / 143, 30 inputs, 2 classes",
     "interaction": "sign(x0*x1) among 30 Gaussian inputs, 2000 / 2000, 2 classes",
     "large": "make_classification, 20000 / 5000, 40 inputs, 5 classes",
+    "wine": "wine, 133 / 45, 13 inputs, 3 classes",
+    "moons_noise": "two moons + 8 Gaussian inputs, 1500 / 500, 2 classes",
+    "circles_noise": "two circles + 10 Gaussian inputs, 1500 / 500, 2 classes",
+    "medium": "make_classification, 3750 / 1250, 20 inputs, 3 classes",
 }
 
 
@@ -190,7 +212,10 @@ def trajectory(task, seeds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS),
+                        choices=list(TASKS) + ["extra"],
+                        help="tasks to run (default: the four main tasks; "
+                             "'extra': four further tasks)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..n-1 (default 3)")
     parser.add_argument("--kernel", action="store_true",
                         help="also the kernel phase against kernel regression")
@@ -199,6 +224,8 @@ def main():
     parser.add_argument("--trajectory", action="store_true",
                         help="the criterion's statistic against the cost of a switch per epoch")
     args = parser.parse_args()
+    args.tasks = [t for name in args.tasks
+                  for t in (EXTRA_TASKS if name == "extra" else (name,))]
     warnings.simplefilter("ignore", ConvergenceWarning)
     if args.trajectory:
         for task in args.tasks:

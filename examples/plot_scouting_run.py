@@ -94,7 +94,7 @@ plt.show()
 # * The default criterion, ``"linearization_error"``, divides the linearisation
 #   error of the last ``k`` epochs by that of the whole path from initialisation;
 #   ``"kernel_velocity"`` divides the kernel's velocity by the distance it has
-#   travelled. Both are scale free, and their automatic thresholds (0.12 and 0.01)
+#   travelled. Both are scale free, and their automatic thresholds (0.15 and 0.01)
 #   come from the benchmark in the user guide ("When does the hybrid pay off").
 # * Treat the threshold as a hyper-parameter and cross-validate it: see
 #   :ref:`sphx_glr_auto_examples_plot_grid_search.py`.

@@ -74,7 +74,7 @@ def build_parser():
                         help="NTK phase (default: linearized)")
     parser.add_argument("--switch-threshold", type=_threshold, default=None,
                         help="switch threshold; its scale depends on the criterion "
-                             "(default: 'auto', 0.12 for linearization_error)")
+                             "(default: 'auto', 0.15 for linearization_error)")
     parser.add_argument("--max-sgd-epochs", type=int, default=60,
                         help="SGD epoch budget of both methods (default: 60)")
     parser.add_argument("--ntk-epochs", type=float, default=None,

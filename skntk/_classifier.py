@@ -97,7 +97,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     switch_threshold : float or "auto", default="auto"
         Threshold of the switch statistic. 0 never triggers: a scouting run that only
         records the statistic in ``history_["switch_statistic"]`` (no warning is
-        given). ``"auto"``: 0.12 for ``"linearization_error"``, 0.01 for
+        given). ``"auto"``: 0.15 for ``"linearization_error"``, 0.01 for
         ``"kernel_velocity"``, 1e-3 for
         ``"kernel_distance"``, and for the criteria whose statistic has the scale of
         what it measures a share of the movement since initialisation, so that they
