@@ -118,9 +118,10 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
             default="linearized"
         How training continues after the switch; ``None`` stops after SGD.
     ntk_epochs : int, numpy.inf or "auto", default="auto"
-        Full-batch epochs of the NTK phase. ``"auto"`` stops by itself: when two
-        epochs in a row each lower the training loss by less than ``ntk_tol`` times
-        its value at the switch (the last state is kept), or, with validation data,
+        Full-batch epochs of the NTK phase. ``"auto"`` stops by itself: when an epoch
+        lowers the training loss by less than ``ntk_tol`` times its value at the
+        switch, once that loss has halved (before that, two such epochs in a row;
+        the last state is kept), or, with validation data,
         when the
         validation accuracy has not improved for ``ntk_patience`` epochs (the latest
         state whose accuracy is within one standard error, ``sqrt(p (1 - p) / n_val)``,

@@ -74,9 +74,10 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
             default="linearized"
         How training continues after the switch; ``None`` stops after SGD.
     ntk_epochs : int, numpy.inf or "auto", default="auto"
-        Full-batch epochs of the NTK phase. ``"auto"`` stops when two epochs in a row
-        each lower the training loss by less than ``ntk_tol`` times its value at the
-        switch, or, with validation data, when the validation R^2 has not improved for
+        Full-batch epochs of the NTK phase. ``"auto"`` stops when an epoch lowers the
+        training loss by less than ``ntk_tol`` times its value at the switch, once
+        that loss has halved (before that, two such epochs in a row), or, with
+        validation data, when the validation R^2 has not improved for
         ``ntk_patience`` epochs (the latest state whose R^2 is within one standard
         error, ``(1 - R^2) sqrt(2 / n_val)``, of the best is kept), after at most 100
         epochs.

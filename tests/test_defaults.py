@@ -393,11 +393,17 @@ def test_score_standard_errors_against_hand_computed_values():
 
 
 def test_converged_phase_keeps_its_last_state_and_fixed_epochs_run_out():
-    # One slow epoch (0.3 -> 0.295) is not convergence; two in a row are.
-    losses = [1.0, 0.5, 0.3, 0.295, 0.2, 0.198, 0.197, 0.1]
-    stopping, stopped_at = _stop(True, [0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6], losses)
+    scores = [0.5] + [0.6] * 9
+    # Above half the loss at the switch, one slow epoch (a decrease below 1e-2 of it)
+    # is not convergence: epochs 1 and 3 are slow alone; once the loss has halved, one
+    # slow epoch is (epoch 6).
+    losses = [1.0, 0.995, 0.7, 0.698, 0.5, 0.3, 0.299, 0.1]
+    stopping, stopped_at = _stop(True, scores[:len(losses)], losses)
     assert stopping.reason == "converged" and stopped_at == 6
     assert stopping.kept("s6") == "s6"
+    # Two slow epochs in a row above half the loss are convergence too.
+    stopping, stopped_at = _stop(True, scores[:5], [1.0, 0.8, 0.795, 0.792, 0.5])
+    assert stopping.reason == "converged" and stopped_at == 3
     stopping, stopped_at = _stop(False, [0.9, 0.1, 0.1, 0.1], [1.0, 2.0, 3.0, 4.0],
                                  max_epochs=3)
     assert stopping.reason == "n_epochs" and stopped_at == 3 and stopping.kept("s3") == "s3"
