@@ -6,12 +6,15 @@ keyed by the value of the ``switch`` parameter:
 - ``init(params0, config) -> state`` at epoch 0 (the initial parameters);
 - ``update(state, epoch, params, config) -> (state, statistic, threshold, switch_now)``
   after each SGD epoch (``epoch`` is 1-based). ``statistic`` is a float, NaN while it
-  is not yet defined (or, for ``"kernel_velocity"``, between its checks);
+  is not yet defined (or, for ``"linearization_error"`` and ``"kernel_velocity"``,
+  between their checks);
   ``threshold`` is the threshold it was compared with (NaN where none applies);
 - ``monitor_kernels(window) -> (count, description, fix)`` for a criterion that forms
   monitor kernels (``None`` otherwise): how many ``m x m`` kernels its state keeps
   between epochs, in words, and the parameter besides ``ntk_monitor_size`` that lowers
-  that count (``""`` if none). The training loop checks their memory before training.
+  that count (``""`` if none). The training loop checks their memory before training;
+- ``uses_monitor``: whether the statistic is computed on the monitor subset (the
+  kernel criteria and ``"linearization_error"``, which forms no kernel).
 
 A new criterion is these functions, in one module, and one entry in
 :data:`SWITCH_CRITERIA`.
@@ -21,7 +24,8 @@ The statistics are those of the documentation's "Method" page (``docs/method.rst
 ``config.window`` and ``tau`` is ``config.threshold``. A threshold of 0 never
 triggers (every statistic is >= 0), which gives a scouting run that only records the
 statistic. ``config.threshold=None`` means ``switch_threshold="auto"``: a fixed
-scale-free number for ``"kernel_velocity"`` and ``"kernel_distance"``, and for
+scale-free number for ``"linearization_error"``, ``"kernel_velocity"`` and
+``"kernel_distance"``, and for
 ``"param_norm"`` and ``"ntk_norm"`` a share of how far the parameters or the kernel
 have moved from initialisation so far, so that a network that has not started
 learning never looks settled.
