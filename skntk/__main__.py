@@ -223,7 +223,8 @@ def main(argv=None):
 
     print(f"dataset: {name}  train: {X_train.shape[0]}  test: {X_test.shape[0]}  "
           f"features: {X.shape[1]}  classes: {len(np.unique(y))}  seed: {args.seed}")
-    header = (f"{'method':<40} {'switch epoch':>12} {'NTK epochs':>10} {'test acc':>9} "
+    width = max(len(label) for label, _ in runs)
+    header = (f"{'method':<{width}} {'switch epoch':>12} {'NTK epochs':>10} {'test acc':>9} "
               f"{'SGD s':>7} {'NTK s':>7} {'total s':>8} {'vs SGD':>7}")
     print(header)
     print("-" * len(header))
@@ -238,7 +239,7 @@ def main(argv=None):
         if clf.switch is None:
             switch = "-"
         ntk = "-" if clf.ntk_phase is None else str(clf.n_iter_ - clf.switch_epoch_)
-        print(f"{label:<40} {switch:>12} {ntk:>10} {acc:>9.4f} {clf.sgd_time_:>7.2f} "
+        print(f"{label:<{width}} {switch:>12} {ntk:>10} {acc:>9.4f} {clf.sgd_time_:>7.2f} "
               f"{clf.ntk_time_:>7.2f} {total:>8.2f} {total / baseline:>6.2f}x")
     print("warm wall time in seconds (JIT compilation excluded); both methods have the same "
           "SGD epoch budget")

@@ -403,10 +403,19 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         then = ("the NTK phase starts from the last SGD parameters"
                 if config.ntk_phase is not None
                 else "training ends with the last SGD parameters")
+        checked = [row["switch_statistic"] for row in history.rows
+                   if not math.isnan(row["switch_statistic"])]
+        if checked and all(math.isinf(s) for s in checked):
+            advice = ("Its statistic stayed infinite: the network has not moved from "
+                      "initialisation as the criterion measures it (a learning rate too small "
+                      "for the data, or a model without hidden layers, which is its own "
+                      "linearisation). Raise `learning_rate` or `max_sgd_epochs`, or choose "
+                      "switch='fixed_epoch'.")
+        else:
+            advice = "Raise `max_sgd_epochs` or `switch_threshold`."
         warnings.warn(
             f"The switch criterion {config.switch!r} did not hold within max_sgd_epochs="
-            f"{config.max_sgd_epochs}; {then}. Raise `max_sgd_epochs` or `switch_threshold`.",
-            ConvergenceWarning)
+            f"{config.max_sgd_epochs}; {then}. {advice}", ConvergenceWarning)
     sgd_time = time.perf_counter() - start
     last_row = history.rows[-1] if history.rows else None
     switch_loss = last_row["train_loss"] if last_row else initial_loss

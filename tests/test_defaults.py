@@ -201,9 +201,12 @@ def test_criterion_does_not_switch_with_a_tiny_learning_rate(digits_small, switc
     clf = HybridNTKClassifier(hidden_layer_sizes=(128,), learning_rate=1e-4, max_sgd_epochs=30,
                               switch=switch, ntk_phase=None, validation_fraction=None,
                               random_state=0)
-    with pytest.warns(ConvergenceWarning, match="did not hold"):
+    with pytest.warns(ConvergenceWarning, match="did not hold") as record:
         clf.fit(X, y)
     assert not clf.switch_reached_ and clf.switch_epoch_ == 30
+    # The statistic stayed infinite, so raising the threshold would not help.
+    assert np.isinf(clf.history_["switch_statistic"][2::3]).all()
+    assert "Raise `learning_rate`" in str(record[0].message)
     # Learning normally, the same criterion holds well within the budget.
     clf.set_params(learning_rate=0.05).fit(X, y)
     assert clf.switch_reached_ and clf.switch_epoch_ < 30
