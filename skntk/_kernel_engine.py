@@ -416,11 +416,18 @@ def block_starts(n, block):
 # identity, e.g. Horn and Johnson, "Topics in Matrix Analysis", Lemma 5.1.5). The
 # moments are accumulated over the row blocks of X2, then read back over those of X.
 
+def _in_dtype(pairs, dtype):
+    """The factors in the accumulation dtype (float32 factors summed in float64 by
+    :func:`skntk._matrix_free.cross_kernel_apply`; a no-op otherwise)."""
+    return [(P.astype(dtype), Q.astype(dtype)) for P, Q in pairs]
+
+
 def _moments_block(pairs, V):
-    """``M_l = P_lᵀ diag(V[:, j]) Q_l`` for every column ``j``, shape ``(a·k, f)``."""
+    """``M_l = P_lᵀ diag(V[:, j]) Q_l`` for every column ``j``, shape ``(a·k, f)``, in
+    the dtype of ``V``."""
     k = V.shape[1]
     out = []
-    for P, Q in pairs:
+    for P, Q in _in_dtype(pairs, V.dtype):
         # (P ⊗ V)ᵀ laid out (a·k, n) so that the product is a plain (NN) matrix product.
         UT = (P.T[:, None, :] * V.T[None, :, :]).reshape(P.shape[1] * k, P.shape[0])
         out.append(UT @ Q)
@@ -430,7 +437,7 @@ def _moments_block(pairs, V):
 def _apply_block(pairs, moments, k):
     """Rows of ``K V`` from the factors of a row block and the moments of the columns."""
     out = 0
-    for (P, Q), M in zip(pairs, moments):
+    for (P, Q), M in zip(_in_dtype(pairs, moments[0].dtype), moments):
         T = (Q @ M.T).reshape(Q.shape[0], P.shape[1], k)
         out = out + jnp.einsum("na,nak->nk", P, T)
     return out
@@ -448,7 +455,7 @@ def moments_from_inputs(params, X_blocks, V_blocks, scales=None):
         Xb, Vb = xs
         pairs = factor_pairs(params, Xb, scales)
         return [a + m for a, m in zip(acc, _moments_block(pairs, Vb))], None
-    init = _zero_moments(params, V_blocks.shape[2], X_blocks.dtype)
+    init = _zero_moments(params, V_blocks.shape[2], V_blocks.dtype)
     return lax.scan(body, init, (X_blocks, V_blocks))[0]
 
 

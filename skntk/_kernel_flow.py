@@ -80,7 +80,19 @@ def _rows_match(array, n_rows, name, expected):
         )
 
 
-def eigendecompose_kernel(K_bar, ridge=0.0, *, rtol=None):
+def resolution_rtol(n_samples, precision):
+    """Relative size below which an eigenvalue of an ``n_samples``-square kernel whose
+    entries were computed in ``precision`` is round-off: ``max(n, 1) · eps``, the
+    rule of ``scipy.linalg.pinvh`` with the machine epsilon of ``precision``.
+
+    An entry computed in float32 is off by about ``eps · |K_ij|``, so the computed
+    kernel is the true one plus a perturbation of spectral norm up to about
+    ``n · eps · λ_max``; eigenvalues below that are not resolved (Weyl's inequality).
+    """
+    return max(int(n_samples), 1) * float(np.finfo(precision).eps)
+
+
+def eigendecompose_kernel(K_bar, ridge=0.0, *, rtol=None, precision=None):
     """Symmetric eigendecomposition of ``K_bar + ridge * I`` with null directions zeroed.
 
     Parameters
@@ -93,10 +105,14 @@ def eigendecompose_kernel(K_bar, ridge=0.0, *, rtol=None):
         ``ρ >= 0`` added to the diagonal.
     rtol : float, optional
         Relative tolerance below which an eigenvalue is treated as zero. Default
-        ``max(n_samples, 1) * eps * λ_max``, with ``eps`` the machine epsilon of
-        the dtype of ``K_bar`` (float64 for non-float input) — the rule of
-        ``scipy.linalg.pinvh``: eigenvalues below it are not resolved by a kernel
-        stored at that precision.
+        :func:`resolution_rtol`, ``max(n_samples, 1) * eps``, with ``eps`` the
+        machine epsilon of ``precision`` — the rule of ``scipy.linalg.pinvh``:
+        eigenvalues below ``rtol * λ_max`` are not resolved by a kernel computed at
+        that precision.
+    precision : numpy floating dtype, optional
+        The dtype the kernel's entries were computed in (float32 for the kernels of
+        skntk, even when handed over as float64); default the dtype of ``K_bar``
+        (float64 for non-float input).
 
     Returns
     -------
@@ -130,7 +146,8 @@ def eigendecompose_kernel(K_bar, ridge=0.0, *, rtol=None):
     ``exp(-t K_bar / N)`` does for a zero eigenvalue.
     """
     K = np.asarray(K_bar)
-    input_dtype = K.dtype if np.issubdtype(K.dtype, np.floating) else np.float64
+    if precision is None:
+        precision = K.dtype if np.issubdtype(K.dtype, np.floating) else np.float64
     K = _as_float64_matrix(K, "K_bar")
     if K.shape[0] != K.shape[1]:
         raise ValueError(f"K_bar must be square, got shape {K.shape}.")
@@ -144,11 +161,18 @@ def eigendecompose_kernel(K_bar, ridge=0.0, *, rtol=None):
     eigenvalues, eigenvectors = scipy.linalg.eigh(K)
 
     if rtol is None:
-        rtol = max(n_samples, 1) * np.finfo(input_dtype).eps
-    eigenvalues = np.clip(eigenvalues, 0.0, None)
-    if n_samples:
-        eigenvalues[eigenvalues <= rtol * eigenvalues[-1]] = 0.0
-    return eigenvalues, eigenvectors
+        rtol = resolution_rtol(n_samples, precision)
+    return drop_unresolved(eigenvalues, rtol), eigenvectors
+
+
+def drop_unresolved(eigenvalues, rtol):
+    """``eigenvalues`` clipped at 0, with those ``<= rtol · max`` set to exactly 0
+    (a copy, float64): the null directions of :func:`eigendecompose_kernel`, also
+    applied to the Ritz values of the matrix-free solver."""
+    lam = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None)
+    if lam.size:
+        lam[lam <= rtol * lam.max()] = 0.0
+    return lam
 
 
 def flow_filter(eigenvalues, t, n_samples):

@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._buckets import pad_rows
-from ._kernel_budget import VARIANCE_CROSS_KERNEL, check_kernel_phase_budget, kernel_bar
+from ._kernel_budget import (VARIANCE_CROSS_KERNEL, check_kernel_phase_budget,
+                             check_prediction_budget, kernel_bar)
 from ._kernel_solvers import kernel_solver
 from ._matrix_free import cross_kernel_apply, kernel_diagonal
 from ._mlp import mlp_forward, params_to_numpy
@@ -92,8 +93,8 @@ def kernel_model_outputs(params_star, X, X_fit, dual_coef, offset, layer_scales)
     -------
     outputs : ndarray of shape (n, C), float64
         The kernel is applied block by block without forming ``K_bar(X, X_fit)``
-        (:func:`skntk._matrix_free.cross_kernel_apply`, exact to float32 rounding), so
-        memory does not grow with ``N`` or ``n``. Non-finite values (a kernel that
+        (:func:`skntk._matrix_free.cross_kernel_apply`: float32 layer factors, sums in
+        float64), so memory does not grow with ``N`` or ``n``. Non-finite values (a kernel that
         overflows) are passed on as ``inf``/``NaN`` for the caller to handle.
     """
     update = cross_kernel_apply(params_star, X, jnp.asarray(X_fit), dual_coef,
@@ -131,7 +132,10 @@ class KernelPhase(NTKPhase):
         """The kernel solver: ``"matrix_free"`` as asked, or under ``"auto"`` exactly
         when the dense kernels would exceed ``max_kernel_bytes`` (which
         ``kernel_solver="dense"`` raises for, before training;
-        :func:`skntk._kernel_budget.check_kernel_phase_budget`)."""
+        :func:`skntk._kernel_budget.check_kernel_phase_budget`). Raises a
+        ``ValueError`` first if the predictions' working memory exceeds it
+        (:func:`skntk._kernel_budget.check_prediction_budget`), whatever the solver."""
+        check_prediction_budget(layer_sizes, n_train, config.max_kernel_bytes)
         if config.kernel_solver == "matrix_free":
             return None, "matrix_free"
         try:

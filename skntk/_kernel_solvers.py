@@ -95,9 +95,11 @@ class DenseSolver(NamedTuple):
         K_bar = kernel_bar(params_star, X, X, n_classes, settings.max_kernel_bytes,
                            TRAINING_KERNEL, copies=TRAINING_KERNEL_COPIES, mesh=settings.mesh,
                            layer_scales=settings.layer_scales)
-        eigenvalues, eigenvectors = eigendecompose_kernel(K_bar, settings.ridge)
+        eigenvalues, eigenvectors = eigendecompose_kernel(K_bar, settings.ridge,
+                                                          precision=kernel_dtype(params_star))
         del K_bar  # not held beside the validation cross kernel
         projection = project_residual(eigenvectors, residual)
+        _warn_if_unresolved(eigenvalues, projection)
         val_kernel = None
         if X_val is not None:
             val_kernel = kernel_bar(params_star, X_val, X, n_classes,
@@ -130,7 +132,7 @@ class DenseSolver(NamedTuple):
         K_bar = kernel_bar(params_star, X_fit, X_fit, fitted["dual_coef_"].shape[1],
                            fitted["max_kernel_bytes_"], VARIANCE_TRAINING_KERNEL,
                            copies=TRAINING_KERNEL_COPIES, layer_scales=fitted["layer_scales"])
-        return DenseInverse.factor(K_bar, fitted["kernel_ridge_"])
+        return DenseInverse.factor(K_bar, fitted["kernel_ridge_"], kernel_dtype(params_star))
 
 
 class MatrixFreeSolver(NamedTuple):
@@ -258,7 +260,7 @@ class DenseInverse(NamedTuple):
     root: Any = None
 
     @classmethod
-    def factor(cls, K_bar, ridge):
+    def factor(cls, K_bar, ridge, precision=None):
         """Cholesky for ``ridge > 0`` (the matrix is then positive definite); the
         eigendecomposition and pseudo-inverse for ``ridge = 0``, or when Cholesky fails
         on a kernel that rounding has made indefinite."""
@@ -271,7 +273,7 @@ class DenseInverse(NamedTuple):
             except np.linalg.LinAlgError:
                 pass
             del M
-        eigenvalues, V = eigendecompose_kernel(K_bar, ridge)
+        eigenvalues, V = eigendecompose_kernel(K_bar, ridge, precision=precision)
         positive = eigenvalues > 0
         scale = np.zeros_like(eigenvalues)
         scale[positive] = 1.0 / np.sqrt(eigenvalues[positive])
@@ -336,6 +338,34 @@ class CGInverse(NamedTuple):
                 f"variance may be overestimated. Refit with a larger `kernel_max_iter` or "
                 f"`kernel_ridge`.", ConvergenceWarning)
         return np.einsum("ij,ij->j", B, Z)
+
+
+UNRESOLVED_SHARE = 0.5
+"""Share of the residual's squared norm in directions that the training kernel does not
+resolve above which the dense solver warns."""
+
+
+def _warn_if_unresolved(eigenvalues, projection):
+    """Warn when most of the residual ``R = Y - F0`` lies along eigenvectors whose
+    eigenvalues are round-off (zeroed by :func:`skntk._kernel_flow.eigendecompose_kernel`):
+    no flow time fits that part, and resolving it would take precision the kernel
+    does not have."""
+    total = float(np.sum(projection**2))
+    unresolved = float(np.sum(projection[eigenvalues == 0] ** 2))
+    if total > 0 and unresolved > UNRESOLVED_SHARE * total:
+        warnings.warn(
+            f"{unresolved / total:.0%} of the kernel phase's residual Y - F0 lies along "
+            f"directions of the training kernel below its float32 resolution "
+            f"({int(np.sum(eigenvalues == 0))} of {eigenvalues.size} eigenvalues), which "
+            f"no kernel regression can fit; the model leaves that part of the targets "
+            f"unfitted. Duplicate rows with different targets, or features on very "
+            f"different scales, cause this: standardise the inputs, or use "
+            f"ntk_phase='linearized'.", UserWarning)
+
+
+def kernel_dtype(params_star):
+    """The dtype the kernels of ``params_star`` are computed in (float32 unless x64)."""
+    return np.dtype(jnp.result_type(*(W for W, _ in params_star)))
 
 
 def _summary(info, settings):

@@ -72,8 +72,10 @@ import scipy.linalg
 from ._kernel_engine import (apply_to_inputs, apply_to_pairs, check_positive_int,
                              diagonal_from_inputs, diagonal_from_pairs, layer_sizes,
                              moments_from_inputs, moments_from_pairs, ntk_vector_product,
-                             pair_widths, pairs_of_blocks, prepare_inputs, row_blocks)
-from ._kernel_flow import _check_flow_time, _check_ridge
+                             pair_widths, pairs_of_blocks, prepare_inputs, product,
+                             row_blocks)
+from ._kernel_flow import (_check_flow_time, _check_ridge, drop_unresolved, flow_filter,
+                           resolution_rtol)
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -449,6 +451,27 @@ def nystrom_preconditioner(operator, rank, random_state=0):
     return NystromPreconditioner(U[:, keep], lam[keep], operator.ridge)
 
 
+def _resolution_ridge(operator, preconditioner):
+    """The operator and preconditioner with the ridge raised to the kernel's resolution.
+
+    ``K_bar`` is applied in :attr:`TrainingKernel.dtype`, so its eigenvalues below
+    ``rtol · λ_max`` (:func:`skntk._kernel_flow.resolution_rtol`) are round-off, which
+    the dense solver drops (:func:`skntk._kernel_flow.eigendecompose_kernel`). Conjugate
+    gradients cannot drop them; a ridge of that size damps them instead, so that the
+    coefficients stay within what the kernel resolves and the iteration converges.
+    ``λ_max`` is the preconditioner's largest eigenvalue, or ``trace(K_bar)`` without
+    one (an upper bound).
+    """
+    top = float(operator.diagonal().sum())
+    floor = resolution_rtol(operator.n_samples, operator.dtype) * top
+    if not operator.ridge < floor:
+        return operator, preconditioner
+    operator = operator.with_ridge(floor)
+    if preconditioner is not None:
+        preconditioner = preconditioner._replace(ridge=floor)
+    return operator, preconditioner
+
+
 def _pad_columns(V, width):
     if V.shape[1] == width:
         return V
@@ -519,26 +542,18 @@ def _conjugate_gradients(operator, B, tol, max_iter, preconditioner=None, max_re
 # Finite t: Lanczos approximation of g(K_bar + ρI) R
 # --------------------------------------------------------------------------------------
 
-def _flow_filter(theta, t, n_samples):
-    """``g(θ) = (1 - exp(-tθ/N)) / θ`` on Ritz values (``t/N`` at ``θ = 0``)."""
-    theta = np.clip(theta, 0.0, None)
-    if np.isinf(t):
-        return np.where(theta > 0, 1.0 / np.where(theta > 0, theta, 1.0), 0.0)
-    s = t / n_samples
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = -np.expm1(-s * theta) / theta
-    return np.where(theta > 0, g, s)
-
-
-def _tridiagonal_function(alpha, beta, t, n_samples):
-    """``g(T) e_1`` and ``T g(T) e_1`` for the Lanczos tridiagonal ``T``."""
+def _tridiagonal_function(alpha, beta, t, n_samples, rtol=0.0):
+    """``g(T) e_1`` and ``T g(T) e_1`` for the Lanczos tridiagonal ``T``, with ``g`` the
+    flow filter of the dense solver (:func:`skntk._kernel_flow.flow_filter`) on the
+    Ritz values, those up to ``rtol`` times the largest taken as null directions (0),
+    as :func:`skntk._kernel_flow.eigendecompose_kernel` takes eigenvalues."""
     if alpha.size == 0:
         return np.zeros(0), np.zeros(0)
     if alpha.size == 1:
         theta, S = alpha.copy(), np.ones((1, 1))
     else:
         theta, S = scipy.linalg.eigh_tridiagonal(alpha, beta)
-    y = S @ (_flow_filter(theta, t, n_samples) * S[0])
+    y = S @ (flow_filter(drop_unresolved(theta, rtol), t, n_samples) * S[0])
     Ty = alpha * y
     Ty[:-1] += beta * y[1:]
     Ty[1:] += beta * y[:-1]
@@ -566,6 +581,7 @@ class KrylovFlow(NamedTuple):
     ridge: float
     n_samples: int
     info: dict
+    rtol: float = 0.0
 
     def evaluate(self, t):
         """Coefficients and train-output update at flow time ``t``.
@@ -598,8 +614,9 @@ class KrylovFlow(NamedTuple):
             if m == 0 or t == 0:
                 continue
             a, b = self.alpha[c, :m], self.beta[c, :m]
-            y, Ty = _tridiagonal_function(a, b[:m - 1], t, self.n_samples)
-            y_prev, _ = _tridiagonal_function(a[:m - 1], b[:m - 2], t, self.n_samples)
+            y, Ty = _tridiagonal_function(a, b[:m - 1], t, self.n_samples, self.rtol)
+            y_prev, _ = _tridiagonal_function(a[:m - 1], b[:m - 2], t, self.n_samples,
+                                              self.rtol)
             y *= self.residual_norm[c]
             y_prev *= self.residual_norm[c]
             diff = y.copy()
@@ -693,6 +710,7 @@ def krylov_kernel_flow(params_star, X, residual, t, ridge, n_classes, *, tol=1e-
     steps = 0
     scale = np.zeros(k)
     eps = np.finfo(dtype).eps
+    rtol = resolution_rtol(n, dtype)
     for j in range(max_iter):
         if not active.any():
             break
@@ -710,7 +728,7 @@ def krylov_kernel_flow(params_star, X, residual, t, ridge, n_classes, *, tol=1e-
         scale = np.maximum(scale, np.abs(a) + b)
         for c in np.flatnonzero(active):
             m = lengths[c]
-            y, _ = _tridiagonal_function(alpha[c, :m], beta[c, :m - 1], t, n)
+            y, _ = _tridiagonal_function(alpha[c, :m], beta[c, :m - 1], t, n, rtol)
             diff = y.copy()
             diff[:m - 1] -= y_last[c]
             estimate[c] = np.linalg.norm(diff) / max(np.linalg.norm(y), 1e-300)
@@ -732,7 +750,7 @@ def krylov_kernel_flow(params_star, X, residual, t, ridge, n_classes, *, tol=1e-
     info = {"method": "lanczos", "iterations": steps, "iterations_per_output": lengths.copy(),
             "residual_norm": estimate, "converged": bool(np.all(estimate <= tol)),
             "residual_history": np.asarray(history).reshape(-1, k)}
-    return KrylovFlow(basis, alpha, beta, lengths, r_norm, operator.ridge, n, info)
+    return KrylovFlow(basis, alpha, beta, lengths, r_norm, operator.ridge, n, info, rtol)
 
 
 # --------------------------------------------------------------------------------------
@@ -838,8 +856,9 @@ def solve_kernel_flow_matrix_free(params_star, X, residual, t, ridge, n_classes,
             preconditioner = nystrom_preconditioner(operator, preconditioner_rank,
                                                     random_state)
         sketch_products = operator.n_products - products
+        operator, preconditioner = _resolution_ridge(operator, preconditioner)
         A, KA, info = _conjugate_gradients(operator, R, tol, max_iter, preconditioner)
-        info = {"method": "cg", **info, "train_update": KA,
+        info = {"method": "cg", **info, "train_update": KA, "ridge": operator.ridge,
                 "preconditioner_rank": 0 if preconditioner is None
                 else preconditioner.eigenvalues.size,
                 "kernel_products": operator.n_products - products,
@@ -878,16 +897,38 @@ def cross_kernel_apply(params_star, X_new, X_train, coefficients, n_classes, *,
     update : ndarray of shape (n_new, C), float64
         ``K_bar(X_new, X_train) A``; the outputs are ``f_t(x) = f_0(x) + update``.
 
+    Raises
+    ------
+    ValueError
+        If ``coefficients`` is not 2-D with one row per training input or holds NaN or
+        infinite values, or the inputs do not match the network.
+
     Notes
     -----
     One pass over ``X_train`` forms the moments ``M_l`` of ``A`` (see the module
     docstring), one pass over ``X_new`` reads them back: time as one kernel-block
-    product with ``(N + n_new) / 2`` rows, memory independent of ``N · n_new``.
+    product with ``(N + n_new) / 2`` rows, memory independent of ``N · n_new``. The layer
+    factors are computed in the dtype of the parameters (float32, as the training
+    kernel), the moments and their read-back in float64: the dual coefficients of a
+    kernel regression are large and of both signs, and a float32 sum of their
+    products with the kernel would cancel to round-off (Higham, "Accuracy and
+    stability of numerical algorithms", 2nd ed., §4.2: the error of a sum grows with
+    ``Σ |K_ij A_j|``, not with the result).
     """
     n_classes = check_positive_int(n_classes, "n_classes")
+    block_size = check_positive_int(block_size, "block_size")
     A = np.asarray(coefficients)
     if A.ndim != 2:
         raise ValueError(f"coefficients must be 2-D, got shape {A.shape}.")
-    out = fast_ntk_vector_product(params_star, X_new, A, X2=X_train, block_size=block_size,
-                                  layer_scales=layer_scales)
-    return np.asarray(out, dtype=np.float64) / n_classes
+    params, X_new, X_train, _ = prepare_inputs(params_star, X_new, X_train,
+                                               names=("X_new", "X_train"))
+    if A.shape[0] != X_train.shape[0]:
+        raise ValueError(f"coefficients has {A.shape[0]} rows but X_train has "
+                         f"{X_train.shape[0]}.")
+    A = A.astype(np.float64)
+    if not np.all(np.isfinite(A)):
+        raise ValueError("coefficients contains NaN or infinite values.")
+    with jax.enable_x64(True):
+        out = product(params, X_new, jnp.asarray(A), X_train, block_size, layer_scales)
+        out = np.asarray(out, dtype=np.float64)
+    return out / n_classes
