@@ -45,6 +45,11 @@ def _all_phase_attributes():
     return tuple(sorted(names))
 
 
+class WarmStartRefused(ValueError):
+    """``warm_start=True`` cannot continue the fitted network (other targets, features
+    or layer sizes): refused before any training, leaving the fitted model as it was."""
+
+
 class BaseHybridNTK(BaseEstimator):
     """Base of :class:`~skntk.HybridNTKClassifier` and :class:`~skntk.HybridNTKRegressor`.
 
@@ -98,16 +103,21 @@ class BaseHybridNTK(BaseEstimator):
         """:meth:`fit`: clears any earlier fitted state (keeping, under
         ``warm_start=True``, its network as the starting point), fits, and leaves the
         estimator unfitted if the fit fails."""
-        fitted = None
+        fitted = previous = None
         if self.warm_start is True and self.__sklearn_is_fitted__():
             fitted = (self.coefs_, self.intercepts_,
                       {name: getattr(self, name) for name in self._target_attributes})
+            previous = {name: self.__dict__[name] for name in self._fitted_attribute_names()
+                        if name in self.__dict__}
         self._clear_fitted_state()
         try:
             start = self._starting_network(coef_init, intercept_init, fitted)
             return self._fit(X, y, X_val, y_val, start)
-        except BaseException:
+        except BaseException as error:
             self._clear_fitted_state()
+            if isinstance(error, WarmStartRefused):
+                # Refused before any training, as MLPClassifier: the fitted model stays.
+                self.__dict__.update(previous)
             raise
 
     @classmethod
@@ -154,7 +164,7 @@ class BaseHybridNTK(BaseEstimator):
             new = targets[name]
             if not np.array_equal(old, new):
                 show = (lambda v: np.asarray(v)[:10].tolist()) if np.ndim(old) else repr
-                raise ValueError(
+                raise WarmStartRefused(
                     f"warm_start=True continues the fitted network, whose {name} is "
                     f"{show(old)}, but `y` gives {show(new)}. Set warm_start=False to "
                     f"start from a new network.")
@@ -170,7 +180,7 @@ class BaseHybridNTK(BaseEstimator):
             fix = ("Keep the features and `hidden_layer_sizes` of the fitted network, or "
                    "set warm_start=False to start from a new one."
                    if fitted_targets is not None else "Pass a network of these sizes.")
-            raise ValueError(
+            raise (ValueError if fitted_targets is None else WarmStartRefused)(
                 f"{source} has weight shapes {shapes_W} and bias shapes {shapes_b}, but "
                 f"the network for this data has layer sizes {layer_sizes} (n_features, "
                 f"*hidden_layer_sizes, n_outputs): weights {expected_W}. {fix}")

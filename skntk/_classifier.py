@@ -268,7 +268,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         phase from the fitted network (``coefs_``, ``intercepts_``) instead of a
         random draw, as in scikit-learn's ``MLPClassifier``; the data must have the
         same features and classes. For the ``"linearized"`` phase these are the
-        weights ``theta* + delta`` of its linear model, used as a network.
+        weights ``theta* + delta`` of its linear model, used as a network. A refit
+        that cannot continue it raises a ``ValueError`` before any training and
+        leaves the fitted model as it was.
     parameterization : {"standard", "ntk"}, default="standard"
         Coordinates in which the network is initialised and trained; the network is
         the same MLP in both, and ``coefs_`` and ``intercepts_`` hold its weights

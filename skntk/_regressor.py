@@ -144,7 +144,8 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         :class:`HybridNTKClassifier`.
     warm_start : bool, default=False
         Start the next :meth:`fit` from the fitted network (same features and
-        number of outputs).
+        number of outputs). A refit that cannot continue it raises a ``ValueError``
+        before any training and leaves the fitted model as it was.
     parameterization : {"standard", "ntk"}, default="standard"
         Coordinates in which the network is initialised and trained, as in
         :class:`HybridNTKClassifier`.

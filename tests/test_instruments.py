@@ -179,6 +179,8 @@ def test_warm_start_continues_from_the_fitted_network():
     first = [W.copy() for W in clf.coefs_]
     clf.fit(X, y)
     np.testing.assert_array_equal(clf.init_coefs_[0], first[0])
+    refit_coefs = [W.copy() for W in clf.coefs_]
+    refit_proba = clf.predict_proba(X)
     cold = HybridNTKClassifier(max_sgd_epochs=3, switch=None, ntk_phase=None,
                                **SMALL).fit(X, y)
     np.testing.assert_array_equal(cold.init_coefs_[0],
@@ -187,7 +189,13 @@ def test_warm_start_continues_from_the_fitted_network():
                                   .fit(X, y).init_coefs_[0])
     with pytest.raises(ValueError, match="warm_start=True continues the fitted network"):
         clf.fit(X, np.where(y == 0, 5, 7))
-    assert not hasattr(clf, "coefs_")  # a failed fit leaves it unfitted
+    # Refused before training, as MLPClassifier: the fitted model stays as it was.
+    np.testing.assert_array_equal(clf.coefs_[0], refit_coefs[0])
+    np.testing.assert_array_equal(clf.predict_proba(X), refit_proba)
+    with pytest.raises(ValueError, match="hidden_layer_sizes` of the fitted network"):
+        clf.set_params(hidden_layer_sizes=(5,)).fit(X, y)
+    assert clf.coefs_[0].shape == refit_coefs[0].shape
+    np.testing.assert_array_equal(clf.predict_proba(X), refit_proba)
 
 
 @pytest.mark.parametrize("coef_init, intercept_init, match", [
