@@ -12,13 +12,16 @@ counted with everything alive beside it at its peak:
 
 Prediction forms no kernel matrix: it applies ``K_bar(X, X_fit_)`` to ``dual_coef_``
 block by block (:func:`skntk._matrix_free.cross_kernel_apply`), in memory independent
-of ``N`` and of the number of predicted rows.
+of ``N`` and of the number of predicted rows but not of the network
+(:func:`check_prediction_budget`, checked before training).
 """
 
 import numpy as np
 
-from ._kernel_engine import layer_sizes
-from .ntk import _empirical_ntk, _working_set_bytes, check_kernel_budget, kernel_nbytes
+from ._kernel_engine import layer_sizes, product_bytes
+from ._matrix_free import DEFAULT_BLOCK_SIZE
+from .ntk import (DEFAULT_MAX_KERNEL_BYTES, _empirical_ntk, _format_bytes,
+                  _working_set_bytes, check_kernel_budget, kernel_nbytes)
 
 KERNEL_BLOCK_SIZE = 512
 """``block_size`` of :func:`skntk.ntk.empirical_ntk` in the kernel phase."""
@@ -95,6 +98,57 @@ def check_kernel(sizes, n_rows, n_train, max_bytes, labels, copies=1, held_bytes
                                fix_hint=fix_hint, extra_bytes=extra,
                                budget_name="max_kernel_bytes", held_bytes=held_bytes,
                                held_what=held_what)
+
+
+PREDICTION = ("working memory of the kernel phase's predictions",
+              "use a smaller `hidden_layer_sizes` (the memory grows with the square of "
+              "the widths times the number of outputs) or fewer outputs")
+
+
+def prediction_bytes(sizes, n_train):
+    """Working memory of applying ``K_bar(x, X_fit_)`` to ``dual_coef_``
+    (:func:`skntk._matrix_free.cross_kernel_apply`, float64 sums): the moments
+    ``8 · C · Σ_l a_l f_l`` bytes and the temporaries of one block of rows
+    (:func:`skntk._kernel_engine.product_bytes`), ``C`` the outputs of ``sizes``.
+    The same product serves the matrix-free solver's validation outputs."""
+    return product_bytes(sizes, sizes[-1], min(DEFAULT_BLOCK_SIZE, n_train),
+                         np.dtype(np.float64).itemsize)
+
+
+def check_prediction_budget(sizes, n_train, max_bytes):
+    """Refuse, before training, a kernel phase whose predictions would exceed
+    ``max_kernel_bytes``.
+
+    Parameters
+    ----------
+    sizes : tuple of int
+        ``(n_features, *hidden_layer_sizes, n_outputs)``.
+    n_train : int
+        Training samples ``N`` (the block of ``X_fit_`` rows is at most ``N``).
+    max_bytes : int, float or None
+        The budget (``None``: the default of :func:`skntk.ntk.check_kernel_budget`).
+
+    Returns
+    -------
+    n_bytes : int
+        :func:`prediction_bytes`, when within the budget.
+
+    Raises
+    ------
+    ValueError
+        If it exceeds ``max_bytes``; the message gives the size and what lowers it.
+    """
+    what, fix_hint = PREDICTION
+    n_bytes = prediction_bytes(sizes, n_train)
+    budget = DEFAULT_MAX_KERNEL_BYTES if max_bytes is None else max_bytes
+    if n_bytes > budget:
+        raise ValueError(
+            f"The {what} (network {sizes}: the moments of dual_coef_, "
+            f"{sizes[-1]} x sum over layers of the two factor widths' product, in "
+            f"float64, and one block of rows) needs about {_format_bytes(n_bytes)}, more "
+            f"than the budget `max_kernel_bytes` = {_format_bytes(budget)}. To fit, "
+            f"{fix_hint}; or raise `max_kernel_bytes`.")
+    return n_bytes
 
 
 def check_kernel_phase_budget(sizes, n_train, max_bytes, n_val=0):
