@@ -10,6 +10,8 @@ be learned (the label is the sign of ``x0 * x1``, two of 30 Gaussian inputs).
 import argparse
 import csv
 import importlib.util
+import math
+import os
 import sys
 import time
 import warnings
@@ -93,6 +95,20 @@ def _parse_float(text):
         return None
 
 
+def _non_finite_lines(path, columns):
+    """A ``ValueError`` naming the numeric columns that hold ``inf``, ``nan`` or a
+    number beyond the float64 range (``1e999``), with their first lines, or ``None``."""
+    found = []
+    for name, values in columns:
+        lines = [i + 2 for i, v in enumerate(values) if not math.isfinite(v)]
+        if lines:
+            found.append(f"{name!r} (line(s) {', '.join(map(str, lines[:5]))})")
+    if not found:
+        return None
+    return ValueError(f"{path} has infinite, NaN or out-of-range numbers in column(s) "
+                      f"{'; '.join(found[:5])}; replace or remove them first.")
+
+
 def read_csv(path, target):
     """Numeric feature columns and the label column of a CSV file with a header row.
 
@@ -112,6 +128,8 @@ def read_csv(path, target):
     if not rows:
         raise ValueError(f"{path} is empty.")
     header, body = rows[0], [row for row in rows[1:] if row]
+    if not body:
+        raise ValueError(f"{path} has a header but no data rows.")
     if target not in header:
         raise ValueError(f"--target {target!r} is not a column of {path}; columns: "
                          f"{', '.join(header)}")
@@ -124,7 +142,7 @@ def read_csv(path, target):
     labels = columns[header.index(target)]
     numeric_labels = [_parse_float(v) for v in labels]
     y = np.array(numeric_labels if None not in numeric_labels else labels)
-    features, ignored = [], []
+    features, ignored, numeric = [], [], []
     for name, column in zip(header, columns):
         if name == target:
             continue
@@ -133,6 +151,12 @@ def read_csv(path, target):
             ignored.append(name)
         else:
             features.append(values)
+            numeric.append((name, values))
+    if None not in numeric_labels:
+        numeric.insert(0, (target, numeric_labels))
+    error = _non_finite_lines(path, numeric)
+    if error is not None:
+        raise error
     if not features:
         raise ValueError(f"{path} has no numeric feature column besides {target!r}.")
     return np.array(features, dtype=float).T, y, ignored
@@ -201,15 +225,47 @@ def split_data(X, y, seed, parser):
                      f"of the {len(labels)} classes in both parts: {exc}")
 
 
+def check_plot_path(path, parser):
+    """Refuse, before any training, a ``--plot`` path that cannot be written: a format
+    matplotlib does not write (from the extension; none means PNG), a folder, or a
+    folder that does not exist or is not writable (a usage error, exit status 2)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        parser.error("--plot needs matplotlib: pip install matplotlib")
+    from matplotlib.figure import Figure
+
+    extension = os.path.splitext(path)[1][1:].lower()
+    formats = Figure().canvas.get_supported_filetypes()
+    if extension and extension not in formats:
+        parser.error(f"--plot {path}: matplotlib cannot write '.{extension}' files; use "
+                     f"one of {', '.join('.' + f for f in sorted(formats))} (e.g. "
+                     f"history.png).")
+    if os.path.isdir(path):
+        parser.error(f"--plot {path} is a folder; give a file name, e.g. {path}/history.png.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        parser.error(f"--plot {path}: the folder {folder} does not exist; create it first.")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path)
+                                          and not os.access(path, os.W_OK)):
+        parser.error(f"--plot {path}: no permission to write there; choose another path.")
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        parser.error("--plot needs matplotlib: pip install matplotlib")
+    if args.plot:
+        check_plot_path(args.plot, parser)
     X, y, name = load_data(args, parser)
     X_train, X_test, y_train, y_test = split_data(X, y, args.seed, parser)
-    scaler = StandardScaler().fit(X_train)
-    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            scaler = StandardScaler().fit(X_train)
+            X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    except ValueError as exc:
+        parser.error(f"cannot standardise the features: {exc}")
+    if not (np.isfinite(X_train).all() and np.isfinite(X_test).all()):
+        parser.error("standardising the features overflows float64 (values too large "
+                     "to square, beyond about 1e154); rescale those columns first.")
 
     common = dict(max_sgd_epochs=args.max_sgd_epochs, random_state=args.seed)
     hybrid_params = dict(switch=_none_or(args.switch), ntk_phase=_none_or(args.ntk_phase))
@@ -251,7 +307,7 @@ def main(argv=None):
         display = TrainingHistoryDisplay.from_estimator(runs[-1][1])
         try:
             display.figure_.savefig(args.plot, dpi=120, bbox_inches="tight")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             parser.error(f"cannot write --plot {args.plot}: {exc}")
         print(f"history plot saved to {args.plot}")
     return 0
