@@ -12,8 +12,8 @@ counted with everything alive beside it at its peak:
 
 Prediction forms no kernel matrix: it applies ``K_bar(X, X_fit_)`` to ``dual_coef_``
 block by block (:func:`skntk._matrix_free.cross_kernel_apply`), in memory independent
-of ``N`` and of the number of predicted rows but not of the network
-(:func:`check_prediction_budget`, checked before training).
+of ``N`` and of the number of predicted rows but not of the network; its blocks are
+sized to the budget before training (:func:`prediction_block`).
 """
 
 import numpy as np
@@ -105,50 +105,52 @@ PREDICTION = ("working memory of the kernel phase's predictions",
               "the widths times the number of outputs) or fewer outputs")
 
 
-def prediction_bytes(sizes, n_train):
-    """Working memory of applying ``K_bar(x, X_fit_)`` to ``dual_coef_``
-    (:func:`skntk._matrix_free.cross_kernel_apply`, float64 sums): the moments
-    ``8 · C · Σ_l a_l f_l`` bytes and the temporaries of one block of rows
-    (:func:`skntk._kernel_engine.product_bytes`), ``C`` the outputs of ``sizes``.
-    The same product serves the matrix-free solver's validation outputs."""
-    return product_bytes(sizes, sizes[-1], min(DEFAULT_BLOCK_SIZE, n_train),
-                         np.dtype(np.float64).itemsize)
+def prediction_block(sizes, n_train, max_bytes):
+    """Rows per block with which the kernel phase predicts within ``max_kernel_bytes``,
+    checked before training.
 
-
-def check_prediction_budget(sizes, n_train, max_bytes):
-    """Refuse, before training, a kernel phase whose predictions would exceed
-    ``max_kernel_bytes``.
+    Prediction applies ``K_bar(x, X_fit_)`` to ``dual_coef_``
+    (:func:`skntk._matrix_free.cross_kernel_apply`, float64 sums): the moments,
+    ``8 · C · Σ_l a_l f_l`` bytes, and the temporaries of one block of rows
+    (:func:`skntk._kernel_engine.product_bytes`). The block is the largest up to
+    ``min(2048, N)`` whose working memory fits.
 
     Parameters
     ----------
     sizes : tuple of int
         ``(n_features, *hidden_layer_sizes, n_outputs)``.
     n_train : int
-        Training samples ``N`` (the block of ``X_fit_`` rows is at most ``N``).
+        Training samples ``N``.
     max_bytes : int, float or None
         The budget (``None``: the default of :func:`skntk.ntk.check_kernel_budget`).
 
     Returns
     -------
-    n_bytes : int
-        :func:`prediction_bytes`, when within the budget.
+    block_size : int
 
     Raises
     ------
     ValueError
-        If it exceeds ``max_bytes``; the message gives the size and what lowers it.
+        If even one row at a time exceeds ``max_bytes``; the message gives the size
+        and what lowers it.
     """
-    what, fix_hint = PREDICTION
-    n_bytes = prediction_bytes(sizes, n_train)
     budget = DEFAULT_MAX_KERNEL_BYTES if max_bytes is None else max_bytes
-    if n_bytes > budget:
+    n_outputs, itemsize = sizes[-1], np.dtype(np.float64).itemsize
+    block = max(min(DEFAULT_BLOCK_SIZE, int(n_train)), 1)
+    per_row = product_bytes(sizes, n_outputs, 1, itemsize) - product_bytes(
+        sizes, n_outputs, 0, itemsize)
+    moments = product_bytes(sizes, n_outputs, 0, itemsize)
+    if moments + per_row > budget:
+        what, fix_hint = PREDICTION
         raise ValueError(
-            f"The {what} (network {sizes}: the moments of dual_coef_, "
-            f"{sizes[-1]} x sum over layers of the two factor widths' product, in "
-            f"float64, and one block of rows) needs about {_format_bytes(n_bytes)}, more "
-            f"than the budget `max_kernel_bytes` = {_format_bytes(budget)}. To fit, "
-            f"{fix_hint}; or raise `max_kernel_bytes`.")
-    return n_bytes
+            f"The {what} (network {sizes}: the moments of dual_coef_, {n_outputs} x the "
+            f"sum over layers of the product of the two factor widths, in float64, and "
+            f"one row) need about {_format_bytes(moments + per_row)}, more than the "
+            f"budget `max_kernel_bytes` = {_format_bytes(budget)}. To fit, {fix_hint}; "
+            f"or raise `max_kernel_bytes`.")
+    if np.isfinite(budget):
+        block = min(block, int((budget - moments) // per_row))
+    return block
 
 
 def check_kernel_phase_budget(sizes, n_train, max_bytes, n_val=0):

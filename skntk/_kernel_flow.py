@@ -31,6 +31,8 @@ Typical use, one decomposition for every flow time::
 All results are float64 numpy arrays.
 """
 
+import math
+
 import numpy as np
 import scipy.linalg
 
@@ -163,6 +165,15 @@ def eigendecompose_kernel(K_bar, ridge=0.0, *, rtol=None, precision=None):
     if rtol is None:
         rtol = resolution_rtol(n_samples, precision)
     return drop_unresolved(eigenvalues, rtol), eigenvectors
+
+
+def amplifies_round_off(t, n_samples, resolution):
+    """Whether the flow at time ``t`` can amplify an eigenvalue error of size
+    ``resolution`` (``rtol · λ_max``) beyond itself: ``g(λ) <= min(t/N, 1/λ)``, so an
+    error ``δ`` of the kernel along a direction moves the outputs by at most
+    ``δ · t/N`` times its residual. True at ``t = inf`` or when ``δ · t/N >= 1``; only
+    then must directions below the resolution be dropped."""
+    return math.isinf(t) or resolution * t / max(int(n_samples), 1) >= 1.0
 
 
 def drop_unresolved(eigenvalues, rtol):

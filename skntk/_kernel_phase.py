@@ -29,8 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._buckets import pad_rows
+from ._kernel_engine import layer_sizes
 from ._kernel_budget import (VARIANCE_CROSS_KERNEL, check_kernel_phase_budget,
-                             check_prediction_budget, kernel_bar)
+                             kernel_bar, prediction_block)
 from ._kernel_solvers import kernel_solver
 from ._matrix_free import cross_kernel_apply, kernel_diagonal
 from ._mlp import mlp_forward, params_to_numpy
@@ -71,7 +72,8 @@ def offset_outputs(params_star, X, offset):
     return np.zeros_like(F) if offset == "zero" else F
 
 
-def kernel_model_outputs(params_star, X, X_fit, dual_coef, offset, layer_scales):
+def kernel_model_outputs(params_star, X, X_fit, dual_coef, offset, layer_scales,
+                         max_bytes=None):
     """The kernel phase's model, ``offset(X) + K_bar(X, X_fit) dual_coef``.
 
     Parameters
@@ -88,6 +90,9 @@ def kernel_model_outputs(params_star, X, X_fit, dual_coef, offset, layer_scales)
         ``f_0``: the network at ``theta*``, or zero.
     layer_scales : tuple or None
         Per-layer scales ``D`` of the parameterisation (``K = J D J^T``).
+    max_bytes : int, float or None, default=None
+        ``max_kernel_bytes``: bounds the working memory
+        (:func:`skntk._kernel_budget.prediction_block`).
 
     Returns
     -------
@@ -97,8 +102,10 @@ def kernel_model_outputs(params_star, X, X_fit, dual_coef, offset, layer_scales)
         float64), so memory does not grow with ``N`` or ``n``. Non-finite values (a kernel that
         overflows) are passed on as ``inf``/``NaN`` for the caller to handle.
     """
+    block = prediction_block(layer_sizes(params_star), X_fit.shape[0], max_bytes)
     update = cross_kernel_apply(params_star, X, jnp.asarray(X_fit), dual_coef,
-                                dual_coef.shape[1], layer_scales=layer_scales)
+                                dual_coef.shape[1], block_size=block,
+                                layer_scales=layer_scales)
     with np.errstate(all="ignore"):
         return offset_outputs(params_star, X, offset) + update
 
@@ -134,8 +141,8 @@ class KernelPhase(NTKPhase):
         ``kernel_solver="dense"`` raises for, before training;
         :func:`skntk._kernel_budget.check_kernel_phase_budget`). Raises a
         ``ValueError`` first if the predictions' working memory exceeds it
-        (:func:`skntk._kernel_budget.check_prediction_budget`), whatever the solver."""
-        check_prediction_budget(layer_sizes, n_train, config.max_kernel_bytes)
+        (:func:`skntk._kernel_budget.prediction_block`), whatever the solver."""
+        prediction_block(layer_sizes, n_train, config.max_kernel_bytes)
         if config.kernel_solver == "matrix_free":
             return None, "matrix_free"
         try:
@@ -252,7 +259,8 @@ class KernelPhase(NTKPhase):
         """``offset(X) + K_bar(X, X_fit_) dual_coef_`` (:func:`kernel_model_outputs`),
         the same for every solver."""
         return kernel_model_outputs(params_star, X, fitted["X_fit_"], fitted["dual_coef_"],
-                                    fitted["kernel_offset_"], fitted["layer_scales"])
+                                    fitted["kernel_offset_"], fitted["layer_scales"],
+                                    fitted["max_kernel_bytes_"])
 
     @staticmethod
     def predict_variance(params_star, fitted, X, block_size):

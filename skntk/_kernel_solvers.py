@@ -43,8 +43,9 @@ from sklearn.exceptions import ConvergenceWarning
 from ._kernel_budget import (CROSS_KERNEL_COPIES, EIGENVECTORS, TRAINING_KERNEL,
                              TRAINING_KERNEL_COPIES, VALIDATION_KERNEL,
                              VARIANCE_TRAINING_KERNEL, kernel_bar)
-from ._kernel_flow import (eigendecompose_kernel, flow_coefficients, flow_outputs,
-                           flow_train_outputs, project_residual)
+from ._kernel_flow import (amplifies_round_off, drop_unresolved, eigendecompose_kernel,
+                           flow_coefficients, flow_outputs, flow_train_outputs,
+                           project_residual, resolution_rtol)
 from ._matrix_free import (TrainingKernel, _conjugate_gradients, cross_kernel_apply,
                            krylov_kernel_flow, nystrom_preconditioner,
                            solve_kernel_flow_matrix_free)
@@ -95,8 +96,15 @@ class DenseSolver(NamedTuple):
         K_bar = kernel_bar(params_star, X, X, n_classes, settings.max_kernel_bytes,
                            TRAINING_KERNEL, copies=TRAINING_KERNEL_COPIES, mesh=settings.mesh,
                            layer_scales=settings.layer_scales)
-        eigenvalues, eigenvectors = eigendecompose_kernel(K_bar, settings.ridge,
-                                                          precision=kernel_dtype(params_star))
+        # Exact zeros first (float64 rule); then, if the last flow time would amplify
+        # the kernel's float32 round-off, everything below its resolution.
+        eigenvalues, eigenvectors = eigendecompose_kernel(K_bar, settings.ridge)
+        n_samples = eigenvalues.size
+        rtol = resolution_rtol(n_samples, kernel_dtype(params_star))
+        t_end = (math.inf if math.isinf(settings.n_epochs)
+                 else settings.learning_rate * settings.n_epochs)
+        if n_samples and amplifies_round_off(t_end, n_samples, rtol * eigenvalues[-1]):
+            eigenvalues = drop_unresolved(eigenvalues, rtol)
         del K_bar  # not held beside the validation cross kernel
         projection = project_residual(eigenvectors, residual)
         _warn_if_unresolved(eigenvalues, projection)

@@ -74,8 +74,8 @@ from ._kernel_engine import (apply_to_inputs, apply_to_pairs, check_positive_int
                              moments_from_inputs, moments_from_pairs, ntk_vector_product,
                              pair_widths, pairs_of_blocks, prepare_inputs, product,
                              row_blocks)
-from ._kernel_flow import (_check_flow_time, _check_ridge, drop_unresolved, flow_filter,
-                           resolution_rtol)
+from ._kernel_flow import (_check_flow_time, _check_ridge, amplifies_round_off,
+                           drop_unresolved, flow_filter, resolution_rtol)
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -545,15 +545,19 @@ def _conjugate_gradients(operator, B, tol, max_iter, preconditioner=None, max_re
 def _tridiagonal_function(alpha, beta, t, n_samples, rtol=0.0):
     """``g(T) e_1`` and ``T g(T) e_1`` for the Lanczos tridiagonal ``T``, with ``g`` the
     flow filter of the dense solver (:func:`skntk._kernel_flow.flow_filter`) on the
-    Ritz values, those up to ``rtol`` times the largest taken as null directions (0),
-    as :func:`skntk._kernel_flow.eigendecompose_kernel` takes eigenvalues."""
+    Ritz values; those up to ``rtol`` times the largest are null directions (0) when
+    the flow would amplify their round-off
+    (:func:`skntk._kernel_flow.amplifies_round_off`), as in the dense solver."""
     if alpha.size == 0:
         return np.zeros(0), np.zeros(0)
     if alpha.size == 1:
         theta, S = alpha.copy(), np.ones((1, 1))
     else:
         theta, S = scipy.linalg.eigh_tridiagonal(alpha, beta)
-    y = S @ (flow_filter(drop_unresolved(theta, rtol), t, n_samples) * S[0])
+    theta = np.clip(theta, 0.0, None)
+    if amplifies_round_off(t, n_samples, rtol * theta.max()):
+        theta = drop_unresolved(theta, rtol)
+    y = S @ (flow_filter(theta, t, n_samples) * S[0])
     Ty = alpha * y
     Ty[:-1] += beta * y[1:]
     Ty[1:] += beta * y[:-1]

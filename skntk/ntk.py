@@ -695,24 +695,61 @@ def kernel_target_alignment(K, Y):
     Raises
     ------
     ValueError
-        If ``Y`` has more than two axes or a number of rows other than ``K``'s.
+        If ``K`` is not square or ``Y`` has more than two axes or a number of rows
+        other than ``K``'s; if ``K`` or ``Y`` holds NaN or infinite values; or if ``K``
+        or ``Y`` is all zeros, for which the alignment is undefined (0/0), as
+        :func:`centered_kernel_alignment` raises for a centred kernel or target that
+        is zero. These value checks synchronise with the device for jax inputs and are
+        skipped under tracing, where such inputs give NaN.
     """
     xp = _namespace(K, Y)
+    refuse_sparse(K, "K")
+    refuse_sparse(Y, "Y")
     K, Y = xp.asarray(K), xp.asarray(Y)
-    if Y.ndim not in (1, 2) or Y.shape[0] != K.shape[0] or K.shape[0] != K.shape[1]:
+    if (K.ndim != 2 or Y.ndim not in (1, 2) or Y.shape[0] != K.shape[0]
+            or K.shape[0] != K.shape[1]):
         raise ValueError(
             f"`K` must be square and `Y` of shape ({K.shape[0]},) or ({K.shape[0]}, C); "
             f"got K of shape {K.shape} and Y of shape {Y.shape}.")
-    K_norm = xp.sqrt(xp.sum(K * K))
-    if Y.ndim == 1:
-        same = (Y[:, None] == Y[None, :]).astype(K.dtype)
-        inner, target_norm = xp.sum(K * same), xp.sqrt(xp.sum(same))
-    else:
+    if not xp.issubdtype(K.dtype, xp.floating):
+        K = K.astype(xp.result_type(float))
+    if Y.ndim == 2:
         Y = Y.astype(K.dtype)
-        # ⟨K, YYᵀ⟩ = tr(Yᵀ K Y) and ‖YYᵀ‖_F = ‖YᵀY‖_F: never form the n x n target.
-        inner = xp.sum(Y * (K @ Y))
-        target_norm = xp.sqrt(xp.sum((Y.T @ Y) ** 2))
-    return _result(xp, inner / (K_norm * target_norm))
+    concrete = is_concrete(K) and is_concrete(Y)
+    if concrete:
+        if not bool(xp.all(xp.isfinite(K))):
+            raise ValueError(
+                "`K` contains NaN or infinite values: the network has diverged or its "
+                "inputs are far beyond unit scale. Pass a finite kernel.")
+        if Y.ndim == 2 and not bool(xp.all(xp.isfinite(Y))):
+            raise ValueError(
+                "`Y` contains NaN or infinite values. Pass finite labels or targets.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        K_norm = xp.sqrt(xp.sum(K * K))
+        if Y.ndim == 1:
+            same = (Y[:, None] == Y[None, :]).astype(K.dtype)
+            inner, target_norm = xp.sum(K * same), xp.sqrt(xp.sum(same))
+            Y_norm = target_norm
+        else:
+            # ⟨K, YYᵀ⟩ = tr(Yᵀ K Y) and ‖YYᵀ‖_F = ‖YᵀY‖_F: never form the n x n target.
+            inner = xp.sum(Y * (K @ Y))
+            target_norm = xp.sqrt(xp.sum((Y.T @ Y) ** 2))
+            Y_norm = xp.sqrt(xp.sum(Y * Y))
+    if concrete:
+        if float(K_norm) == 0 or not bool(xp.isfinite(K_norm)):
+            problem = ("is all zeros" if float(K_norm) == 0 else
+                       f"has entries too large for the Frobenius norm in {K.dtype}")
+            raise ValueError(
+                f"`K` {problem}, so its alignment with the targets is undefined. Pass a "
+                f"non-zero kernel (for a too large one, standardise the inputs or compute "
+                f"the kernel in float64).")
+        if float(Y_norm) == 0 or float(target_norm) == 0:
+            raise ValueError(
+                "`Y` is all zeros (or too small for its Gram matrix to be non-zero in "
+                f"{K.dtype}), so the alignment is undefined. Pass non-zero targets, or "
+                "class labels as a 1-D array.")
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return _result(xp, inner / (K_norm * target_norm))
 
 
 def _centre(xp, K):

@@ -4,31 +4,35 @@ import numpy as np
 import pytest
 
 from skntk import HybridNTKClassifier
-from skntk._kernel_budget import check_prediction_budget, prediction_bytes
+from skntk._kernel_budget import prediction_block
 
 from .conftest import blobs
 
 
-def test_prediction_memory_is_the_moments_and_one_block_in_float64():
-    # (4, 64, 64, 3): factor pairs (5, 3·64), (65, 64), (65, 1) narrower first.
+def test_prediction_blocks_fit_the_moments_and_their_rows_in_the_budget():
+    # (4, 64, 64, 3): factor pairs (5, 3·64), (64, 65), (1, 65), narrower first.
     sizes = (4, 64, 64, 3)
     widths = [(5, 192), (64, 65), (1, 65)]
-    C, block = 3, 30
-    expected = 8 * (C * sum(a * f for a, f in widths)
-                    + 3 * block * sum(C * a + f for a, f in widths))
-    assert prediction_bytes(sizes, 30) == expected
-    assert check_prediction_budget(sizes, 30, expected) == expected
+    C = 3
+    moments = 8 * C * sum(a * f for a, f in widths)
+    per_row = 8 * 3 * sum(C * a + f for a, f in widths)
+    assert prediction_block(sizes, 30, None) == 30
+    assert prediction_block(sizes, 5000, None) == 2048
+    assert prediction_block(sizes, 30, moments + 7 * per_row + 1) == 7
+    assert prediction_block(sizes, 30, moments + per_row) == 1
     with pytest.raises(ValueError, match="hidden_layer_sizes"):
-        check_prediction_budget(sizes, 30, expected - 1)
+        prediction_block(sizes, 30, moments + per_row - 1)
 
 
 @pytest.mark.parametrize("solver", ["auto", "dense", "matrix_free"])
 def test_kernel_phase_refuses_predictions_over_the_budget_before_training(solver):
     X, y = blobs(n_samples=30, n_features=4, n_classes=3, seed=3)
     epochs = []
-    budget = prediction_bytes((4, 64, 64, 3), 30) - 1
-    # The dense kernels of 30 rows need far less than the budget.
-    clf = HybridNTKClassifier(hidden_layer_sizes=(64, 64), ntk_phase="kernel",
+    sizes = (4, 64, 64, 3)
+    widths = [(5, 192), (64, 65), (1, 65)]
+    # The moments alone, without a row: the dense kernels of 30 rows need far less.
+    budget = 8 * 3 * sum(a * f for a, f in widths)
+    clf = HybridNTKClassifier(hidden_layer_sizes=sizes[1:-1], ntk_phase="kernel",
                               kernel_solver=solver, max_kernel_bytes=budget,
                               validation_fraction=None, random_state=0,
                               callbacks=lambda info: epochs.append(info))
@@ -36,3 +40,19 @@ def test_kernel_phase_refuses_predictions_over_the_budget_before_training(solver
         clf.fit(X, y)
     assert epochs == []  # refused before the first epoch
     assert not hasattr(clf, "coefs_")
+
+
+def test_predictions_in_small_blocks_equal_those_in_one():
+    X, y = blobs(n_samples=30, n_features=4, n_classes=3, seed=3)
+    kw = dict(hidden_layer_sizes=(8,), ntk_phase="kernel", kernel_solver="dense",
+              max_sgd_epochs=2, switch=None, validation_fraction=None, random_state=0)
+    sizes = (4, 8, 3)
+    moments = 8 * 3 * sum(a * f for a, f in [(5, 8), (1, 9)])
+    per_row = 8 * 3 * sum(3 * a + f for a, f in [(5, 8), (1, 9)])
+    clf = HybridNTKClassifier(**kw).fit(X, y)
+    one_block = clf.decision_function(X)
+    clf.max_kernel_bytes_ = moments + 4 * per_row  # as if fitted with that budget
+    assert prediction_block(sizes, 30, clf.max_kernel_bytes_) == 4
+    # Other block shapes round the float32 factors differently, nothing more.
+    np.testing.assert_allclose(clf.decision_function(X), one_block, rtol=0,
+                               atol=1e-5 * np.abs(one_block).max())
