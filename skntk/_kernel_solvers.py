@@ -382,10 +382,19 @@ def _summary(info, settings):
     summary = {k: info[k] for k in keep if k in info}
     summary["tol"] = settings.kernel_tol
     if not np.all(summary.get("converged", True)):
+        iterations = int(np.max(summary.get("iterations", 0)))
+        reached = np.max(summary.get("residual_norm", np.nan))
+        if iterations < settings.kernel_max_iter:
+            why = (f"stopped after {iterations} iterations at a relative residual of "
+                   f"{reached:.2g}, where the float32 kernel product's round-off stops "
+                   f"it improving")
+            fix = ("Use `kernel_tol` >= that (about 1e-5 with float32 kernels), add "
+                   "`kernel_ridge`, or use kernel_solver='dense'.")
+        else:
+            why = (f"reached a relative residual of {reached:.2g} within "
+                   f"kernel_max_iter={settings.kernel_max_iter} iterations")
+            fix = "Raise `kernel_max_iter` or `kernel_tol`, or add `kernel_ridge`."
         warnings.warn(
             f"The matrix-free kernel solver ({summary.get('method')}) did not reach "
-            f"kernel_tol={settings.kernel_tol} within kernel_max_iter="
-            f"{settings.kernel_max_iter} iterations. Raise `kernel_max_iter` or "
-            f"`kernel_tol` (about 1e-6 is the float32 floor), or add `kernel_ridge`.",
-            ConvergenceWarning)
+            f"kernel_tol={settings.kernel_tol}: it {why}. {fix}", ConvergenceWarning)
     return summary

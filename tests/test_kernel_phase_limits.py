@@ -1,5 +1,7 @@
 """Limits of the kernel phase checked before training: the memory its predictions need."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,23 @@ def test_predictions_in_small_blocks_equal_those_in_one():
     # Other block shapes round the float32 factors differently, nothing more.
     np.testing.assert_allclose(clf.decision_function(X), one_block, rtol=0,
                                atol=1e-5 * np.abs(one_block).max())
+
+
+def test_matrix_free_kernel_phase_fits_inputs_of_1e12_as_the_dense_one():
+    # Unstandardised inputs of order 1e12: kernel entries of order 1e24, whose float32
+    # round-off sets the floor under which conjugate gradients cannot resolve the
+    # spectrum (without a ridge at that floor they diverged: accuracy 0.33).
+    X, y = blobs(n_samples=120, n_features=4, seed=0)
+    X = X * 1e12
+    kw = dict(hidden_layer_sizes=(16,), max_sgd_epochs=1, learning_rate=1e-30,
+              ntk_phase="kernel", validation_fraction=None, random_state=0)
+    fits = {}
+    for solver in ("dense", "matrix_free"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits[solver] = HybridNTKClassifier(kernel_solver=solver, **kw).fit(X, y)
+    matrix_free = fits["matrix_free"]
+    assert matrix_free.history_["train_accuracy"][-1] >= 0.95
+    assert matrix_free.score(X, y) == pytest.approx(
+        matrix_free.history_["train_accuracy"][-1], abs=1e-6)
+    assert np.mean(matrix_free.predict(X) == fits["dense"].predict(X)) >= 0.97
