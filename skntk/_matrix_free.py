@@ -459,8 +459,8 @@ def _resolution_ridge(operator, preconditioner):
     the dense solver drops (:func:`skntk._kernel_flow.eigendecompose_kernel`). Conjugate
     gradients cannot drop them; a ridge of that size damps them instead, so that the
     coefficients stay within what the kernel resolves and the iteration converges.
-    ``λ_max`` is the preconditioner's largest eigenvalue, or ``trace(K_bar)`` without
-    one (an upper bound).
+    ``λ_max`` is bounded by ``trace(K_bar)`` (no product needed), so the ridge is at
+    least ``rtol · trace(K_bar)``; a larger ``operator.ridge`` is kept.
     """
     top = float(operator.diagonal().sum())
     floor = resolution_rtol(operator.n_samples, operator.dtype) * top
@@ -781,7 +781,9 @@ def solve_kernel_flow_matrix_free(params_star, X, residual, t, ridge, n_classes,
         the Lanczos approximation of :func:`krylov_kernel_flow`; ``t = 0`` gives zeros.
     ridge : float
         ``ρ >= 0`` added to the diagonal of ``K_bar``. At ``t = inf`` it bounds the
-        condition number, hence the CG iterations: ``ρ = 0`` may not converge.
+        condition number, hence the CG iterations; there it is raised to at least
+        ``N · eps · trace(K_bar)`` (``eps`` of the product's dtype), the size of the
+        kernel's round-off, below which the dense solver drops eigenvalues.
     n_classes : int
         ``C``: ``K_bar = K / C``.
     tol : float, default=1e-5
@@ -825,7 +827,8 @@ def solve_kernel_flow_matrix_free(params_star, X, residual, t, ridge, n_classes,
         ``"residual_history"``: (iterations, C); ``"train_update"``: (N, C) float64,
         ``K_bar A``, so that the training outputs are ``f_t(X) = F0 + train_update``
         (``= Y + exp(-t K_bar/N)(F0 - Y)`` when ``ρ = 0``). CG only: ``"restarts"``
-        (restarts from the true residual), ``"preconditioner_rank"`` (directions
+        (restarts from the true residual), ``"ridge"`` (the ridge used),
+        ``"preconditioner_rank"`` (directions
         kept), ``"sketch_products"`` and ``"kernel_products"`` (all products: sketch,
         iterations and true-residual checks).
 
