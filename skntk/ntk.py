@@ -9,7 +9,7 @@ Jacobian ``J = ∂f/∂θ`` is, with the logit axis traced,
 For a dense layer ``z_l = h_{l-1} W_l + b_l`` the gradient of ``f_c`` with respect to
 ``W_l`` is the outer product ``h_{l-1} ⊗ δ_{l,c}`` with ``δ_{l,c} = ∂f_c/∂z_l``, and with
 respect to ``b_l`` it is ``δ_{l,c}``. Inner products of outer products factor, so the
-kernel of the ReLU MLP is a sum over layers of Hadamard products of two small Gram
+kernel of the MLP is a sum over layers of Hadamard products of two small Gram
 matrices (the structure exploited by Novak, Sohl-Dickstein and Schoenholz, ICML 2022,
 "Fast finite width neural tangent kernel"):
 
@@ -22,7 +22,8 @@ and no per-sample Jacobian is ever stored.
 
 Parameters are a list of ``(W, b)`` pairs, ``W`` of shape ``(fan_in, fan_out)``, as in
 ``MLPClassifier.coefs_`` / ``intercepts_``; the network is
-:func:`skntk._mlp.mlp_forward` (ReLU on every hidden layer, linear output).
+:func:`skntk._mlp.mlp_forward` (the activation ``φ`` on every hidden layer, ReLU
+unless ``activation`` says otherwise; linear output).
 
 ``parameterization="ntk"`` (:func:`empirical_ntk`, :func:`ntk_gram`,
 :func:`ntk_vector_product`) takes the Jacobian in the coordinates of the NTK
@@ -51,6 +52,7 @@ from ._kernel_engine import combine as combine_features
 from ._kernel_engine import layer_sizes as sizes_of
 from ._kernel_engine import ntk_vector_product as _ntk_vector_product
 from ._kernel_engine import product as _product
+from ._activations import activation_of
 from ._parameterization import check_parameterization, layer_scales, scale_params
 
 __all__ = [
@@ -199,8 +201,8 @@ def _working_set_bytes(layer_sizes, n1, n2, block, symmetric, per_logit, itemsiz
 # Layer-wise kernel
 # --------------------------------------------------------------------------------------
 
-@partial(jax.jit, static_argnames="parameterization")
-def ntk_gram(params, X, parameterization="standard"):
+@partial(jax.jit, static_argnames=("parameterization", "activation"))
+def ntk_gram(params, X, parameterization="standard", activation="relu"):
     """Traced empirical NTK of a batch with itself, in one jitted call.
 
     The fast path for small fixed batches (e.g. a monitor subset of a few hundred
@@ -216,6 +218,8 @@ def ntk_gram(params, X, parameterization="standard"):
         Inputs.
     parameterization : {"standard", "ntk"}, default="standard"
         Static. The coordinates of the Jacobian, as in :func:`empirical_ntk`.
+    activation : {"relu", "tanh", "erf", "gelu", "identity"}, default="relu"
+        Static. The hidden layers' activation, as in :func:`empirical_ntk`.
 
     Returns
     -------
@@ -230,12 +234,13 @@ def ntk_gram(params, X, parameterization="standard"):
     ``itemsize · ((1 + T) · m² + 2 · m · F)`` bytes with ``F`` and ``T`` as in
     :func:`empirical_ntk`; callers check it with :func:`check_kernel_budget`.
     """
-    scales = layer_scales(sizes_of(params), check_parameterization(parameterization))
+    scales = layer_scales(sizes_of(params), check_parameterization(parameterization),
+                          activation)
     return kernel(params, X, None, False, scales)
 
 
 _kernel_jit = jax.jit(kernel, static_argnames=("per_logit", "scales"))
-_features_jit = jax.jit(layer_features, static_argnames="per_logit")
+_features_jit = jax.jit(layer_features, static_argnames=("per_logit", "activation"))
 
 
 @partial(jax.jit, static_argnames=("block", "symmetric", "per_logit", "mesh", "scales"),
@@ -249,7 +254,8 @@ def _fill_rows(K, params, X1, features2, start, *, block, symmetric, per_logit, 
             lambda a: lax.dynamic_slice_in_dim(a, start, block, axis=0), features2)
     else:
         features1 = layer_features(
-            params, lax.dynamic_slice_in_dim(X1, start, block, axis=0), per_logit)
+            params, lax.dynamic_slice_in_dim(X1, start, block, axis=0), per_logit,
+            activation_of(scales))
     if mesh is not None and block % mesh_size(mesh) == 0:
         features1 = jax.tree.map(lambda a: constrain_rows(a, mesh), features1)
     tile = combine_features(features1, features2, params[-1][0].shape[1], per_logit, scales)
@@ -278,8 +284,9 @@ def _check_implementation(implementation, per_logit, mesh):
 
 
 def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_bytes=None,
-                  mesh=None, parameterization="standard", implementation="layerwise"):
-    """Empirical neural tangent kernel of the ReLU MLP.
+                  mesh=None, parameterization="standard", implementation="layerwise",
+                  activation="relu"):
+    """Empirical neural tangent kernel of the MLP.
 
     Parameters
     ----------
@@ -317,6 +324,10 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
         Jacobian in ``(W, b)`` and ``D`` the diagonal ``σ_w²/n_{l-1}`` on the weights
         and ``σ_b²`` on the bias of layer ``l``. It is what
         ``HybridNTKClassifier(parameterization="ntk")`` computes and trains with.
+    activation : {"relu", "tanh", "erf", "gelu", "identity"}, default="relu"
+        The hidden layers' activation ``φ`` (the estimators' ``activation``); the
+        back-propagated signals carry ``φ'(z_l)`` (see Notes). ``"gelu"`` is the
+        exact ``z Φ(z)``.
     implementation : {"layerwise", "jacobian", "matrix_free"}, default="layerwise"
         How the kernel is computed; all three give the same kernel up to float
         rounding (like neural-tangents' ``empirical_ntk_fn(implementation=...)``).
@@ -367,7 +378,7 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
 
     Notes
     -----
-    With ``h_0 = x``, ``z_l = h_{l-1} W_l + b_l``, ``h_l = relu(z_l)``, ``f = z_L`` and
+    With ``h_0 = x``, ``z_l = h_{l-1} W_l + b_l``, ``h_l = φ(z_l)``, ``f = z_L`` and
     ``δ_{l,c} = ∂f_c/∂z_l``, the gradient with respect to ``W_l`` is the outer product
     ``h_{l-1} ⊗ δ_{l,c}``, so (Jacot et al., NeurIPS 2018; for the structured
     computation, Novak et al., ICML 2022, "Fast finite width neural tangent kernel")
@@ -379,7 +390,7 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     ``(σ_w²/n_{l-1}) ⟨h_{l-1}(x), h_{l-1}(x')⟩ + σ_b²``; nothing else changes.
     ``δ`` is back-propagated for all ``C`` outputs at once. For the output layer the
     second factor is ``C``; for the last hidden layer it collapses to
-    ``Σ_j m_j(x) m_j(x') ‖W_L[j]‖²`` (``m`` the ReLU mask).
+    ``Σ_j m_j(x) m_j(x') ‖W_L[j]‖²`` (``m = φ'(z_{L-1})``, the ReLU mask for ReLU).
 
     Cost: ``O(n1 · n2 · F)`` time with ``F = Σ_l fan_in_l + C · Σ_{l < L-2} w_l +
     w_{L-2}`` floats per sample (hidden widths ``w``; ``F = Σ_l fan_in_l + C · Σ_l w_l``
@@ -406,7 +417,7 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     params = check_params(params)
     return _empirical_ntk(params, X1, X2, block_size=block_size, per_logit=per_logit,
                           max_bytes=max_bytes, mesh=mesh,
-                          scales=layer_scales(sizes_of(params), parameterization),
+                          scales=layer_scales(sizes_of(params), parameterization, activation),
                           implementation=implementation)
 
 
@@ -452,7 +463,8 @@ def _empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_
             return ntk_gram(params, X1)
         return _kernel_jit(params, X1, X2, per_logit=per_logit, scales=scales)
 
-    features2 = _features_jit(params, X1 if symmetric else X2, per_logit=per_logit)
+    features2 = _features_jit(params, X1 if symmetric else X2, per_logit=per_logit,
+                              activation=activation_of(scales))
     shape = (n1, n2, n_classes, n_classes) if per_logit else (n1, n2)
     K = jnp.zeros(shape, dtype)
     for start in block_starts(n1, block_size):
@@ -496,7 +508,7 @@ def _jacobian_kernel(params, X1, X2, per_logit, scales=None):
     """The MLP's kernel by :func:`_jacobian_contraction` in the trained coordinates
     ``(ω, β) = D^{-1/2} (W, b)`` of the parameterisation, so that it is ``J D Jᵀ``."""
     def apply(theta, X):
-        return logits(scale_params(theta, scales, 0.5), X)
+        return logits(scale_params(theta, scales, 0.5), X, activation_of(scales))
 
     return _jacobian_contraction(apply, scale_params(params, scales, -0.5), X1, X2, per_logit)
 
@@ -553,7 +565,7 @@ def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
 # --------------------------------------------------------------------------------------
 
 def ntk_vector_product(params, X, V, *, X2=None, block_size=512,
-                       parameterization="standard"):
+                       parameterization="standard", activation="relu"):
     """Traced NTK times a vector or matrix, ``K(X, X2) @ V``, without forming ``K``.
 
     Parameters
@@ -572,6 +584,8 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512,
     parameterization : {"standard", "ntk"}, default="standard"
         The coordinates of the Jacobian, as in :func:`empirical_ntk`: ``"ntk"``
         multiplies by ``J D Jᵀ``.
+    activation : {"relu", "tanh", "erf", "gelu", "identity"}, default="relu"
+        The hidden layers' activation, as in :func:`empirical_ntk`.
 
     Returns
     -------
@@ -607,7 +621,8 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512,
     check_parameterization(parameterization)
     params = check_params(params)
     return _ntk_vector_product(params, X, V, X2=X2, block_size=block_size,
-                               scales=layer_scales(sizes_of(params), parameterization))
+                               scales=layer_scales(sizes_of(params), parameterization,
+                                                   activation))
 
 
 # --------------------------------------------------------------------------------------
