@@ -2,7 +2,8 @@
 
 Every kernel of skntk (:mod:`skntk.ntk`, the kernel phases, the matrix-free solver, the
 switch monitors and the kernel diagnostics) is built from the functions here, which
-import no other skntk module than the table of activations (:mod:`skntk._activations`).
+import no other skntk module than two leaves: the table of activations
+(:mod:`skntk._activations`) and the input checks (:mod:`skntk._validation`).
 
 The network is the MLP of :func:`skntk._mlp.mlp_forward`: parameters a list of
 ``(W_l, b_l)``, ``W_l`` of shape ``(fan_in, fan_out)``, ``h_0 = x``,
@@ -42,22 +43,14 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse
 from jax import lax
 
 from ._activations import ACTIVATIONS, DEFAULT_ACTIVATION, activation_of
+from ._validation import refuse_sparse
 
 # --------------------------------------------------------------------------------------
 # Input preparation and checks
 # --------------------------------------------------------------------------------------
-
-
-def refuse_sparse(X, name):
-    """Raise a ``TypeError`` naming ``name`` if ``X`` is a scipy sparse matrix."""
-    if scipy.sparse.issparse(X):
-        raise TypeError(
-            f"`{name}` is a scipy sparse matrix ({type(X).__name__}), but the kernel is "
-            f"computed on dense arrays. Convert it with `{name}.toarray()`.")
 
 
 def is_concrete(x):

@@ -439,7 +439,3 @@ SWITCH_CRITERIA = {
     None: SwitchCriterion(_fixed_init, _never_update),
 }
 """The registry of switch criteria, keyed by the value of ``switch``."""
-
-KERNEL_CRITERIA = tuple(name for name, criterion in SWITCH_CRITERIA.items()
-                        if criterion.monitor_kernels is not None)
-"""Criteria that compute the NTK on the monitor subset."""

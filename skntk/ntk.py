@@ -45,15 +45,18 @@ import scipy.linalg
 from jax import lax
 
 from ._devices import constrain_rows, mesh_size
-from ._kernel_engine import (block_starts, check_params, check_positive_int, feature_width,
-                             is_concrete, kernel, layer_features, logits, prepare_inputs,
-                             product_bytes, refuse_sparse)
+from . import _model_kernel as model_kernel
+from ._kernel_engine import (block_starts, check_finite, check_params, check_positive_int,
+                             feature_width, float_dtype, is_concrete, kernel, layer_features,
+                             logits, prepare_inputs, prepare_vectors, product_bytes,
+                             row_blocks)
 from ._kernel_engine import combine as combine_features
 from ._kernel_engine import layer_sizes as sizes_of
 from ._kernel_engine import ntk_vector_product as _ntk_vector_product
 from ._kernel_engine import product as _product
 from ._activations import activation_of
 from ._parameterization import check_parameterization, layer_scales, scale_params
+from ._validation import refuse_sparse
 
 __all__ = [
     "DEFAULT_MAX_KERNEL_BYTES",
@@ -67,6 +70,8 @@ __all__ = [
     "kernel_nbytes",
     "kernel_spectrum",
     "kernel_target_alignment",
+    "model_ntk",
+    "model_ntk_vector_product",
     "ntk_gram",
     "ntk_vector_product",
 ]
@@ -558,6 +563,174 @@ def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
     X1 = jnp.asarray(X1)
     X2 = None if X2 is None else jnp.asarray(X2)
     return _reference_kernel(apply_fn, params, X1, X2, per_logit=per_logit)
+
+
+_MODEL_FIX_HINT = (
+    "use fewer samples, a smaller `block_size`, or `skntk.ntk.model_ntk_vector_product`, "
+    "which multiplies by the kernel without forming it")
+
+
+def _model_inputs(params, arrays):
+    """Inputs of a model kernel as jax arrays in their common floating dtype (with that
+    of ``params``), checked as those of the MLP's kernels (sparse, shape, finite)."""
+    for name, X in arrays:
+        refuse_sparse(X, name)
+    arrays = [(name, None if X is None else jnp.asarray(X)) for name, X in arrays]
+    dtype = float_dtype(*jax.tree.leaves(params), *(X for _, X in arrays if X is not None))
+    arrays = [(name, None if X is None else X.astype(dtype)) for name, X in arrays]
+    n_features = arrays[0][1].shape[1:] if arrays[0][1].ndim >= 2 else None
+    for name, X in arrays:
+        if X is not None and (X.ndim < 2 or X.shape[1:] != n_features):
+            raise ValueError(
+                f"`{name}` must have shape (n_samples, *{n_features}) like the first input, "
+                f"got shape {X.shape}.")
+    check_finite([], arrays)
+    return [X for _, X in arrays], dtype
+
+
+def model_ntk(apply_fn, params, X1, X2=None, *, block_size=64, per_logit=False,
+              max_bytes=None, implementation="jacobian"):
+    """Empirical NTK of any network ``apply_fn(params, X)``, in blocks, memory checked.
+
+    Parameters
+    ----------
+    apply_fn : callable
+        ``apply_fn(params, X) -> outputs`` of shape ``(n, C)``, pure and hashable (a
+        module-level function): a static argument of the compiled programs.
+    params : pytree of arrays
+        Parameters of ``apply_fn``; the kernel is ``J Jᵀ`` in these coordinates.
+    X1 : array-like of shape (n1, ...)
+        Row inputs.
+    X2 : array-like of shape (n2, ...), default=None
+        Column inputs; ``None`` means ``X1``.
+    block_size : int, default=64
+        Rows (and columns) per block: bounds the working memory.
+    per_logit : bool, default=False
+        Return the ``(n1, n2, C, C)`` kernel instead of its trace over the outputs.
+    max_bytes : int, float or None, default=None
+        Budget in bytes for the output plus the working memory of one block
+        (:func:`check_kernel_budget`); ``None``: :data:`DEFAULT_MAX_KERNEL_BYTES`.
+    implementation : {"jacobian", "matrix_free"}, default="jacobian"
+        ``"jacobian"``: tiles contracted from the per-sample Jacobians of a row block
+        and a column block (``2 · b · C · P`` floats of working memory for ``P``
+        parameters). ``"matrix_free"``: ``K`` applied to blocks of ``b`` columns of the
+        identity by :func:`model_ntk_vector_product` (no Jacobian; traced kernel only).
+
+    Returns
+    -------
+    K : jax.Array of shape (n1, n2), or (n1, n2, C, C) if ``per_logit``
+        ``Σ_c ⟨J_c(x_i), J_c(x'_j)⟩`` (Jacot et al., NeurIPS 2018), in the common
+        floating dtype of ``params`` and the inputs. On the MLP it equals
+        :func:`empirical_ntk` (standard parameterisation) to rounding.
+
+    Raises
+    ------
+    ValueError
+        If the kernel and the working memory of its compiled block, read from XLA's
+        memory analysis before anything runs, exceed ``max_bytes``; if the inputs hold
+        NaN or infinite values or their shapes differ past the first axis; for an
+        unknown ``implementation`` or ``per_logit`` with ``"matrix_free"``.
+    TypeError
+        If an input is a scipy sparse matrix.
+
+    Notes
+    -----
+    The generic path (:mod:`skntk._model_kernel`; the "Jacobian contraction" and
+    "NTK-vector products" of Novak, Sohl-Dickstein and Schoenholz, ICML 2022): time
+    ``O(n1 · n2 · C · P)`` for ``"jacobian"`` and ``O((n1 + n2) · n2 · C)`` passes
+    through the network for ``"matrix_free"``.
+    """
+    if implementation not in ("jacobian", "matrix_free"):
+        raise ValueError(
+            f"`implementation` must be 'jacobian' or 'matrix_free' for a model given by "
+            f"`apply_fn`, got {implementation!r} ('layerwise' is the MLP's, in "
+            f"`empirical_ntk`).")
+    if per_logit and implementation == "matrix_free":
+        raise ValueError("`implementation='matrix_free'` computes the traced kernel only; "
+                         "pass per_logit=False, or use implementation='jacobian'.")
+    block_size = check_positive_int(block_size, "block_size")
+    (X1, X2), dtype = _model_inputs(params, [("X1", X1), ("X2", X2)])
+    symmetric = X2 is None
+    X2 = X1 if symmetric else X2
+    n1, n2 = X1.shape[0], X2.shape[0]
+    n_outputs = jax.eval_shape(apply_fn, params, X1[:1]).shape[1]
+    if implementation == "jacobian":
+        extra, tile = model_kernel.tile_plan(apply_fn, params, X1, X2, block_size, per_logit)
+    else:
+        k = min(block_size, n2)
+        extra, plan = model_kernel.product_plan(apply_fn, params, X1,
+                                                jnp.zeros((n2, k), dtype), X2, block_size)
+    check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel",
+                        per_logit_classes=n_outputs if per_logit else None,
+                        extra_bytes=extra, fix_hint=_MODEL_FIX_HINT)
+    if implementation == "jacobian":
+        return model_kernel.kernel_tiles(tile, params, X1, X2, block_size, n_outputs,
+                                         per_logit)
+    pull, push, X2_blocks, _, X_blocks = plan
+    columns = []
+    for start in range(0, n2, k):
+        identity = row_blocks(jnp.eye(n2, k, k=-start, dtype=dtype), X2_blocks.shape[1])
+        columns.append(model_kernel.product((pull, push, X2_blocks, identity, X_blocks),
+                                            params, n1))
+    return jnp.concatenate(columns, axis=1)[:, :n2]
+
+
+def model_ntk_vector_product(apply_fn, params, X, V, *, X2=None, block_size=256,
+                             max_bytes=None):
+    """Traced NTK of any network times a vector or matrix, ``K(X, X2) @ V``, without
+    forming ``K`` or any Jacobian.
+
+    Parameters
+    ----------
+    apply_fn : callable
+        ``apply_fn(params, X) -> outputs`` of shape ``(n, C)``, pure and hashable.
+    params : pytree of arrays
+        Parameters of ``apply_fn``.
+    X : array-like of shape (n1, ...)
+        Row inputs.
+    V : array-like of shape (n2,) or (n2, k)
+        Vector(s) to multiply.
+    X2 : array-like of shape (n2, ...), default=None
+        Column inputs; ``None`` means ``X``.
+    block_size : int, default=256
+        Rows of ``X`` and ``X2`` per pass through the network.
+    max_bytes : int, float or None, default=None
+        Budget in bytes for the working memory (``k · C · P`` floats of pulled-back
+        vectors and the temporaries of one block, from XLA's memory analysis);
+        ``None``: :data:`DEFAULT_MAX_KERNEL_BYTES`.
+
+    Returns
+    -------
+    KV : jax.Array of shape (n1,) or (n1, k)
+        As :func:`ntk_vector_product` gives for the MLP, in the floating dtype of the
+        inputs.
+
+    Raises
+    ------
+    ValueError
+        If the working memory exceeds ``max_bytes``, ``V`` has the wrong number of
+        rows, or an input holds NaN or infinite values.
+    TypeError
+        If an input is a scipy sparse matrix.
+
+    Notes
+    -----
+    ``G_{j,c} = J_c(X2)ᵀ V[:, j]`` by vector-Jacobian products over blocks of ``X2``,
+    then ``(K V)[:, j] = Σ_c J_c(X) G_{j,c}`` by Jacobian-vector products over blocks of
+    ``X``: ``k · C`` passes each way, ``(n1 + n2) · k · C`` sample-passes in all.
+    """
+    block_size = check_positive_int(block_size, "block_size")
+    (X, X2), dtype = _model_inputs(params, [("X", X), ("X2", X2)])
+    X2 = X if X2 is None else X2
+    V = prepare_vectors(V, X2.shape[0], dtype)
+    vector = V.ndim == 1
+    V2 = V[:, None] if vector else V
+    extra, plan = model_kernel.product_plan(apply_fn, params, X, V2, X2, block_size)
+    check_kernel_budget(X.shape[0], V2.shape[1], dtype, max_bytes,
+                        what="kernel-vector product", extra_bytes=extra,
+                        fix_hint="use a smaller `block_size` or fewer columns in `V`")
+    out = model_kernel.product(plan, params, X.shape[0])
+    return out[:, 0] if vector else out
 
 
 # --------------------------------------------------------------------------------------
