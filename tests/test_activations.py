@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skntk import HybridNTKClassifier, HybridNTKRegressor
 from skntk._activations import ACTIVATIONS, activation_of
 from skntk._linearized import jacobian_vector_product, linearization, vector_jacobian_product
-from skntk._mlp import init_mlp_params, mlp_forward
+from skntk._mlp import init_mlp_params
 from skntk._parameterization import LayerScales, layer_scales
 from skntk.ntk import empirical_ntk, ntk_gram, ntk_vector_product
 
