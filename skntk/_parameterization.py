@@ -32,7 +32,9 @@ Constants: ``sigma_w = sqrt(2)`` on every layer, the ReLU gain of He et al. (ICC
 pre-activations from layer to layer, and of the logits too, since the output layer
 also reads ReLU features. ``sigma_b = 0.1``: Jacot et al. introduce ``beta`` to
 tune the influence of the bias and take ``beta = 0.1`` in their experiments.
-neural-tangents leaves both to the user (``W_std=1``, no bias by default).
+neural-tangents leaves both to the user (``W_std=1``, no bias by default). The same
+constants serve every ``activation``: ``D`` and the initial draw depend only on the
+widths, and the activation travels with ``D`` (:class:`LayerScales`).
 """
 
 import math
