@@ -28,11 +28,11 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from ._activations import activation_of
 from ._buckets import pad_rows
 from ._kernel_budget import VARIANCE_CROSS_KERNEL, check_kernel_phase_budget, kernel_bar
 from ._kernel_solvers import kernel_solver
 from ._matrix_free import cross_kernel_apply, kernel_diagonal
-from ._activations import activation_of
 from ._mlp import mlp_forward, params_to_numpy
 from ._phase_api import NTKPhase, host_metrics
 

@@ -29,12 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._activations import DEFAULT_ACTIVATION, activation_of
 from ._devices import shard_rows
 from ._kernel_phase import KernelPhase
 from ._linearized import (delta_to_params, lbfgs_epoch_and_metrics, lbfgs_init, lbfgs_step,
                           linearization)
 from ._losses import CROSS_ENTROPY
-from ._activations import DEFAULT_ACTIVATION, activation_of
 from ._mlp import mlp_forward, params_to_numpy
 from ._parameterization import scale_params
 from ._phase_api import NTKPhase, PhaseSettings, network_metrics, tree_is_finite

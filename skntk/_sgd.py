@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._devices import constrain_rows, padded_length
 from ._activations import activation_of
+from ._devices import constrain_rows, padded_length
 from ._losses import CROSS_ENTROPY
 from ._mlp import mlp_forward
 from ._parameterization import scale_params

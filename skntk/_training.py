@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ._activations import activation_of
 from ._buckets import Rows, monitor_rows, padded_monitor_size, padded_rows, use_shapes
 from ._devices import data_mesh, replicate
 from ._diagnostics import N_TOP_EIGENVALUES, SCALAR_COLUMNS, KernelDiagnostics
 from ._diagnostics import empty_row as empty_diagnostics
 from ._linearized import auto_ntk_learning_rate
-from ._activations import activation_of
 from ._losses import Loss
 from ._mlp import mlp_forward, params_to_jax, params_to_numpy
 from ._parameterization import init_params as draw_initial_params

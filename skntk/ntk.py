@@ -44,8 +44,9 @@ import numpy as np
 import scipy.linalg
 from jax import lax
 
-from ._devices import constrain_rows, mesh_size
 from . import _model_kernel as model_kernel
+from ._activations import activation_of
+from ._devices import constrain_rows, mesh_size
 from ._kernel_engine import (block_starts, check_finite, check_params, check_positive_int,
                              feature_width, float_dtype, is_concrete, kernel, layer_features,
                              logits, prepare_inputs, prepare_vectors, product_bytes,
@@ -54,7 +55,6 @@ from ._kernel_engine import combine as combine_features
 from ._kernel_engine import layer_sizes as sizes_of
 from ._kernel_engine import ntk_vector_product as _ntk_vector_product
 from ._kernel_engine import product as _product
-from ._activations import activation_of
 from ._parameterization import check_parameterization, layer_scales, scale_params
 from ._validation import refuse_sparse
 
