@@ -83,18 +83,26 @@ def tile_plan(apply_fn, params, X1, X2, block_size, per_logit):
 
 
 def kernel_tiles(compiled_tile, params, X1, X2, block_size, n_outputs, per_logit):
-    """``K(X1, X2)`` tile by tile with the program of :func:`tile_plan`; the last block
-    of each axis is shifted back to end at ``n`` (one tile shape). Every tile
-    recomputes the Jacobians of its two blocks: ``(n1 / b + n2 / b) · n`` per-sample
-    Jacobians in all, for ``(2 · b · C · P)`` floats of working memory."""
+    """``K(X1, X2)`` tile by tile with the program of :func:`tile_plan`; ``X2=None``:
+    ``K(X1, X1)``, whose tiles below the diagonal are the transposes of those above.
+    The last block of each axis is shifted back to end at ``n`` (one tile shape).
+    Every tile recomputes the Jacobians of its two blocks: about ``n1 · n2 / b``
+    per-sample Jacobians in all (half that for ``X2=None``), for ``2 · b · C · P``
+    floats of working memory."""
+    symmetric = X2 is None
+    X2 = X1 if symmetric else X2
     n1, n2 = X1.shape[0], X2.shape[0]
     b1, b2 = min(block_size, n1), min(block_size, n2)
     shape = (n1, n2, n_outputs, n_outputs) if per_logit else (n1, n2)
     K = jnp.zeros(shape, X1.dtype)
-    for start1 in _starts(n1, b1):
-        for start2 in _starts(n2, b2):
+    starts2 = _starts(n2, b2)
+    for i, start1 in enumerate(_starts(n1, b1)):
+        for start2 in starts2[i:] if symmetric else starts2:
             tile = compiled_tile(params, X1[start1:start1 + b1], X2[start2:start2 + b2])
             K = _write_tile(K, tile, start1, start2)
+            if symmetric and start2 != start1:
+                mirrored = tile.transpose(1, 0, 3, 2) if per_logit else tile.T
+                K = _write_tile(K, mirrored, start2, start1)
     return K
 
 

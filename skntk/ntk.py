@@ -664,8 +664,8 @@ def model_ntk(apply_fn, params, X1, X2=None, *, block_size=64, per_logit=False,
                         per_logit_classes=n_outputs if per_logit else None,
                         extra_bytes=extra, fix_hint=_MODEL_FIX_HINT)
     if implementation == "jacobian":
-        return model_kernel.kernel_tiles(tile, params, X1, X2, block_size, n_outputs,
-                                         per_logit)
+        return model_kernel.kernel_tiles(tile, params, X1, None if symmetric else X2,
+                                         block_size, n_outputs, per_logit)
     pull, push, X2_blocks, _, X_blocks = plan
     columns = []
     for start in range(0, n2, k):
