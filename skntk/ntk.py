@@ -558,7 +558,8 @@ def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
     -----
     Memory ``O((n1 + n2) · C · P)`` for ``P`` parameters and time
     ``O(n1 · n2 · C · P)`` (``C²`` for ``per_logit``), with no memory check: use
-    :func:`empirical_ntk` for the MLP.
+    :func:`empirical_ntk` for the MLP, and :func:`model_ntk` for any network in blocks
+    with a memory check.
     """
     X1 = jnp.asarray(X1)
     X2 = None if X2 is None else jnp.asarray(X2)
