@@ -29,6 +29,10 @@ JACOBIAN_LIMIT_BYTES = 8 * 1024**3
 SAMPLE_SIZES = (64, 256, 1024)
 HIDDEN_LAYERS = ((128, 128), (512, 512))
 LARGE_CASE = (4096, (512, 512))
+GENERIC_METHODS = {"generic_jacobian": "jacobian", "generic_matrix_free": "matrix_free"}
+"""The generic path of any ``apply_fn`` (:func:`skntk.ntk.model_ntk`) run on the MLP."""
+GENERIC_BLOCK = 128
+GENERIC_SIZES = (64, 256)
 
 
 def n_parameters(hidden):
@@ -50,7 +54,7 @@ def measure(method, m, hidden, min_total_s=1.0, max_runs=5):
     import jax
 
     from skntk._mlp import init_mlp_params, mlp_forward, params_to_jax
-    from skntk.ntk import empirical_ntk, empirical_ntk_reference
+    from skntk.ntk import empirical_ntk, empirical_ntk_reference, model_ntk
 
     rng = np.random.RandomState(0)
     params = params_to_jax(init_mlp_params((N_FEATURES, *hidden, N_CLASSES), rng))
@@ -58,6 +62,10 @@ def measure(method, m, hidden, min_total_s=1.0, max_runs=5):
     if method == "layerwise":
         def kernel():
             return empirical_ntk(params, X)
+    elif method in GENERIC_METHODS:
+        def kernel():
+            return model_ntk(mlp_forward, params, X, block_size=GENERIC_BLOCK,
+                             implementation=GENERIC_METHODS[method])
     else:
         def kernel():
             return empirical_ntk_reference(mlp_forward, params, X)
@@ -120,6 +128,30 @@ def comparison_section():
     print()
 
 
+def generic_section():
+    """The generic path (any network, :func:`skntk.ntk.model_ntk`) on the MLP, against
+    the MLP's layer-wise engine and the unblocked Jacobian contraction
+    (``empirical_ntk_reference``); ratios are to the layer-wise time."""
+    print("Generic path (model_ntk: Jacobian tiles of "
+          f"{GENERIC_BLOCK} rows, or NTK-vector products) vs layer-wise, on the MLP")
+    header = (f"{'m':>5} {'hidden':>11} | {'layer ms':>10} | {'jacobian ms':>11} {'ratio':>7} "
+              f"| {'tiles ms':>10} {'ratio':>7} | {'products ms':>11} {'ratio':>7}")
+    print(header)
+    print("-" * len(header))
+    hidden = HIDDEN_LAYERS[0]
+    for m in GENERIC_SIZES:
+        ours = run_case("layerwise", m, hidden)
+        cols = []
+        for method, width in (("jacobian", 11), ("generic_jacobian", 10),
+                              ("generic_matrix_free", 11)):
+            other = run_case(method, m, hidden)
+            ratio = (f"{other['time_s'] / ours['time_s']:6.1f}x" if (ours and other)
+                     else f"{'-':>7}")
+            cols.append(f"{_fmt_time(other):>{width}} {ratio}")
+        print(f"{m:5d} {str(hidden):>11} | {_fmt_time(ours)} | {' | '.join(cols)}")
+    print()
+
+
 def large_kernel_section():
     """One large kernel with the layer-wise method only (target: peak under 2 GiB)."""
     m, hidden = LARGE_CASE
@@ -178,6 +210,7 @@ def main():
         print(json.dumps(measure(method, int(m), tuple(map(int, hidden)))))
         return
     comparison_section()
+    generic_section()
     large_kernel_section()
     monitor_section()
 

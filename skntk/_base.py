@@ -16,6 +16,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._activations import ACTIVATIONS
 from ._buckets import pad_rows
 from ._devices import devices_from_state, devices_to_state
 from ._mlp import params_to_jax
@@ -32,6 +33,7 @@ _COMMON_FITTED_ATTRIBUTES = (
     "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_",
     "sgd_time_", "ntk_time_", "learning_rate_", "ntk_learning_rate_", "ntk_solver_", "ntk_stop_reason_",
     "ntk_best_epoch_", "kernel_solver_", "kernel_solver_info_", "parameterization_",
+    "activation_",
     "n_features_in_", "feature_names_in_", "ntk_phase_", "switch_",
 )
 
@@ -65,7 +67,8 @@ class BaseHybridNTK(BaseEstimator):
     """Fitted attributes that describe the targets (``classes_``, ``n_outputs_``)."""
 
     _parameter_constraints = {
-        "hidden_layer_sizes": ["array-like"],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
         "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
         "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -234,7 +237,8 @@ class BaseHybridNTK(BaseEstimator):
         fitted.update(
             monitor_indices_=np.sort(train_rows[fitted.pop("monitor_index")]),
             ntk_phase_=config.ntk_phase, switch_=config.switch,
-            parameterization_=config.parameterization, **targets)
+            parameterization_=config.parameterization, activation_=config.activation,
+            **targets)
         for name, value in fitted.items():
             setattr(self, name, value)
         return self
@@ -314,7 +318,8 @@ class BaseHybridNTK(BaseEstimator):
         phase = NTK_PHASES[self.ntk_phase_].variant(self.ntk_solver_, self.kernel_solver_)
         layer_sizes = (self.coefs_[0].shape[0], *(W.shape[1] for W in self.coefs_))
         fitted = {name: getattr(self, name) for name in phase.fitted_attributes}
-        fitted["layer_scales"] = layer_scales(layer_sizes, self.parameterization_)
+        fitted["layer_scales"] = layer_scales(layer_sizes, self.parameterization_,
+                                              self.activation_)
         fitted["kernel_solver_"] = self.kernel_solver_
         return phase, fitted
 

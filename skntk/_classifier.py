@@ -42,8 +42,15 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
 
     Parameters
     ----------
-    hidden_layer_sizes : tuple of int, default=(128, 128)
-        Width of each hidden ReLU layer; ``()`` gives a linear softmax model.
+    hidden_layer_sizes : int or tuple of int, default=(128, 128)
+        Width of each hidden layer (an int: one layer); ``()`` gives a linear softmax
+        model.
+    activation : {"relu", "tanh", "erf", "gelu", "identity"}, default="relu"
+        Activation ``phi`` of the hidden layers, ``h_l = phi(h_{l-1} W_l + b_l)``, in
+        every phase and kernel (the layer-wise kernel back-propagates ``phi'``).
+        ``"erf"`` is the error function and ``"gelu"`` the exact ``z Phi(z)``
+        (Hendrycks and Gimpel 2016); ``"relu"``, ``"tanh"`` and ``"identity"`` as in
+        ``MLPClassifier``.
     learning_rate : float or "auto", default=0.05
         Step size of the SGD phase (in the coordinates of ``parameterization``).
         ``"auto"``: ``min(0.05, 2 m / lambda_max(Theta_m))``, the step ``1 / L`` of
@@ -375,6 +382,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     parameterization_ : str
         ``parameterization`` at the time of :meth:`fit` (the ``"kernel"`` phase
         predicts with the kernel of that parameterisation).
+    activation_ : str
+        ``activation`` at the time of :meth:`fit`, with which prediction runs.
     switch_threshold_ : float
         Threshold of the last check (``switch_threshold`` with ``"auto"`` resolved;
         for the relative automatic thresholds, the value at the last check; NaN for
@@ -477,7 +486,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     _loss = CROSS_ENTROPY
     _target_attributes = ("classes_",)
 
-    def __init__(self, hidden_layer_sizes=(128, 128), learning_rate=0.05, batch_size=64,
+    def __init__(self, hidden_layer_sizes=(128, 128), activation="relu", learning_rate=0.05,
+                 batch_size=64,
                  max_sgd_epochs=50, switch="linearization_error", switch_window=3,
                  switch_threshold="auto", switch_epoch=10, ntk_monitor_size=128,
                  ntk_phase="linearized", ntk_epochs="auto", ntk_learning_rate="auto",
@@ -488,6 +498,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
                  devices=None, random_state=None, verbose=0, kernel_diagnostics=False,
                  callbacks=None, warm_start=False, parameterization="standard"):
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
         self.parameterization = parameterization
         self.learning_rate = learning_rate
         self.batch_size = batch_size

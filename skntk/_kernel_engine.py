@@ -2,11 +2,12 @@
 
 Every kernel of skntk (:mod:`skntk.ntk`, the kernel phases, the matrix-free solver, the
 switch monitors and the kernel diagnostics) is built from the functions here, which
-import no other skntk module.
+import no other skntk module than two leaves: the table of activations
+(:mod:`skntk._activations`) and the input checks (:mod:`skntk._validation`).
 
-The network is the ReLU MLP of :func:`skntk._mlp.mlp_forward`: parameters a list of
+The network is the MLP of :func:`skntk._mlp.mlp_forward`: parameters a list of
 ``(W_l, b_l)``, ``W_l`` of shape ``(fan_in, fan_out)``, ``h_0 = x``,
-``z_l = h_{l-1} W_l + b_l``, ``h_l = relu(z_l)`` on the ``L - 1`` hidden layers and
+``z_l = h_{l-1} W_l + b_l``, ``h_l = φ(z_l)`` on the ``L - 1`` hidden layers and
 ``f = z_L``. The gradient of logit ``f_c`` with respect to ``W_l`` is the outer product
 ``h_{l-1} ⊗ δ_{l,c}`` with ``δ_{l,c} = ∂f_c/∂z_l``, and with respect to ``b_l`` it is
 ``δ_{l,c}``, so the traced empirical NTK (Jacot, Gabriel and Hongler, NeurIPS 2018)
@@ -21,9 +22,11 @@ with ``(s_W,l, s_b,l) = (1, 1)`` in the standard parameterisation and
 the kernel is then ``J D Jᵀ``). The documentation's "Method" page (``docs/method.rst``,
 "Empirical NTK") states the conventions.
 
-The factors come from one forward pass that keeps the layer inputs and the ReLU masks
-(:func:`forward_layers`) and one backward pass of all ``C`` logits at once
-(:func:`backward_signals`). ReLU'(0) is 0, as in ``jax.nn.relu``. Two layouts use them:
+The factors come from one forward pass that keeps the layer inputs and the
+derivatives ``φ'(z_l)`` (:func:`forward_layers`) and one backward pass of all ``C``
+logits at once (:func:`backward_signals`). The activation ``φ`` is named by the
+``scales`` argument (:func:`skntk._activations.activation_of`; ReLU for ``None``), and
+ReLU'(0) is 0, as in ``jax.nn.relu``. Two layouts use them:
 
 - :func:`layer_features` and :func:`combine`: Gram matrices of the factors of two sets
   of samples, for dense kernels (:func:`kernel`);
@@ -40,20 +43,14 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse
 from jax import lax
+
+from ._activations import ACTIVATIONS, DEFAULT_ACTIVATION, activation_of
+from ._validation import refuse_sparse
 
 # --------------------------------------------------------------------------------------
 # Input preparation and checks
 # --------------------------------------------------------------------------------------
-
-
-def refuse_sparse(X, name):
-    """Raise a ``TypeError`` naming ``name`` if ``X`` is a scipy sparse matrix."""
-    if scipy.sparse.issparse(X):
-        raise TypeError(
-            f"`{name}` is a scipy sparse matrix ({type(X).__name__}), but the kernel is "
-            f"computed on dense arrays. Convert it with `{name}.toarray()`.")
 
 
 def is_concrete(x):
@@ -224,7 +221,7 @@ def prepare_vectors(V, n_rows, dtype, name="V"):
 # Forward and backward factors
 # --------------------------------------------------------------------------------------
 
-def forward_layers(params, X):
+def forward_layers(params, X, activation=DEFAULT_ACTIVATION):
     """Forward pass keeping what the kernel factors need.
 
     Returns
@@ -233,22 +230,24 @@ def forward_layers(params, X):
         ``inputs[l]`` is the input ``h_l`` of layer ``l`` (0-based), shape
         ``(n, fan_in_l)``; ``inputs[0] = X``.
     masks : list of L - 1 arrays
-        ``relu'(z_l)``, 1 where the pre-activation of hidden layer ``l`` is positive and
-        0 elsewhere (``relu'(0) = 0``, as in ``jax.nn.relu``), shape ``(n, w_l)``.
+        ``φ'(z_l)`` of hidden layer ``l``, shape ``(n, w_l)``; for ReLU, 1 where the
+        pre-activation is positive and 0 elsewhere (``relu'(0) = 0``, as in
+        ``jax.nn.relu``).
     """
+    phi = ACTIVATIONS[activation]
     inputs, masks = [X], []
     h = X
     for W, b in params[:-1]:
         z = h @ W + b
-        masks.append((z > 0).astype(z.dtype))
-        h = jax.nn.relu(z)
+        masks.append(phi.derivative(z))
+        h = phi.function(z)
         inputs.append(h)
     return inputs, masks
 
 
-def logits(params, X):
+def logits(params, X, activation=DEFAULT_ACTIVATION):
     """``f(X)`` of shape ``(n, C)``: the same function as :func:`skntk._mlp.mlp_forward`."""
-    inputs, _ = forward_layers(params, X)
+    inputs, _ = forward_layers(params, X, activation)
     W, b = params[-1]
     return inputs[-1] @ W + b
 
@@ -282,10 +281,10 @@ def backward_signals(params, masks, per_logit):
     return signals
 
 
-def layer_features(params, X, per_logit):
+def layer_features(params, X, per_logit, activation=DEFAULT_ACTIVATION):
     """Per-layer factors of the kernel for one set of samples: ``(inputs, signals)`` of
     :func:`forward_layers` and :func:`backward_signals`."""
-    inputs, masks = forward_layers(params, X)
+    inputs, masks = forward_layers(params, X, activation)
     return inputs, backward_signals(params, masks, per_logit)
 
 
@@ -340,9 +339,10 @@ def kernel(params, X1, X2, per_logit, scales=None):
     dtype = float_dtype(*jax.tree.leaves(params), X1)
     params, X1 = cast_params(params, dtype), X1.astype(dtype)
     n_classes = params[-1][0].shape[1]
-    features1 = layer_features(params, X1, per_logit)
+    activation = activation_of(scales)
+    features1 = layer_features(params, X1, per_logit, activation)
     features2 = features1 if X2 is None else layer_features(params, X2.astype(dtype),
-                                                            per_logit)
+                                                            per_logit, activation)
     return combine(features1, features2, n_classes, per_logit, scales)
 
 
@@ -357,7 +357,7 @@ def factor_pairs(params, X, scales=None):
     """
     n = X.shape[0]
     dtype = X.dtype
-    inputs, signals = layer_features(params, X, per_logit=False)
+    inputs, signals = layer_features(params, X, False, activation_of(scales))
     n_classes = params[-1][0].shape[1]
     signals = signals + [jnp.full((n, 1), np.sqrt(n_classes), dtype)]
     ones = jnp.ones((n, 1), dtype)

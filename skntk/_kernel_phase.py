@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from ._activations import activation_of
 from ._buckets import pad_rows
 from ._kernel_engine import layer_sizes
 from ._kernel_budget import (VARIANCE_CROSS_KERNEL, check_kernel_phase_budget,
@@ -65,10 +66,12 @@ class KernelState(NamedTuple):
     layer_scales: Any = None
 
 
-def offset_outputs(params_star, X, offset):
+def offset_outputs(params_star, X, offset, layer_scales=None):
     """``f_0`` of the kernel regression on ``X``, float64 (n, C): the network at
-    ``theta*`` (``offset="network"``) or zero (``offset="zero"``)."""
-    F = np.asarray(mlp_forward(params_star, X), dtype=np.float64)
+    ``theta*`` (``offset="network"``; ``layer_scales`` name its activation) or zero
+    (``offset="zero"``)."""
+    F = np.asarray(mlp_forward(params_star, X, activation_of(layer_scales)),
+                   dtype=np.float64)
     return np.zeros_like(F) if offset == "zero" else F
 
 
@@ -107,7 +110,7 @@ def kernel_model_outputs(params_star, X, X_fit, dual_coef, offset, layer_scales,
                                 dual_coef.shape[1], block_size=block,
                                 layer_scales=layer_scales)
     with np.errstate(all="ignore"):
-        return offset_outputs(params_star, X, offset) + update
+        return offset_outputs(params_star, X, offset, layer_scales) + update
 
 
 class KernelPhase(NTKPhase):
@@ -183,11 +186,12 @@ class KernelPhase(NTKPhase):
         """
         solver = kernel_solver(settings.kernel_solver)
         offset = settings.kernel_offset
-        F0 = offset_outputs(params_star, X, offset)
+        F0 = offset_outputs(params_star, X, offset, settings.layer_scales)
         X_val = None if val is None else val.X
         state = solver.build(params_star, X, np.asarray(Y, dtype=np.float64) - F0, settings,
                              X_val=X_val)
-        F0_val = None if val is None else offset_outputs(params_star, X_val, offset)
+        F0_val = (None if val is None
+                  else offset_outputs(params_star, X_val, offset, settings.layer_scales))
         return KernelState(params_star, X, F0, state, np.zeros_like(F0), F0, F0_val,
                            offset=offset, layer_scales=settings.layer_scales)
 
@@ -227,8 +231,9 @@ class KernelPhase(NTKPhase):
         return state.info
 
     @staticmethod
-    def outputs(state, X):
-        """The model at the current flow time on ``X`` (:func:`kernel_model_outputs`)."""
+    def outputs(state, X, layer_scales=None):
+        """The model at the current flow time on ``X`` (:func:`kernel_model_outputs`;
+        the state holds the layer scales)."""
         return kernel_model_outputs(state.params_star, X, state.X, state.coefficients,
                                     state.offset, state.layer_scales)
 

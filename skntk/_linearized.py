@@ -2,15 +2,17 @@
 automatic NTK step size, and an L-BFGS solver for the linearised loss (the
 cross-entropy or the squared error, :mod:`skntk._losses`).
 
-With ``h_0 = x``, ``z_l = h_{l-1} W_l + b_l``, ``h_l = relu(z_l)`` and ``f = z_L``,
+With ``h_0 = x``, ``z_l = h_{l-1} W_l + b_l``, ``h_l = phi(z_l)`` and ``f = z_L``,
 the Jacobian ``J = df/dtheta`` at ``theta*`` acts on a parameter direction
 ``(dW_l, db_l)`` by the forward recursion ``dz_l = dh_{l-1} W_l + h_{l-1} dW_l + db_l``,
-``dh_l = 1[z_l > 0] * dz_l`` (a Jacobian-vector product), and its transpose on an
+``dh_l = phi'(z_l) * dz_l`` (a Jacobian-vector product), and its transpose on an
 output cotangent ``g_L = r`` by ``dW_l = h_{l-1}^T g_l``, ``db_l = sum_i g_l``,
-``g_{l-1} = (g_l W_l^T) * 1[z_{l-1} > 0]`` (a vector-Jacobian product). Both need only
-the activations ``h_l`` at ``theta*``, which :func:`linearization` computes once per
-phase, so no step recomputes the forward pass at ``theta*`` and no per-sample
-Jacobian is ever formed.
+``g_{l-1} = (g_l W_l^T) * phi'(z_{l-1})`` (a vector-Jacobian product). Both need only
+the activations ``h_l`` at ``theta*`` and, but for ReLU (whose ``phi'(z_l)`` is
+``1[h_l > 0]``), the derivatives ``phi'(z_l)``, which :func:`linearization` computes
+once per phase (the forward pass of the kernel engine,
+:func:`skntk._kernel_engine.forward_layers`), so no step recomputes the forward pass
+at ``theta*`` and no per-sample Jacobian is ever formed.
 
 The linearised model ``f_lin(theta) = f(theta*) + J (theta - theta*)`` is linear in
 ``theta``, so its mean loss (cross-entropy or squared error), plus an optional ridge
@@ -41,6 +43,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from scipy.sparse.linalg import LinearOperator, eigsh
 
+from ._activations import DEFAULT_ACTIVATION, activation_of
+from ._kernel_engine import forward_layers
 from ._losses import CROSS_ENTROPY, loss_and_score, mean_loss
 from ._parameterization import scale_params
 
@@ -57,13 +61,16 @@ class Linearization(NamedTuple):
     ``params_star``: list of ``(W, b)``; ``activations``: ``[h_0 = X, h_1, ...,
     h_{L-1}]``, each of shape (N, fan_in of the next layer); ``logits``: (N, C)
     ``f(X; theta*)``; ``scales``: the per-layer ``(s_W, s_b)`` of the
-    parameterisation (0-d arrays once through ``jit``), ``None`` for the standard
-    one."""
+    parameterisation and the activation (:class:`skntk._parameterization.LayerScales`;
+    0-d arrays once through ``jit``), ``None`` for the standard one of the ReLU
+    network; ``derivatives``: ``[phi'(z_1), ..., phi'(z_{L-1})]``, ``None`` for
+    ReLU."""
 
     params_star: Any
     activations: Any
     logits: Any
     scales: Any = None
+    derivatives: Any = None
 
 
 @partial(jax.jit, static_argnames="layer_scales")
@@ -71,13 +78,18 @@ def linearization(params_star, X, layer_scales=None):
     """The activations of the network at ``theta*`` on ``X`` (one forward pass);
     ``layer_scales``: those of :func:`skntk._parameterization.layer_scales`, kept in
     the result."""
-    activations = [X]
-    h = X
-    for W, b in params_star[:-1]:
-        h = jax.nn.relu(h @ W + b)
-        activations.append(h)
+    activation = activation_of(layer_scales)
+    activations, derivatives = forward_layers(params_star, X, activation)
     W, b = params_star[-1]
-    return Linearization(params_star, activations, h @ W + b, layer_scales)
+    return Linearization(params_star, activations, activations[-1] @ W + b, layer_scales,
+                         None if activation == DEFAULT_ACTIVATION else derivatives)
+
+
+def _times_derivative(lin, hidden_layer, g):
+    """``g * phi'(z)`` of hidden layer ``hidden_layer`` (0-based)."""
+    if lin.derivatives is None:
+        return jnp.where(lin.activations[hidden_layer + 1] > 0, g, 0.0)
+    return g * lin.derivatives[hidden_layer]
 
 
 def jacobian_vector_product(lin, direction):
@@ -89,7 +101,7 @@ def jacobian_vector_product(lin, direction):
         if dh is not None:
             dz = dz + dh @ W
         if layer + 1 < len(lin.params_star):
-            dh = jnp.where(lin.activations[layer + 1] > 0, dz, 0.0)
+            dh = _times_derivative(lin, layer, dz)
     return dz
 
 
@@ -102,7 +114,7 @@ def vector_jacobian_product(lin, cotangent):
         grads.append((h.T @ g, jnp.sum(g, axis=0)))
         if layer:
             W = lin.params_star[layer][0]
-            g = jnp.where(h > 0, g @ W.T, 0.0)
+            g = _times_derivative(lin, layer - 1, g @ W.T)
     return grads[::-1]
 
 

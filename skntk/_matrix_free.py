@@ -30,7 +30,7 @@ Here nothing of size ``N x N`` is formed. Everything rests on one product,
 
 The kernel-block product
 ------------------------
-The traced NTK of the ReLU MLP is a sum over layers of Hadamard products of two
+The traced NTK of the MLP is a sum over layers of Hadamard products of two
 low-rank Gram matrices (see :mod:`skntk.ntk`)::
 
     K = Σ_l (H_l H_lᵀ) ∘ (S_l S_lᵀ),

@@ -9,6 +9,8 @@ in :mod:`skntk._losses`.
 import jax
 import numpy as np
 
+from ._activations import ACTIVATIONS, DEFAULT_ACTIVATION
+
 
 def init_mlp_params(layer_sizes, rng, dtype=np.float32):
     """Glorot-normal weights and zero biases.
@@ -35,11 +37,14 @@ def init_mlp_params(layer_sizes, rng, dtype=np.float32):
     return params
 
 
-def mlp_forward(params, X):
-    """Outputs of the ReLU network (logits of a classifier), shape ``(n_samples, n_outputs)``."""
+def mlp_forward(params, X, activation=DEFAULT_ACTIVATION):
+    """Outputs of the network (logits of a classifier), shape ``(n_samples, n_outputs)``:
+    ``h_l = φ(h_{l-1} W_l + b_l)`` on the hidden layers, ``φ`` the ``activation``
+    (:data:`skntk._activations.ACTIVATIONS`), and a linear output layer."""
+    phi = ACTIVATIONS[activation].function
     h = X
     for W, b in params[:-1]:
-        h = jax.nn.relu(h @ W + b)
+        h = phi(h @ W + b)
     W, b = params[-1]
     return h @ W + b
 

@@ -32,14 +32,17 @@ Constants: ``sigma_w = sqrt(2)`` on every layer, the ReLU gain of He et al. (ICC
 pre-activations from layer to layer, and of the logits too, since the output layer
 also reads ReLU features. ``sigma_b = 0.1``: Jacot et al. introduce ``beta`` to
 tune the influence of the bias and take ``beta = 0.1`` in their experiments.
-neural-tangents leaves both to the user (``W_std=1``, no bias by default).
+neural-tangents leaves both to the user (``W_std=1``, no bias by default). The same
+constants serve every ``activation``: ``D`` and the initial draw depend only on the
+widths, and the activation travels with ``D`` (:class:`LayerScales`).
 """
 
 import math
 
+import jax
 import numpy as np
 
-from ._kernel_engine import layer_sizes as layer_sizes_of
+from ._activations import DEFAULT_ACTIVATION, check_activation
 from ._mlp import init_mlp_params
 
 PARAMETERIZATIONS = ("standard", "ntk")
@@ -61,36 +64,78 @@ def check_parameterization(parameterization):
     return parameterization
 
 
-def layer_scales(layer_sizes, parameterization, weight_std=NTK_WEIGHT_STD,
-                 bias_std=NTK_BIAS_STD):
-    """The diagonal ``D`` of a parameterisation, one pair per layer.
+class LayerScales(tuple):
+    """The diagonal ``D`` of a parameterisation, one ``(s_W,l, s_b,l)`` pair per layer,
+    and the activation of the hidden layers it is the parameterisation of.
+
+    A tuple of pairs (so it is read like the plain tuple of :func:`layer_scales`), with
+    the attribute ``activation`` (a key of :data:`skntk._activations.ACTIVATIONS`):
+    every function that applies ``D`` also runs the network, so the two travel as one
+    static argument. Hashable, and equal only with the same pairs and activation, so
+    that a jitted function compiles once per network. A pytree whose leaves are the
+    scales and whose activation is static.
+    """
+
+    def __new__(cls, pairs, activation=DEFAULT_ACTIVATION):
+        self = super().__new__(cls, (tuple(pair) for pair in pairs))
+        self.activation = activation
+        return self
+
+    def __eq__(self, other):
+        return (isinstance(other, LayerScales) and tuple.__eq__(self, other)
+                and self.activation == other.activation)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((tuple(self), self.activation))
+
+    def __reduce__(self):
+        return LayerScales, (tuple(self), self.activation)
+
+    def __repr__(self):
+        return f"LayerScales({tuple(self)!r}, activation={self.activation!r})"
+
+
+jax.tree_util.register_pytree_node(
+    LayerScales, lambda scales: (tuple(scales), scales.activation),
+    lambda activation, pairs: LayerScales(pairs, activation))
+
+
+def layer_scales(layer_sizes, parameterization, activation=DEFAULT_ACTIVATION,
+                 weight_std=NTK_WEIGHT_STD, bias_std=NTK_BIAS_STD):
+    """The diagonal ``D`` of a parameterisation, one pair per layer, with the network's
+    activation.
 
     Parameters
     ----------
     layer_sizes : sequence of int
         ``(n_features, *hidden_layer_sizes, n_outputs)``.
     parameterization : {"standard", "ntk"}
+    activation : str, default="relu"
+        The hidden layers' activation, a key of
+        :data:`skntk._activations.ACTIVATIONS`.
     weight_std, bias_std : float
         ``sigma_w`` and ``sigma_b`` of ``"ntk"``.
 
     Returns
     -------
-    scales : tuple of (float, float), or None
-        ``None`` for ``"standard"`` (``D = I``); for ``"ntk"``, per layer ``l``,
-        ``(sigma_w^2 / n_{l-1}, sigma_b^2)``: the factors of the gradient of its
-        weights and of its bias. Python floats in a tuple, hashable, so that jitted
+    scales : LayerScales or None
+        ``None`` for ``"standard"`` with ``"relu"`` (``D = I``, the compiled programs
+        without any scaling); otherwise per layer ``l`` the factors of the gradient of
+        its weights and of its bias, ``(sigma_w^2 / n_{l-1}, sigma_b^2)`` for ``"ntk"``
+        and ``(1.0, 1.0)`` for ``"standard"``. Python floats, hashable, so that jitted
         functions take them as a static argument.
     """
     check_parameterization(parameterization)
+    check_activation(activation)
     if parameterization == "standard":
-        return None
-    return tuple((float(weight_std) ** 2 / int(fan_in), float(bias_std) ** 2)
-                 for fan_in in layer_sizes[:-1])
-
-
-def scales_of(params, parameterization):
-    """:func:`layer_scales` for the layer sizes of ``params``."""
-    return layer_scales(layer_sizes_of(params), parameterization)
+        if activation == DEFAULT_ACTIVATION:
+            return None
+        return LayerScales(((1.0, 1.0),) * (len(layer_sizes) - 1), activation)
+    return LayerScales(((float(weight_std) ** 2 / int(fan_in), float(bias_std) ** 2)
+                        for fan_in in layer_sizes[:-1]), activation)
 
 
 def scale_params(params, scales, power=1.0):
@@ -134,16 +179,3 @@ def init_params(layer_sizes, rng, parameterization="standard", dtype=np.float32,
         params.append(((omega * (weight_std / np.sqrt(fan_in))).astype(dtype),
                        (beta * bias_std).astype(dtype)))
     return params
-
-
-def to_trained_coordinates(params, scales):
-    """``(omega, beta) = D^{-1/2} (W, b)``: the coordinates that gradient descent
-    trains (``params`` itself for ``scales=None``)."""
-    return scale_params(params, scales, -0.5)
-
-
-def from_trained_coordinates(omega, scales):
-    """``(W, b) = D^{1/2} (omega, beta)``, the inverse of
-    :func:`to_trained_coordinates`."""
-    return scale_params(omega, scales, 0.5)
-

@@ -81,18 +81,21 @@ def tree_is_finite(tree):
     return jnp.isfinite(sum(jnp.sum(leaf * 0) for leaf in jax.tree.leaves(tree)))
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def network_metrics(outputs_fn, loss, state, train, val):
+@partial(jax.jit, static_argnums=(0, 1, 5))
+def network_metrics(outputs_fn, loss, state, train, val, layer_scales=None):
     """``[train_loss, train_score, val_loss, val_score]`` of a model whose
-    ``outputs_fn(state, X)`` is traceable (the network, or a network phase's model),
-    in one compiled program per model, loss and bucket. ``train`` and ``val`` are
-    :class:`skntk._buckets.Rows` (their padding rows weigh zero); ``val`` may be
-    ``None`` (NaN)."""
-    values = list(loss_and_score(loss, outputs_fn(state, train.X), train.Y, train.weights))
+    ``outputs_fn(state, X, layer_scales)`` is traceable (the network, or a network
+    phase's model; ``layer_scales``, static, name the parameterisation and the
+    activation, :func:`skntk._parameterization.layer_scales`), in one compiled program
+    per model, loss and bucket. ``train`` and ``val`` are :class:`skntk._buckets.Rows`
+    (their padding rows weigh zero); ``val`` may be ``None`` (NaN)."""
+    values = list(loss_and_score(loss, outputs_fn(state, train.X, layer_scales), train.Y,
+                                 train.weights))
     if val is None:
         values += [jnp.nan, jnp.nan]
     else:
-        values += list(loss_and_score(loss, outputs_fn(state, val.X), val.Y, val.weights))
+        values += list(loss_and_score(loss, outputs_fn(state, val.X, layer_scales), val.Y,
+                                      val.weights))
     return jnp.stack(values)
 
 
@@ -215,8 +218,10 @@ class NTKPhase:
         raise NotImplementedError
 
     @staticmethod
-    def outputs(state, X):
-        """The phase's model on any inputs: (n, C) outputs (logits of a classifier)."""
+    def outputs(state, X, layer_scales=None):
+        """The phase's model on any inputs: (n, C) outputs (logits of a classifier);
+        ``layer_scales``: ``settings.layer_scales``, which name the network's
+        activation (for the phases whose state does not hold them)."""
         raise NotImplementedError
 
     @staticmethod

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._activations import DEFAULT_ACTIVATION, activation_of
 from ._devices import shard_rows
 from ._kernel_phase import KernelPhase
 from ._linearized import (delta_to_params, lbfgs_epoch_and_metrics, lbfgs_init, lbfgs_step,
@@ -67,17 +68,19 @@ def frozen_jacobian_step(params, params_star, X, Y, learning_rate, weights=None,
     rows. ``layer_scales``: ``D`` (static; ``None``: the identity); ``loss``: a
     :class:`skntk._losses.Loss` (static).
     """
-    residual = _mean_residual(mlp_forward(params, X), Y, weights, loss)
-    _, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
+    activation = activation_of(layer_scales)
+    residual = _mean_residual(mlp_forward(params, X, activation), Y, weights, loss)
+    _, vjp_star = jax.vjp(lambda p: mlp_forward(p, X, activation), params_star)
     (direction,) = vjp_star(residual)
     return _tree_axpy(params, scale_params(direction, layer_scales), learning_rate)
 
 
-@jax.jit
-def linearized_logits(params_star, params, X):
-    """``f_lin(x; theta) = f(x; theta*) + J(x; theta*) (theta - theta*)``, one JVP."""
+@partial(jax.jit, static_argnames="activation")
+def linearized_logits(params_star, params, X, activation=DEFAULT_ACTIVATION):
+    """``f_lin(x; theta) = f(x; theta*) + J(x; theta*) (theta - theta*)``, one JVP;
+    ``activation``: the network's (static)."""
     delta = jax.tree_util.tree_map(jnp.subtract, params, params_star)
-    f_star, jvp = jax.jvp(lambda p: mlp_forward(p, X), (params_star,), (delta,))
+    f_star, jvp = jax.jvp(lambda p: mlp_forward(p, X, activation), (params_star,), (delta,))
     return f_star + jvp
 
 
@@ -90,8 +93,9 @@ def linearized_step(params, params_star, X, Y, learning_rate, weights=None, ridg
     masks padding rows; ``layer_scales``: ``D`` (static; ``None``: the identity,
     ``omega = theta``); ``loss``: a :class:`skntk._losses.Loss` (static)."""
     delta = jax.tree_util.tree_map(jnp.subtract, params, params_star)
-    f_star, vjp_star = jax.vjp(lambda p: mlp_forward(p, X), params_star)
-    _, jvp = jax.jvp(lambda p: mlp_forward(p, X), (params_star,), (delta,))
+    activation = activation_of(layer_scales)
+    f_star, vjp_star = jax.vjp(lambda p: mlp_forward(p, X, activation), params_star)
+    _, jvp = jax.jvp(lambda p: mlp_forward(p, X, activation), (params_star,), (delta,))
     residual = _mean_residual(f_star + jvp, Y, weights, loss)
     (direction,) = vjp_star(residual)
     direction = jax.tree_util.tree_map(lambda g, d: g + ridge * d,
@@ -139,7 +143,8 @@ class NetworkPhase(NTKPhase):
         """Finiteness of the parameters and the metrics of :meth:`outputs`, each one
         compiled program (:func:`skntk._phase_api.network_metrics`)."""
         finite = bool(tree_is_finite(cls.parameters(state)))
-        metrics = np.asarray(network_metrics(cls.outputs, settings.loss, state, train, val))
+        metrics = np.asarray(network_metrics(cls.outputs, settings.loss, state, train, val,
+                                             settings.layer_scales))
         return np.concatenate([[float(finite)], metrics])
 
     @staticmethod
@@ -148,8 +153,8 @@ class NetworkPhase(NTKPhase):
         return state.params
 
     @staticmethod
-    def outputs(state, X):
-        return mlp_forward(state.params, X)
+    def outputs(state, X, layer_scales=None):
+        return mlp_forward(state.params, X, activation_of(layer_scales))
 
     @staticmethod
     def network(state):
@@ -157,12 +162,12 @@ class NetworkPhase(NTKPhase):
 
     @staticmethod
     def predict_outputs(params_star, params, fitted, X):
-        return _network_outputs(params, X)
+        return _network_outputs(params, X, activation_of(fitted["layer_scales"]))
 
 
-@jax.jit
-def _network_outputs(params, X):
-    return mlp_forward(params, X)
+@partial(jax.jit, static_argnames="activation")
+def _network_outputs(params, X, activation=DEFAULT_ACTIVATION):
+    return mlp_forward(params, X, activation)
 
 
 class NoPhase(NetworkPhase):
@@ -232,12 +237,14 @@ class LinearizedPhase(NetworkPhase):
         return state._replace(params=params)
 
     @staticmethod
-    def outputs(state, X):
-        return linearized_logits(state.params_star, state.params, X)
+    def outputs(state, X, layer_scales=None):
+        return linearized_logits(state.params_star, state.params, X,
+                                 activation_of(layer_scales))
 
     @staticmethod
     def predict_outputs(params_star, params, fitted, X):
-        return linearized_logits(params_star, params, X)
+        return linearized_logits(params_star, params, X,
+                                 activation_of(fitted["layer_scales"]))
 
 
 class LBFGSNetworkState(NamedTuple):
@@ -311,8 +318,9 @@ class LinearizedLBFGSPhase(LinearizedPhase):
         return LinearizedLBFGSPhase.params(state)
 
     @staticmethod
-    def outputs(state, X):
-        return linearized_logits(state.lin.params_star, LinearizedLBFGSPhase.params(state), X)
+    def outputs(state, X, layer_scales=None):
+        return linearized_logits(state.lin.params_star, LinearizedLBFGSPhase.params(state), X,
+                                 activation_of(state.lin.scales))
 
     @staticmethod
     def params(state):

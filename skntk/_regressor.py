@@ -42,8 +42,10 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
 
     Parameters
     ----------
-    hidden_layer_sizes : tuple of int, default=(128, 128)
-        Width of each hidden ReLU layer; ``()`` gives a linear model.
+    hidden_layer_sizes : int or tuple of int, default=(128, 128)
+        Width of each hidden layer (an int: one layer); ``()`` gives a linear model.
+    activation : {"relu", "tanh", "erf", "gelu", "identity"}, default="relu"
+        Activation of the hidden layers, as in :class:`HybridNTKClassifier`.
     learning_rate : float or "auto", default="auto"
         Step size of the SGD phase. ``"auto"``: ``min(0.05, m / lambda_max(Theta_m))``
         with ``Theta_m`` the per-output NTK of the initial network on the ``m``
@@ -185,10 +187,10 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         ``history_["train_loss"]``.
     switch_epoch_, switch_, switch_threshold_, switch_reached_ : int, str, float, bool
         Last SGD epoch, criterion used, its last threshold, whether it held.
-    ntk_phase_, ntk_solver_, kernel_solver_, parameterization_ : str or None
-        The NTK phase, solvers and parameterisation of the fit; prediction uses these,
-        never the current parameters, so :meth:`set_params` changes predictions only
-        through the next :meth:`fit`.
+    ntk_phase_, ntk_solver_, kernel_solver_, parameterization_, activation_ : str or None
+        The NTK phase, solvers, parameterisation and activation of the fit; prediction
+        uses these, never the current parameters, so :meth:`set_params` changes
+        predictions only through the next :meth:`fit`.
     kernel_solver_info_ : dict or None
         The matrix-free solver's record (``None`` otherwise).
     dual_coef_ : ndarray of shape (n_train, n_outputs), float64
@@ -258,7 +260,8 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
     _parameter_constraints = {**BaseHybridNTK._parameter_constraints,
                               "normalize_y": ["boolean"]}
 
-    def __init__(self, hidden_layer_sizes=(128, 128), learning_rate="auto", batch_size=64,
+    def __init__(self, hidden_layer_sizes=(128, 128), activation="relu", learning_rate="auto",
+                 batch_size=64,
                  max_sgd_epochs=50, switch="kernel_velocity", switch_window=3,
                  switch_threshold="auto", switch_epoch=10, ntk_monitor_size=128,
                  ntk_phase="linearized", ntk_epochs="auto", ntk_learning_rate="auto",
@@ -271,6 +274,7 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
                  parameterization="standard", normalize_y=True):
         self.normalize_y = normalize_y
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
         self.parameterization = parameterization
         self.learning_rate = learning_rate
         self.batch_size = batch_size

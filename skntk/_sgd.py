@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._activations import activation_of
 from ._devices import constrain_rows, padded_length
 from ._losses import CROSS_ENTROPY
 from ._mlp import mlp_forward
@@ -60,8 +61,8 @@ def epoch_order(rng, n_samples, n_rows, batch_size):
     return order
 
 
-def _weighted_batch_loss(params, X, Y, weights, loss):
-    per_sample = loss.per_sample(mlp_forward(params, X), Y)
+def _weighted_batch_loss(params, X, Y, weights, loss, activation):
+    per_sample = loss.per_sample(mlp_forward(params, X, activation), Y)
     return jnp.sum(weights * per_sample) / jnp.sum(weights)
 
 
@@ -100,8 +101,8 @@ def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=No
         number of devices and split over them: data-parallel SGD. ``X`` and ``Y`` are
         then expected replicated on every device.
     layer_scales : tuple of (float, float) or None, default=None
-        Static. The per-layer scales ``D`` of the parameterisation
-        (:func:`skntk._parameterization.layer_scales`): each step is
+        Static. The per-layer scales ``D`` of the parameterisation and the network's
+        activation (:func:`skntk._parameterization.layer_scales`): each step is
         ``theta -= learning_rate * D * grad``, which is plain SGD on the trained
         coordinates ``(omega, beta)`` of the NTK parameterisation, written in
         ``(W, b)``. ``None``: the standard parameterisation, ``D = 1``.
@@ -127,7 +128,8 @@ def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=No
     def step(i, params):
         idx, w = order[i], weights[i]
         Xb, Yb, w = (constrain_rows(a, mesh) for a in (X[idx], Y[idx], w))
-        grads = scale_params(grad_fn(params, Xb, Yb, w, loss), layer_scales)
+        grads = scale_params(grad_fn(params, Xb, Yb, w, loss, activation_of(layer_scales)),
+                             layer_scales)
         return jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, params, grads)
 
     n_batches = (n_samples + batch_size - 1) // batch_size

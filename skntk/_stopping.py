@@ -39,8 +39,6 @@ criterion it watches, than the one it started from by more than that standard er
 
 import math
 
-STOP_REASONS = ("n_epochs", "validation_score", "converged", "max_epochs", "callback")
-
 CONVERGENCE_EPOCHS = 2
 """Consecutive slow epochs that make the phase converged while the training loss is
 above ``PROGRESS_FOR_ONE_SLOW_EPOCH`` times its value at the switch."""

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._activations import DEFAULT_ACTIVATION, activation_of
 from ._kernel_engine import kernel
 from ._mlp import mlp_forward
 from ._parameterization import scale_params
@@ -360,12 +361,13 @@ def _taylor_residual(forward, params_a, params_b, outputs_b, real):
     return _masked_norm(change - predicted_change, real), _masked_norm(change, real)
 
 
-@jax.jit
-def _linearization_residuals(params, params_last, params0, X_monitor, n_monitor):
+@partial(jax.jit, static_argnames="activation")
+def _linearization_residuals(params, params_last, params0, X_monitor, n_monitor,
+                             activation=DEFAULT_ACTIVATION):
     """The Taylor residuals of the last window and of the whole path from theta_0
     (four norms, see :func:`relative_linearization_error`)."""
     def forward(p):
-        return mlp_forward(p, X_monitor)
+        return mlp_forward(p, X_monitor, activation)
 
     real = jnp.arange(X_monitor.shape[0]) < n_monitor
     outputs = forward(params)
@@ -415,7 +417,8 @@ def _linearization_update(state, epoch, params, config):
     if epoch % config.window:
         return state, _NAN, _NAN, False
     norms = _linearization_residuals(params, state.params_last, state.params0,
-                                     config.X_monitor, config.n_monitor)
+                                     config.X_monitor, config.n_monitor,
+                                     activation_of(config.layer_scales))
     statistic = relative_linearization_error(*np.asarray(norms, dtype=float).tolist())
     threshold = _threshold(config, AUTO_LINEARIZATION_ERROR)
     checks_below = state.checks_below + 1 if _below(statistic, threshold) else 0
@@ -436,7 +439,3 @@ SWITCH_CRITERIA = {
     None: SwitchCriterion(_fixed_init, _never_update),
 }
 """The registry of switch criteria, keyed by the value of ``switch``."""
-
-KERNEL_CRITERIA = tuple(name for name, criterion in SWITCH_CRITERIA.items()
-                        if criterion.monitor_kernels is not None)
-"""Criteria that compute the NTK on the monitor subset."""

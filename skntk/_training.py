@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ._activations import activation_of
 from ._buckets import Rows, monitor_rows, padded_monitor_size, padded_rows, use_shapes
 from ._devices import data_mesh, replicate
 from ._diagnostics import N_TOP_EIGENVALUES, SCALAR_COLUMNS, KernelDiagnostics
@@ -53,6 +54,7 @@ class TrainingConfig(NamedTuple):
 
     loss: Loss
     hidden_layer_sizes: tuple
+    activation: str
     parameterization: str
     learning_rate: Any
     batch_size: int
@@ -225,11 +227,11 @@ def _sgd_epoch_and_metrics(params, train, val, order, n_samples, learning_rate, 
                        mesh, layer_scales, loss)
     finite = _tree_is_finite(params).astype(train.X.dtype)
     return params, jnp.concatenate([finite[None], network_metrics(_network, loss, params,
-                                                                  train, val)])
+                                                                  train, val, layer_scales)])
 
 
-def _network(params, X):
-    return mlp_forward(params, X)
+def _network(params, X, layer_scales):
+    return mlp_forward(params, X, activation_of(layer_scales))
 
 
 def _check_budgets(config, layer_sizes, n_samples, n_val):
@@ -348,7 +350,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     mesh = data_mesh(config.devices)
     # The parameterisation: the initial weights and the per-layer scales D that every
     # step and kernel applies (None for the standard one); see _parameterization.
-    scales = layer_scales(layer_sizes, config.parameterization)
+    scales = layer_scales(layer_sizes, config.parameterization, config.activation)
     drawn_params = draw_initial_params(layer_sizes, rng, config.parameterization,
                                        COMPUTE_DTYPE)
     init_params = drawn_params if init_params is None else init_params
@@ -379,7 +381,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     use_shapes((layer_sizes, batch_size, train.X.shape[0], None if val is None else
                 val.X.shape[0], None if monitor is None else monitor.shape[0], config.switch,
                 phase, None if mesh is None else mesh.devices.size, config.parameterization,
-                config.loss.name))
+                config.activation, config.loss.name))
 
     # The epoch program over no sample: the metrics of the initial network.
     no_order = np.zeros(n_batches_per_epoch(train.X.shape[0], batch_size) * batch_size, np.int32)

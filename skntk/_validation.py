@@ -16,9 +16,14 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Largest float32, about 3.4e38: larger inputs are refused by ``fit`` and clipped by
 ``predict``."""
 
-def refuse_sparse(X, name, owner="skntk"):
-    """Refuse a scipy sparse ``X``: ``owner`` (the estimator's name) trains on dense
-    arrays, and the message says how to convert or reduce it."""
+def refuse_sparse(X, name, owner=None):
+    """Refuse a scipy sparse ``X`` with a ``TypeError`` naming ``name``: skntk computes on
+    dense arrays. ``owner``: the estimator's name, whose message also says how to reduce
+    the features; ``None`` for the kernel functions."""
+    if scipy.sparse.issparse(X) and owner is None:
+        raise TypeError(
+            f"`{name}` is a scipy sparse matrix ({type(X).__name__}), but the kernel is "
+            f"computed on dense arrays. Convert it with `{name}.toarray()`.")
     if scipy.sparse.issparse(X):
         n_rows, n_cols = X.shape
         raise TypeError(

@@ -9,7 +9,7 @@ Jacobian ``J = ∂f/∂θ`` is, with the logit axis traced,
 For a dense layer ``z_l = h_{l-1} W_l + b_l`` the gradient of ``f_c`` with respect to
 ``W_l`` is the outer product ``h_{l-1} ⊗ δ_{l,c}`` with ``δ_{l,c} = ∂f_c/∂z_l``, and with
 respect to ``b_l`` it is ``δ_{l,c}``. Inner products of outer products factor, so the
-kernel of the ReLU MLP is a sum over layers of Hadamard products of two small Gram
+kernel of the MLP is a sum over layers of Hadamard products of two small Gram
 matrices (the structure exploited by Novak, Sohl-Dickstein and Schoenholz, ICML 2022,
 "Fast finite width neural tangent kernel"):
 
@@ -22,7 +22,8 @@ and no per-sample Jacobian is ever stored.
 
 Parameters are a list of ``(W, b)`` pairs, ``W`` of shape ``(fan_in, fan_out)``, as in
 ``MLPClassifier.coefs_`` / ``intercepts_``; the network is
-:func:`skntk._mlp.mlp_forward` (ReLU on every hidden layer, linear output).
+:func:`skntk._mlp.mlp_forward` (the activation ``φ`` on every hidden layer, ReLU
+unless ``activation`` says otherwise; linear output).
 
 ``parameterization="ntk"`` (:func:`empirical_ntk`, :func:`ntk_gram`,
 :func:`ntk_vector_product`) takes the Jacobian in the coordinates of the NTK
@@ -43,15 +44,19 @@ import numpy as np
 import scipy.linalg
 from jax import lax
 
+from . import _model_kernel as model_kernel
+from ._activations import activation_of
 from ._devices import constrain_rows, mesh_size
-from ._kernel_engine import (block_starts, check_params, check_positive_int, feature_width,
-                             is_concrete, kernel, layer_features, logits, prepare_inputs,
-                             product_bytes, refuse_sparse)
+from ._kernel_engine import (block_starts, check_finite, check_params, check_positive_int,
+                             feature_width, float_dtype, is_concrete, kernel, layer_features,
+                             logits, prepare_inputs, prepare_vectors, product_bytes,
+                             row_blocks)
 from ._kernel_engine import combine as combine_features
 from ._kernel_engine import layer_sizes as sizes_of
 from ._kernel_engine import ntk_vector_product as _ntk_vector_product
 from ._kernel_engine import product as _product
 from ._parameterization import check_parameterization, layer_scales, scale_params
+from ._validation import refuse_sparse
 
 __all__ = [
     "DEFAULT_MAX_KERNEL_BYTES",
@@ -65,6 +70,8 @@ __all__ = [
     "kernel_nbytes",
     "kernel_spectrum",
     "kernel_target_alignment",
+    "model_ntk",
+    "model_ntk_vector_product",
     "ntk_gram",
     "ntk_vector_product",
 ]
@@ -199,8 +206,8 @@ def _working_set_bytes(layer_sizes, n1, n2, block, symmetric, per_logit, itemsiz
 # Layer-wise kernel
 # --------------------------------------------------------------------------------------
 
-@partial(jax.jit, static_argnames="parameterization")
-def ntk_gram(params, X, parameterization="standard"):
+@partial(jax.jit, static_argnames=("parameterization", "activation"))
+def ntk_gram(params, X, parameterization="standard", activation="relu"):
     """Traced empirical NTK of a batch with itself, in one jitted call.
 
     The fast path for small fixed batches (e.g. a monitor subset of a few hundred
@@ -216,6 +223,8 @@ def ntk_gram(params, X, parameterization="standard"):
         Inputs.
     parameterization : {"standard", "ntk"}, default="standard"
         Static. The coordinates of the Jacobian, as in :func:`empirical_ntk`.
+    activation : {"relu", "tanh", "erf", "gelu", "identity"}, default="relu"
+        Static. The hidden layers' activation, as in :func:`empirical_ntk`.
 
     Returns
     -------
@@ -230,12 +239,13 @@ def ntk_gram(params, X, parameterization="standard"):
     ``itemsize · ((1 + T) · m² + 2 · m · F)`` bytes with ``F`` and ``T`` as in
     :func:`empirical_ntk`; callers check it with :func:`check_kernel_budget`.
     """
-    scales = layer_scales(sizes_of(params), check_parameterization(parameterization))
+    scales = layer_scales(sizes_of(params), check_parameterization(parameterization),
+                          activation)
     return kernel(params, X, None, False, scales)
 
 
 _kernel_jit = jax.jit(kernel, static_argnames=("per_logit", "scales"))
-_features_jit = jax.jit(layer_features, static_argnames="per_logit")
+_features_jit = jax.jit(layer_features, static_argnames=("per_logit", "activation"))
 
 
 @partial(jax.jit, static_argnames=("block", "symmetric", "per_logit", "mesh", "scales"),
@@ -249,7 +259,8 @@ def _fill_rows(K, params, X1, features2, start, *, block, symmetric, per_logit, 
             lambda a: lax.dynamic_slice_in_dim(a, start, block, axis=0), features2)
     else:
         features1 = layer_features(
-            params, lax.dynamic_slice_in_dim(X1, start, block, axis=0), per_logit)
+            params, lax.dynamic_slice_in_dim(X1, start, block, axis=0), per_logit,
+            activation_of(scales))
     if mesh is not None and block % mesh_size(mesh) == 0:
         features1 = jax.tree.map(lambda a: constrain_rows(a, mesh), features1)
     tile = combine_features(features1, features2, params[-1][0].shape[1], per_logit, scales)
@@ -278,8 +289,9 @@ def _check_implementation(implementation, per_logit, mesh):
 
 
 def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_bytes=None,
-                  mesh=None, parameterization="standard", implementation="layerwise"):
-    """Empirical neural tangent kernel of the ReLU MLP.
+                  mesh=None, parameterization="standard", implementation="layerwise",
+                  activation="relu"):
+    """Empirical neural tangent kernel of the MLP.
 
     Parameters
     ----------
@@ -317,6 +329,10 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
         Jacobian in ``(W, b)`` and ``D`` the diagonal ``σ_w²/n_{l-1}`` on the weights
         and ``σ_b²`` on the bias of layer ``l``. It is what
         ``HybridNTKClassifier(parameterization="ntk")`` computes and trains with.
+    activation : {"relu", "tanh", "erf", "gelu", "identity"}, default="relu"
+        The hidden layers' activation ``φ`` (the estimators' ``activation``); the
+        back-propagated signals carry ``φ'(z_l)`` (see Notes). ``"gelu"`` is the
+        exact ``z Φ(z)``.
     implementation : {"layerwise", "jacobian", "matrix_free"}, default="layerwise"
         How the kernel is computed; all three give the same kernel up to float
         rounding (like neural-tangents' ``empirical_ntk_fn(implementation=...)``).
@@ -367,7 +383,7 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
 
     Notes
     -----
-    With ``h_0 = x``, ``z_l = h_{l-1} W_l + b_l``, ``h_l = relu(z_l)``, ``f = z_L`` and
+    With ``h_0 = x``, ``z_l = h_{l-1} W_l + b_l``, ``h_l = φ(z_l)``, ``f = z_L`` and
     ``δ_{l,c} = ∂f_c/∂z_l``, the gradient with respect to ``W_l`` is the outer product
     ``h_{l-1} ⊗ δ_{l,c}``, so (Jacot et al., NeurIPS 2018; for the structured
     computation, Novak et al., ICML 2022, "Fast finite width neural tangent kernel")
@@ -379,7 +395,7 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     ``(σ_w²/n_{l-1}) ⟨h_{l-1}(x), h_{l-1}(x')⟩ + σ_b²``; nothing else changes.
     ``δ`` is back-propagated for all ``C`` outputs at once. For the output layer the
     second factor is ``C``; for the last hidden layer it collapses to
-    ``Σ_j m_j(x) m_j(x') ‖W_L[j]‖²`` (``m`` the ReLU mask).
+    ``Σ_j m_j(x) m_j(x') ‖W_L[j]‖²`` (``m = φ'(z_{L-1})``, the ReLU mask for ReLU).
 
     Cost: ``O(n1 · n2 · F)`` time with ``F = Σ_l fan_in_l + C · Σ_{l < L-2} w_l +
     w_{L-2}`` floats per sample (hidden widths ``w``; ``F = Σ_l fan_in_l + C · Σ_l w_l``
@@ -406,7 +422,7 @@ def empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_b
     params = check_params(params)
     return _empirical_ntk(params, X1, X2, block_size=block_size, per_logit=per_logit,
                           max_bytes=max_bytes, mesh=mesh,
-                          scales=layer_scales(sizes_of(params), parameterization),
+                          scales=layer_scales(sizes_of(params), parameterization, activation),
                           implementation=implementation)
 
 
@@ -452,7 +468,8 @@ def _empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_
             return ntk_gram(params, X1)
         return _kernel_jit(params, X1, X2, per_logit=per_logit, scales=scales)
 
-    features2 = _features_jit(params, X1 if symmetric else X2, per_logit=per_logit)
+    features2 = _features_jit(params, X1 if symmetric else X2, per_logit=per_logit,
+                              activation=activation_of(scales))
     shape = (n1, n2, n_classes, n_classes) if per_logit else (n1, n2)
     K = jnp.zeros(shape, dtype)
     for start in block_starts(n1, block_size):
@@ -496,7 +513,7 @@ def _jacobian_kernel(params, X1, X2, per_logit, scales=None):
     """The MLP's kernel by :func:`_jacobian_contraction` in the trained coordinates
     ``(ω, β) = D^{-1/2} (W, b)`` of the parameterisation, so that it is ``J D Jᵀ``."""
     def apply(theta, X):
-        return logits(scale_params(theta, scales, 0.5), X)
+        return logits(scale_params(theta, scales, 0.5), X, activation_of(scales))
 
     return _jacobian_contraction(apply, scale_params(params, scales, -0.5), X1, X2, per_logit)
 
@@ -541,11 +558,180 @@ def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
     -----
     Memory ``O((n1 + n2) · C · P)`` for ``P`` parameters and time
     ``O(n1 · n2 · C · P)`` (``C²`` for ``per_logit``), with no memory check: use
-    :func:`empirical_ntk` for the MLP.
+    :func:`empirical_ntk` for the MLP, and :func:`model_ntk` for any network in blocks
+    with a memory check.
     """
     X1 = jnp.asarray(X1)
     X2 = None if X2 is None else jnp.asarray(X2)
     return _reference_kernel(apply_fn, params, X1, X2, per_logit=per_logit)
+
+
+_MODEL_FIX_HINT = (
+    "use fewer samples, a smaller `block_size`, or `skntk.ntk.model_ntk_vector_product`, "
+    "which multiplies by the kernel without forming it")
+
+
+def _model_inputs(params, arrays):
+    """Inputs of a model kernel as jax arrays in their common floating dtype (with that
+    of ``params``), checked as those of the MLP's kernels (sparse, shape, finite)."""
+    for name, X in arrays:
+        refuse_sparse(X, name)
+    arrays = [(name, None if X is None else jnp.asarray(X)) for name, X in arrays]
+    dtype = float_dtype(*jax.tree.leaves(params), *(X for _, X in arrays if X is not None))
+    arrays = [(name, None if X is None else X.astype(dtype)) for name, X in arrays]
+    n_features = arrays[0][1].shape[1:] if arrays[0][1].ndim >= 2 else None
+    for name, X in arrays:
+        if X is not None and (X.ndim < 2 or X.shape[1:] != n_features):
+            raise ValueError(
+                f"`{name}` must have shape (n_samples, *{n_features}) like the first input, "
+                f"got shape {X.shape}.")
+    check_finite([], arrays)
+    return [X for _, X in arrays], dtype
+
+
+def model_ntk(apply_fn, params, X1, X2=None, *, block_size=64, per_logit=False,
+              max_bytes=None, implementation="jacobian"):
+    """Empirical NTK of any network ``apply_fn(params, X)``, in blocks, memory checked.
+
+    Parameters
+    ----------
+    apply_fn : callable
+        ``apply_fn(params, X) -> outputs`` of shape ``(n, C)``, pure and hashable (a
+        module-level function): a static argument of the compiled programs.
+    params : pytree of arrays
+        Parameters of ``apply_fn``; the kernel is ``J Jᵀ`` in these coordinates.
+    X1 : array-like of shape (n1, ...)
+        Row inputs.
+    X2 : array-like of shape (n2, ...), default=None
+        Column inputs; ``None`` means ``X1``.
+    block_size : int, default=64
+        Rows (and columns) per block: bounds the working memory.
+    per_logit : bool, default=False
+        Return the ``(n1, n2, C, C)`` kernel instead of its trace over the outputs.
+    max_bytes : int, float or None, default=None
+        Budget in bytes for the output plus the working memory of one block
+        (:func:`check_kernel_budget`); ``None``: :data:`DEFAULT_MAX_KERNEL_BYTES`.
+    implementation : {"jacobian", "matrix_free"}, default="jacobian"
+        ``"jacobian"``: tiles contracted from the per-sample Jacobians of a row block
+        and a column block (``2 · b · C · P`` floats of working memory for ``P``
+        parameters). ``"matrix_free"``: ``K`` applied to blocks of ``b`` columns of the
+        identity by :func:`model_ntk_vector_product` (no Jacobian; traced kernel only).
+
+    Returns
+    -------
+    K : jax.Array of shape (n1, n2), or (n1, n2, C, C) if ``per_logit``
+        ``Σ_c ⟨J_c(x_i), J_c(x'_j)⟩`` (Jacot et al., NeurIPS 2018), in the common
+        floating dtype of ``params`` and the inputs. On the MLP it equals
+        :func:`empirical_ntk` (standard parameterisation) to rounding.
+
+    Raises
+    ------
+    ValueError
+        If the kernel and the working memory of its compiled block, read from XLA's
+        memory analysis before anything runs, exceed ``max_bytes``; if the inputs hold
+        NaN or infinite values or their shapes differ past the first axis; for an
+        unknown ``implementation`` or ``per_logit`` with ``"matrix_free"``.
+    TypeError
+        If an input is a scipy sparse matrix.
+
+    Notes
+    -----
+    The generic path (:mod:`skntk._model_kernel`; the "Jacobian contraction" and
+    "NTK-vector products" of Novak, Sohl-Dickstein and Schoenholz, ICML 2022): time
+    ``O(n1 · n2 · C · P)`` for ``"jacobian"`` and ``O((n1 + n2) · n2 · C)`` passes
+    through the network for ``"matrix_free"``.
+    """
+    if implementation not in ("jacobian", "matrix_free"):
+        raise ValueError(
+            f"`implementation` must be 'jacobian' or 'matrix_free' for a model given by "
+            f"`apply_fn`, got {implementation!r} ('layerwise' is the MLP's, in "
+            f"`empirical_ntk`).")
+    if per_logit and implementation == "matrix_free":
+        raise ValueError("`implementation='matrix_free'` computes the traced kernel only; "
+                         "pass per_logit=False, or use implementation='jacobian'.")
+    block_size = check_positive_int(block_size, "block_size")
+    (X1, X2), dtype = _model_inputs(params, [("X1", X1), ("X2", X2)])
+    symmetric = X2 is None
+    X2 = X1 if symmetric else X2
+    n1, n2 = X1.shape[0], X2.shape[0]
+    n_outputs = jax.eval_shape(apply_fn, params, X1[:1]).shape[1]
+    if implementation == "jacobian":
+        extra, tile = model_kernel.tile_plan(apply_fn, params, X1, X2, block_size, per_logit)
+    else:
+        k = min(block_size, n2)
+        extra, plan = model_kernel.product_plan(apply_fn, params, X1,
+                                                jnp.zeros((n2, k), dtype), X2, block_size)
+    check_kernel_budget(n1, n2, dtype, max_bytes, what="kernel",
+                        per_logit_classes=n_outputs if per_logit else None,
+                        extra_bytes=extra, fix_hint=_MODEL_FIX_HINT)
+    if implementation == "jacobian":
+        return model_kernel.kernel_tiles(tile, params, X1, None if symmetric else X2,
+                                         block_size, n_outputs, per_logit)
+    pull, push, X2_blocks, _, X_blocks = plan
+    columns = []
+    for start in range(0, n2, k):
+        identity = row_blocks(jnp.eye(n2, k, k=-start, dtype=dtype), X2_blocks.shape[1])
+        columns.append(model_kernel.product((pull, push, X2_blocks, identity, X_blocks),
+                                            params, n1))
+    return jnp.concatenate(columns, axis=1)[:, :n2]
+
+
+def model_ntk_vector_product(apply_fn, params, X, V, *, X2=None, block_size=256,
+                             max_bytes=None):
+    """Traced NTK of any network times a vector or matrix, ``K(X, X2) @ V``, without
+    forming ``K`` or any Jacobian.
+
+    Parameters
+    ----------
+    apply_fn : callable
+        ``apply_fn(params, X) -> outputs`` of shape ``(n, C)``, pure and hashable.
+    params : pytree of arrays
+        Parameters of ``apply_fn``.
+    X : array-like of shape (n1, ...)
+        Row inputs.
+    V : array-like of shape (n2,) or (n2, k)
+        Vector(s) to multiply.
+    X2 : array-like of shape (n2, ...), default=None
+        Column inputs; ``None`` means ``X``.
+    block_size : int, default=256
+        Rows of ``X`` and ``X2`` per pass through the network.
+    max_bytes : int, float or None, default=None
+        Budget in bytes for the working memory (``k · C · P`` floats of pulled-back
+        vectors and the temporaries of one block, from XLA's memory analysis);
+        ``None``: :data:`DEFAULT_MAX_KERNEL_BYTES`.
+
+    Returns
+    -------
+    KV : jax.Array of shape (n1,) or (n1, k)
+        As :func:`ntk_vector_product` gives for the MLP, in the floating dtype of the
+        inputs.
+
+    Raises
+    ------
+    ValueError
+        If the working memory exceeds ``max_bytes``, ``V`` has the wrong number of
+        rows, or an input holds NaN or infinite values.
+    TypeError
+        If an input is a scipy sparse matrix.
+
+    Notes
+    -----
+    ``G_{j,c} = J_c(X2)ᵀ V[:, j]`` by vector-Jacobian products over blocks of ``X2``,
+    then ``(K V)[:, j] = Σ_c J_c(X) G_{j,c}`` by Jacobian-vector products over blocks of
+    ``X``: ``k · C`` passes each way, ``(n1 + n2) · k · C`` sample-passes in all.
+    """
+    block_size = check_positive_int(block_size, "block_size")
+    (X, X2), dtype = _model_inputs(params, [("X", X), ("X2", X2)])
+    X2 = X if X2 is None else X2
+    V = prepare_vectors(V, X2.shape[0], dtype)
+    vector = V.ndim == 1
+    V2 = V[:, None] if vector else V
+    extra, plan = model_kernel.product_plan(apply_fn, params, X, V2, X2, block_size)
+    check_kernel_budget(X.shape[0], V2.shape[1], dtype, max_bytes,
+                        what="kernel-vector product", extra_bytes=extra,
+                        fix_hint="use a smaller `block_size` or fewer columns in `V`")
+    out = model_kernel.product(plan, params, X.shape[0])
+    return out[:, 0] if vector else out
 
 
 # --------------------------------------------------------------------------------------
@@ -553,7 +739,7 @@ def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
 # --------------------------------------------------------------------------------------
 
 def ntk_vector_product(params, X, V, *, X2=None, block_size=512,
-                       parameterization="standard"):
+                       parameterization="standard", activation="relu"):
     """Traced NTK times a vector or matrix, ``K(X, X2) @ V``, without forming ``K``.
 
     Parameters
@@ -572,6 +758,8 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512,
     parameterization : {"standard", "ntk"}, default="standard"
         The coordinates of the Jacobian, as in :func:`empirical_ntk`: ``"ntk"``
         multiplies by ``J D Jᵀ``.
+    activation : {"relu", "tanh", "erf", "gelu", "identity"}, default="relu"
+        The hidden layers' activation, as in :func:`empirical_ntk`.
 
     Returns
     -------
@@ -607,7 +795,8 @@ def ntk_vector_product(params, X, V, *, X2=None, block_size=512,
     check_parameterization(parameterization)
     params = check_params(params)
     return _ntk_vector_product(params, X, V, X2=X2, block_size=block_size,
-                               scales=layer_scales(sizes_of(params), parameterization))
+                               scales=layer_scales(sizes_of(params), parameterization,
+                                                   activation))
 
 
 # --------------------------------------------------------------------------------------

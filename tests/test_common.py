@@ -1,8 +1,8 @@
 """scikit-learn's estimator checks on the default and on non-default configurations.
 
 Between them the configurations cover every switch criterion, every NTK phase, both
-kernel solvers and both parameterisations (each configuration adds about a minute to
-the suite)."""
+kernel solvers, both parameterisations and a non-ReLU activation (each configuration
+adds about a minute to the suite)."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -20,6 +20,7 @@ from skntk import HybridNTKClassifier, HybridNTKRegressor
                         hidden_layer_sizes=(16,)),
     HybridNTKClassifier(parameterization="ntk", learning_rate=1.0, switch="ntk_norm",
                         hidden_layer_sizes=(32,)),
+    HybridNTKClassifier(activation="tanh", hidden_layer_sizes=32),
     HybridNTKRegressor(),
     HybridNTKRegressor(switch="kernel_distance", ntk_phase="frozen_jacobian", max_sgd_epochs=20,
                        ntk_monitor_size=32),
