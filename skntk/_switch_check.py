@@ -145,8 +145,9 @@ class SwitchGuard:
                          f"level of a constant prediction ({self.constant:.4g})")
                 warnings.warn(
                     f"The switch was not taken at epoch {epoch}: {cause}, so the network "
-                    f"has stopped learning rather than settled. The likely cause is "
-                    f"inputs that are not standardised; standardise `X` (e.g. with "
+                    f"has not learned yet or has stopped learning; it has not settled. "
+                    f"If it stays there, the likely cause is inputs that are not "
+                    f"standardised: standardise `X` (e.g. with "
                     f"sklearn.preprocessing.StandardScaler) or lower `learning_rate`.",
                     ConvergenceWarning)
             return None
