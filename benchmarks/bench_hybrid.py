@@ -6,8 +6,7 @@ with ``HybridNTKRegressor``), the switch epoch, the NTK-phase epochs (one epoch 
 default L-BFGS phase is one Jacobian-vector and one vector-Jacobian product, about one
 SGD epoch), the switch attempts (``len(switch_attempts_)``: a switch that the NTK
 phase did not confirm is undone and SGD resumes) and the warm wall time of ``fit``
-(JIT compilation excluded: one fit per task and method first, then the best of
-``--repeat`` fits), for:
+(JIT compilation excluded: one fit first, then the best of ``--repeat`` fits), for:
 
 - **SGD only**: ``switch=None, ntk_phase=None``;
 - **default hybrid**: ``HybridNTKClassifier(max_sgd_epochs=60)``;
@@ -187,16 +186,10 @@ def score_unit(task):
     return (1.0, "R2") if task in REGRESSION_TASKS else (100.0, "pp")
 
 
-_WARMED = set()
-
-
-def warm_fit(make, X, y, repeat=2, key=None):
-    """The fitted estimator and its best wall time over ``repeat`` fits, after a first
-    (compiling) fit the first time ``key`` is seen (the compiled programs are shared
-    by every fit of the same shapes)."""
-    if key is None or key not in _WARMED:
-        make().fit(X, y)
-        _WARMED.add(key)
+def warm_fit(make, X, y, repeat=2):
+    """The fitted estimator and its best wall time over ``repeat`` fits after a first
+    (compiling) fit."""
+    make().fit(X, y)
     best, clf = np.inf, None
     for _ in range(repeat):
         clf = make()
@@ -232,11 +225,10 @@ def run_task(task, seeds, kernel, fixed, repeat):
     for seed in seeds:
         sgd, t_sgd = warm_fit(lambda: Estimator(
             max_sgd_epochs=BUDGET, switch=None, ntk_phase=None, random_state=seed),
-            X_train, y_train, repeat, key=(task, "sgd"))
+            X_train, y_train, repeat)
         acc_sgd = row(task, seed, "SGD only", sgd, t_sgd, X_test, y_test)
         hybrid, t_hybrid = warm_fit(lambda: Estimator(
-            max_sgd_epochs=BUDGET, random_state=seed), X_train, y_train, repeat,
-            key=(task, "hybrid"))
+            max_sgd_epochs=BUDGET, random_state=seed), X_train, y_train, repeat)
         acc_hybrid = row(task, seed, "default hybrid", hybrid, t_hybrid, X_test, y_test)
         if fixed:
             best = None

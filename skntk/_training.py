@@ -27,7 +27,8 @@ from ._phases import NTK_PHASES
 from ._sgd import compiled_batch_size, epoch_order, n_batches_per_epoch, sgd_epoch
 from ._stopping import NTKStopping
 from ._switch import SWITCH_CRITERIA, SwitchConfig
-from ._switch_check import SwitchGuard, constant_score, input_scale_warning, judge_switch
+from ._switch_check import (CONFIRMING_STANDARD_ERRORS, SwitchGuard, constant_score,
+                            input_scale_warning, judge_switch)
 from .ntk import _working_set_bytes, check_kernel_budget, kernel_nbytes
 
 __all__ = ["TrainingConfig", "EpochInfo", "fit_hybrid", "NTK_MAX_EPOCHS_AUTO",
@@ -614,13 +615,15 @@ def _attempt_record(switch_row, n_sgd, trigger, ntk_epochs, kept_epoch, stop_rea
 
 def _kept_attempt(attempts, val, score_standard_error):
     """Index of the attempt the fit ends with: the last, unless an earlier one has a
-    validation score higher by more than the last's standard error."""
+    validation score higher by more than ``CONFIRMING_STANDARD_ERRORS`` of the last's
+    standard errors (the best of several noisy scores is biased upwards)."""
     last = len(attempts) - 1
     if val is None or last == 0:
         return last
     score = attempts[last].val_score
     best = max(range(last), key=lambda i: (attempts[i].val_score, i))
-    if attempts[best].val_score > score + score_standard_error(score, val.n):
+    margin = CONFIRMING_STANDARD_ERRORS * score_standard_error(score, val.n)
+    if attempts[best].val_score > score + margin:
         return best
     return last
 
