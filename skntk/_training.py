@@ -575,9 +575,13 @@ def _run_phase(phase, params, history, config, mesh, scales, X, monitor_index, r
         switch_val_score, auto_epochs, config, callbacks)
     kept_val_score = (history.rows[switch_row + kept_epoch - 1][history.val_score]
                       if kept_epoch else switch_val_score)
+    switch_val_loss = history.rows[switch_row - 1]["val_loss"] if switch_row else math.nan
+    kept_val_loss = (history.rows[switch_row + kept_epoch - 1]["val_loss"] if kept_epoch
+                     else switch_val_loss)
     record = _attempt_record(switch_row, n_sgd, trigger, len(history.rows) - switch_row,
                              kept_epoch, stop_reason, switch_loss, final_loss,
                              switch_val_score, kept_val_score)
+    record.update(val_loss_switch=float(switch_val_loss), val_loss_kept=float(kept_val_loss))
     if judge:
         standard_error = (None if ntk_val is None else partial(
             _score_standard_error, config.loss.score_standard_error, ntk_val.n))
