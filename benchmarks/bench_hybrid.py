@@ -200,7 +200,9 @@ def warm_fit(make, X, y, repeat=2):
 
 
 def ntk_epochs(clf):
-    return clf.n_iter_ - clf.switch_epoch_
+    """NTK epochs of the model the fit ended with."""
+    kept = [a for a in getattr(clf, "switch_attempts_", ()) if a["kept"]]
+    return kept[0]["ntk_epochs"] if kept else clf.n_iter_ - clf.switch_epoch_
 
 
 def attempts(clf):

@@ -455,8 +455,8 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         ntk_start = time.perf_counter()
         if trigger is None and attempts:
             # The budget is spent after rejected switches: SGD's last state, knowingly.
-            attempts.append(_unrun_phase(phase, params, history, config, mesh, scales,
-                                         ntk_rows, initial_report))
+            attempts.append(_unrun_phase(phase, params, history, len(history.rows), n_sgd,
+                                         config, mesh, scales, ntk_rows))
             ntk_time += time.perf_counter() - ntk_start
             break
         if trigger is None:
@@ -469,8 +469,12 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         attempts.append(attempt)
         ntk_time += time.perf_counter() - ntk_start
         confirmed = attempt.record["confirmed"]
-        if confirmed is None or confirmed or n_sgd >= config.max_sgd_epochs \
-                or attempt.stop_reason == "callback":
+        if confirmed is None or confirmed or attempt.stop_reason == "callback":
+            break
+        if n_sgd >= config.max_sgd_epochs:
+            # Rejected with no budget left: SGD's state at the switch, knowingly.
+            attempts.append(_unrun_phase(phase, params, history, attempt.record["switch_epoch"],
+                                         n_sgd, config, mesh, scales, ntk_rows))
             break
         # Rejected: SGD resumes from theta*, as if there had been no switch.
         if config.verbose:
@@ -592,17 +596,19 @@ def _run_phase(phase, params, history, config, mesh, scales, X, monitor_index, r
                     final_loss, kept_val_score, record)
 
 
-def _unrun_phase(phase, params, history, config, mesh, scales, rows, initial_report):
+def _unrun_phase(phase, params, history, switch_row, n_sgd, config, mesh, scales, rows):
     """The end of the budget after rejected switches: the NTK phase's model at SGD's
-    last parameters, with no epoch run (the network itself)."""
+    last parameters ``params`` (history row ``switch_row``, after ``n_sgd`` SGD
+    epochs), with no epoch run: the network itself."""
     ntk_train, ntk_val, kernel_solver = rows
-    switch_row, switch_loss, switch_val_score = _switch_point(history, initial_report)
+    row = history.rows[switch_row - 1]
+    switch_loss, switch_val_score = row["train_loss"], row[history.val_score]
     settings = _phase_settings(config, mesh, scales, 0)._replace(kernel_solver=kernel_solver)
     state = phase.start(params, ntk_train.X, ntk_train.Y, settings,
                         weights=ntk_train.weights, val=ntk_val)
-    record = _attempt_record(switch_row, switch_row - sum(
-        row["phase"] == "ntk" for row in history.rows), "budget", 0, 0, None, switch_loss,
-        switch_loss, switch_val_score, switch_val_score)
+    record = _attempt_record(switch_row, n_sgd, "budget", 0, 0, None, switch_loss,
+                             switch_loss, switch_val_score, switch_val_score)
+    record.update(val_loss_switch=row["val_loss"], val_loss_kept=row["val_loss"])
     return _Attempt(params_to_numpy(params), state, settings, None, 0, switch_loss,
                     switch_val_score, record)
 

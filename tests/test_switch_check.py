@@ -136,20 +136,23 @@ def _data(n=120, seed=0):
     return X, (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
 
 
-def test_rejected_switches_resume_sgd_as_if_there_had_been_none(monkeypatch):
+@pytest.mark.parametrize("budget, sgd_epochs", [(10, [2, 4, 8, 10]), (8, [2, 4, 8, 8])])
+def test_rejected_switches_resume_sgd_as_if_there_had_been_none(monkeypatch, budget,
+                                                                 sgd_epochs):
     # Every switch rejected: the fit must end exactly where SGD alone ends.
     monkeypatch.setattr(switch_check, "CONFIRMING_LOSS_CUT", 2.0)
     monkeypatch.setattr(switch_check, "CONFIRMING_STANDARD_ERRORS", math.inf)
     X, y = _data()
-    kw = dict(hidden_layer_sizes=(16,), max_sgd_epochs=10, switch_window=2, batch_size=32,
+    kw = dict(hidden_layer_sizes=(16,), max_sgd_epochs=budget, switch_window=2, batch_size=32,
               random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf = HybridNTKClassifier(switch="param_norm", switch_threshold=1e9, **kw).fit(X, y)
         sgd = HybridNTKClassifier(switch=None, ntk_phase=None, **kw).fit(X, y)
     attempts = clf.switch_attempts_
-    # Switches at SGD epochs 2, 4 and 8 (re-armed to twice the last), then the budget.
-    assert [a["sgd_epochs"] for a in attempts] == [2, 4, 8, 10]
+    # Switches at SGD epochs 2, 4 and 8 (re-armed to twice the last), then the budget:
+    # SGD's last state (at the rejected switch of epoch 8 when the budget ends there).
+    assert [a["sgd_epochs"] for a in attempts] == sgd_epochs
     assert [a["confirmed"] for a in attempts] == [False, False, False, None]
     assert [a["kept"] for a in attempts] == [False, False, False, True]
     assert attempts[-1]["trigger"] == "budget" and attempts[-1]["ntk_epochs"] == 0
@@ -164,8 +167,9 @@ def test_rejected_switches_resume_sgd_as_if_there_had_been_none(monkeypatch):
         if a["ntk_best_epoch"]:
             assert a["train_loss_kept"] == pytest.approx(
                 history["train_loss"][row + a["ntk_best_epoch"] - 1])
-    assert clf.n_iter_ == len(phase) == 10 + sum(a["ntk_epochs"] for a in attempts)
-    assert clf.switch_epoch_ == attempts[-1]["switch_epoch"] == clf.n_iter_
+    assert clf.n_iter_ == len(phase) == budget + sum(a["ntk_epochs"] for a in attempts)
+    assert clf.switch_epoch_ == attempts[-1]["switch_epoch"]
+    assert np.sum(phase[:clf.switch_epoch_] == "sgd") == budget and clf.ntk_best_epoch_ == 0
     # SGD resumed from theta* each time: the same network and predictions as SGD alone.
     for got, want in zip(clf.coefs_, sgd.coefs_):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
