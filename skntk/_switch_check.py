@@ -65,8 +65,8 @@ CONSTANT_SCORE_MARGIN = 0.005
 INPUT_SCALE_WARNING = 100.0
 """A feature whose root mean square exceeds this gets the warning before training:
 with a standard initialisation the first layer's pre-activations are then hundreds of
-times larger than the network's scale (raw ``load_wine``: 750; raw
-``load_breast_cancer``: 880)."""
+times larger than the network's scale (raw ``load_wine``: 810; raw
+``load_breast_cancer``: 1048)."""
 
 
 def constant_score(score_name, Y):

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.exceptions import ConvergenceWarning
 
 import skntk._switch_check as switch_check
@@ -128,6 +129,16 @@ def test_input_scale_warning_names_the_fix():
         input_scale_warning(rng.normal(size=(50, 3)) * 10)
     with pytest.warns(UserWarning, match="Feature 1 .*StandardScaler"):
         input_scale_warning(np.column_stack([rng.normal(size=50), 800 + rng.normal(size=50)]))
+
+
+@pytest.mark.parametrize("load", [load_wine, load_breast_cancer])
+def test_raw_tables_get_the_warning_before_training(load):
+    X, _ = load(return_X_y=True)
+    with pytest.warns(UserWarning, match="StandardScaler"):
+        input_scale_warning(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        input_scale_warning((X - X.mean(axis=0)) / X.std(axis=0))
 
 
 def _data(n=120, seed=0):
