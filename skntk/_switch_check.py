@@ -26,7 +26,8 @@ module adds what they cannot see:
   score by more than ``CONFIRMING_STANDARD_ERRORS`` standard errors (a one-sided test
   at about 2.5 %). Otherwise SGD resumes from the switch point
   ``theta*`` (its trajectory is then that of SGD alone), and the criterion is re-armed:
-  no switch before ``REARM_FACTOR`` times the epoch of the rejected one.
+  no switch before ``REARM_FACTOR`` times the epoch of the rejected one, and none at
+  the last epoch of the budget, where a rejection could not be acted on.
 """
 
 import math
@@ -109,9 +110,14 @@ class SwitchGuard:
         The training loss of the initial network.
     score_name : str
         ``"accuracy"`` or ``"r2"``, for the warning.
+    last_epoch : int or float, default=inf
+        ``max_sgd_epochs``: after a rejected switch no switch is taken at this epoch,
+        since a rejection there would leave no budget to resume SGD.
     """
 
-    def __init__(self, window, stall, constant, initial_loss, score_name):
+    def __init__(self, window, stall, constant, initial_loss, score_name,
+                 last_epoch=math.inf):
+        self.last_epoch = last_epoch
         self.window = window
         self.stall = stall
         self.constant = constant
@@ -145,6 +151,8 @@ class SwitchGuard:
                 trigger = "stalled"
         if trigger is None or epoch < self.not_before:
             return None
+        if self.not_before and epoch >= self.last_epoch:
+            return None  # a second look with no budget left to act on it
         if self.dead(epoch, train_loss, train_score):
             if not self.warned:
                 self.warned = True

@@ -10,6 +10,7 @@ from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.exceptions import ConvergenceWarning
 
 import skntk._switch_check as switch_check
+import skntk._training as training_module
 from skntk import HybridNTKClassifier
 from skntk._losses import accuracy_standard_error
 from skntk._stopping import NTKStopping
@@ -36,6 +37,11 @@ def test_a_rejected_switch_re_arms_the_criterion_until_twice_its_epoch():
     got = _triggers(guard, [0.1] * 7, [True] * 7, first_epoch=6)
     assert got == [None] * 4 + ["criterion"] * 3
     assert guard.not_before == switch_check.REARM_FACTOR * 5 == 10
+    # No second look at the last epoch of the budget: nothing could follow a rejection.
+    guard = SwitchGuard(3, True, 0.5, 1.0, "accuracy", last_epoch=12)
+    guard.rearm(5)
+    got = _triggers(guard, [0.1] * 7, [True] * 7, first_epoch=6)
+    assert got == [None] * 4 + ["criterion"] * 2 + [None]
 
 
 def test_a_statistic_that_stops_falling_above_its_threshold_triggers_a_trial_switch():
@@ -147,12 +153,14 @@ def _data(n=120, seed=0):
     return X, (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
 
 
-@pytest.mark.parametrize("budget, sgd_epochs", [(10, [2, 4, 8, 10]), (8, [2, 4, 8, 8])])
+@pytest.mark.parametrize("budget, sgd_epochs", [(10, [2, 4, 8, 10]), (8, [2, 4, 8]),
+                                                (2, [2, 2])])
 def test_rejected_switches_resume_sgd_as_if_there_had_been_none(monkeypatch, budget,
                                                                  sgd_epochs):
     # Every switch rejected: the fit must end exactly where SGD alone ends.
     monkeypatch.setattr(switch_check, "CONFIRMING_LOSS_CUT", 2.0)
     monkeypatch.setattr(switch_check, "CONFIRMING_STANDARD_ERRORS", math.inf)
+    monkeypatch.setattr(training_module, "CONFIRMING_STANDARD_ERRORS", math.inf)
     X, y = _data()
     kw = dict(hidden_layer_sizes=(16,), max_sgd_epochs=budget, switch_window=2, batch_size=32,
               random_state=0)
@@ -161,11 +169,12 @@ def test_rejected_switches_resume_sgd_as_if_there_had_been_none(monkeypatch, bud
         clf = HybridNTKClassifier(switch="param_norm", switch_threshold=1e9, **kw).fit(X, y)
         sgd = HybridNTKClassifier(switch=None, ntk_phase=None, **kw).fit(X, y)
     attempts = clf.switch_attempts_
-    # Switches at SGD epochs 2, 4 and 8 (re-armed to twice the last), then the budget:
-    # SGD's last state (at the rejected switch of epoch 8 when the budget ends there).
+    # Switches at SGD epochs 2, 4 and 8 (re-armed to twice the last; none at the last
+    # epoch after a rejection), then the budget: SGD's last state (at the rejected
+    # switch when a first switch comes at the last epoch).
     assert [a["sgd_epochs"] for a in attempts] == sgd_epochs
-    assert [a["confirmed"] for a in attempts] == [False, False, False, None]
-    assert [a["kept"] for a in attempts] == [False, False, False, True]
+    assert [a["confirmed"] for a in attempts] == [False] * (len(sgd_epochs) - 1) + [None]
+    assert [a["kept"] for a in attempts] == [False] * (len(sgd_epochs) - 1) + [True]
     assert attempts[-1]["trigger"] == "budget" and attempts[-1]["ntk_epochs"] == 0
     # The records match history_ row by row.
     phase, history = clf.history_["phase"], clf.history_
