@@ -471,6 +471,13 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         confirmed = attempt.record["confirmed"]
         if confirmed is None or confirmed or attempt.stop_reason == "callback":
             break
+        if _sgd_not_gaining(attempts, val, config.loss.score_standard_error):
+            # SGD since the last switch did not beat that switch's result: continuing
+            # it would only spend the budget.
+            if config.verbose:
+                print(f"SGD did not gain on the previous switch's result by epoch {n_sgd}; "
+                      f"training ends.")
+            break
         if n_sgd >= config.max_sgd_epochs:
             # Rejected with no budget left: SGD's state at the switch, knowingly.
             attempts.append(_unrun_phase(phase, params, history, attempt.record["switch_epoch"],
@@ -620,7 +627,20 @@ def _attempt_record(switch_row, n_sgd, trigger, ntk_epochs, kept_epoch, stop_rea
             "ntk_epochs": int(ntk_epochs), "ntk_best_epoch": int(kept_epoch),
             "ntk_stop_reason": stop_reason, "train_loss_switch": float(switch_loss),
             "train_loss_kept": float(kept_loss), "val_score_switch": float(switch_val_score),
-            "val_score_kept": float(kept_val_score), "confirmed": None, "kept": False}
+            "val_score_kept": float(kept_val_score), "confirmed": None,
+            "sgd_gain": math.nan, "kept": False}
+
+
+def _sgd_not_gaining(attempts, val, score_standard_error):
+    """Whether SGD, resumed after the earlier rejected switches, reached a validation
+    score (at the last switch) no higher than the best earlier attempt's result plus
+    one standard error; records the gain in the last attempt's ``"sgd_gain"``."""
+    if val is None or len(attempts) < 2:
+        return False
+    best = max(attempt.val_score for attempt in attempts[:-1])
+    record = attempts[-1].record
+    record["sgd_gain"] = record["val_score_switch"] - best
+    return record["sgd_gain"] <= score_standard_error(best, val.n)
 
 
 def _kept_attempt(attempts, val, score_standard_error):

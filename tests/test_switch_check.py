@@ -161,6 +161,7 @@ def test_rejected_switches_resume_sgd_as_if_there_had_been_none(monkeypatch, bud
     monkeypatch.setattr(switch_check, "CONFIRMING_LOSS_CUT", 2.0)
     monkeypatch.setattr(switch_check, "CONFIRMING_STANDARD_ERRORS", math.inf)
     monkeypatch.setattr(training_module, "CONFIRMING_STANDARD_ERRORS", math.inf)
+    monkeypatch.setattr(training_module, "_sgd_not_gaining", lambda *args: False)
     X, y = _data()
     kw = dict(hidden_layer_sizes=(16,), max_sgd_epochs=budget, switch_window=2, batch_size=32,
               random_state=0)
@@ -211,3 +212,37 @@ def test_a_constant_predictor_network_never_switches():
     assert clf.history_["train_accuracy"][:6] == pytest.approx(max(np.mean(y), 1 - np.mean(y)))
     assert [a["trigger"] for a in clf.switch_attempts_] == ["budget"]
     assert clf.switch_epoch_ == 6 and not clf.switch_reached_
+
+
+def _attempt(val_score_switch, val_score_kept):
+    record = {"val_score_switch": val_score_switch, "sgd_gain": math.nan}
+    return training_module._Attempt(None, None, None, None, 1, 0.1, val_score_kept, record)
+
+
+class _Rows:
+    n = 200
+
+
+def test_resumed_sgd_that_does_not_beat_the_last_result_ends_the_fit():
+    se = accuracy_standard_error  # 0.0325 at 0.8 on 200 rows
+    not_gaining = training_module._sgd_not_gaining
+    # The plateau: the first switch's result 0.756, SGD reached 0.809 by the next one.
+    attempts = [_attempt(0.724, 0.756), _attempt(0.809, 0.90)]
+    assert not not_gaining(attempts, _Rows, se)
+    assert attempts[-1].record["sgd_gain"] == pytest.approx(0.809 - 0.756)
+    # Noisy moons: 0.873 after the first switch, SGD at 0.88 by the next.
+    assert not_gaining([_attempt(0.87, 0.873), _attempt(0.88, 0.88)], _Rows, se)
+    # The best earlier result counts; without validation data SGD always goes on.
+    assert not_gaining([_attempt(0.7, 0.85), _attempt(0.8, 0.8), _attempt(0.86, 0.86)],
+                       _Rows, se)
+    assert not not_gaining([_attempt(0.87, 0.873), _attempt(0.88, 0.88)], None, se)
+    assert not not_gaining([_attempt(0.87, 0.873)], _Rows, se)
+
+
+def test_an_earlier_attempt_is_kept_only_beyond_two_standard_errors():
+    se = accuracy_standard_error
+    kept = training_module._kept_attempt
+    margin = 2 * se(0.80, 200)
+    assert kept([_attempt(0.7, 0.80 + 0.9 * margin), _attempt(0.8, 0.80)], _Rows, se) == 1
+    assert kept([_attempt(0.7, 0.80 + 1.1 * margin), _attempt(0.8, 0.80)], _Rows, se) == 0
+    assert kept([_attempt(0.7, 0.99), _attempt(0.8, 0.80)], None, se) == 1
