@@ -346,7 +346,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         confirmed when the phase cut the training loss by 90 % or more, or raised the
         validation score by more than two standard errors, and kept one of its own
         states; otherwise SGD resumes from ``theta*`` and the criterion is re-armed
-        (no switch before twice the rejected switch's SGD epoch). Keys:
+        (no switch before twice the rejected switch's SGD epoch); when the resumed
+        SGD's validation score at the next switch is not above the best earlier
+        result by more than one standard error, the fit ends there. Keys:
         ``switch_epoch`` (row of ``history_``), ``sgd_epochs`` (SGD epochs before
         it), ``trigger`` (``"criterion"``; ``"stalled"``: the statistic stopped
         falling above its threshold for four windows, a trial switch; ``"budget"``:
@@ -355,7 +357,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         ``ntk_best_epoch``, ``ntk_stop_reason``, ``train_loss_switch``,
         ``train_loss_kept``, ``val_score_switch``, ``val_score_kept``,
         ``val_loss_switch``, ``val_loss_kept``, ``confirmed`` (bool; ``None`` when
-        not judged) and ``kept`` (whether the final model is this one). The user
+        not judged), ``sgd_gain`` (validation score at this switch minus the best
+        earlier attempt's result; NaN for the first) and ``kept`` (whether the final
+        model is this one). The user
         guide's "Method" page gives the rule and its evidence.
     switch_epochs_ : ndarray of shape (n_attempts,), int
         ``switch_epoch`` of each record of ``switch_attempts_``.
