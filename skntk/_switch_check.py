@@ -3,7 +3,9 @@
 The switch criteria (:mod:`skntk._switch`) look at SGD's recent past only. This
 module adds what they cannot see:
 
-- **A dead network never switches.** A network whose training score is at the level
+- **A dead network never switches** (by an automatic criterion; the user's
+  ``switch="fixed_epoch"`` is taken as asked, with the warning). A network whose
+  training score is at the level
   of a constant prediction (the majority class's share for a classifier, R^2 <= 0
   for a regressor), or whose training loss rose above its initial value in the first
   epoch, has not settled: it has stopped learning, usually because ``X`` is not
@@ -113,11 +115,15 @@ class SwitchGuard:
     last_epoch : int or float, default=inf
         ``max_sgd_epochs``: after a rejected switch no switch is taken at this epoch,
         since a rejection there would leave no budget to resume SGD.
+    block_dead : bool, default=True
+        Whether a dead network's switch is refused; False (``switch="fixed_epoch"``,
+        the user's own epoch) takes it as asked, with the warning.
     """
 
     def __init__(self, window, stall, constant, initial_loss, score_name,
-                 last_epoch=math.inf):
+                 last_epoch=math.inf, block_dead=True):
         self.last_epoch = last_epoch
+        self.block_dead = block_dead
         self.window = window
         self.stall = stall
         self.constant = constant
@@ -160,14 +166,17 @@ class SwitchGuard:
                          if self.exploded else
                          f"its training {self.score_name} ({train_score:.4g}) is at the "
                          f"level of a constant prediction ({self.constant:.4g})")
+                taken = ("was taken as asked (switch='fixed_epoch')" if not self.block_dead
+                         else "was not taken")
                 warnings.warn(
-                    f"The switch was not taken at epoch {epoch}: {cause}, so the network "
+                    f"The switch {taken} at epoch {epoch}: {cause}, so the network "
                     f"has not learned yet or has stopped learning; it has not settled. "
                     f"If it stays there, the likely cause is inputs that are not "
                     f"standardised: standardise `X` (e.g. with "
                     f"sklearn.preprocessing.StandardScaler) or lower `learning_rate`.",
                     ConvergenceWarning)
-            return None
+            if self.block_dead:
+                return None
         return trigger
 
 

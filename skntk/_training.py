@@ -437,7 +437,8 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
               and phase.early_stopping and phase.lowers_training_loss)
     guard = SwitchGuard(config.switch_window, judged,
                         constant_score(config.loss.score_name, Y), initial_loss,
-                        config.loss.score_name, config.max_sgd_epochs)
+                        config.loss.score_name, config.max_sgd_epochs,
+                        block_dead=config.switch != "fixed_epoch")
     if phase.padded_rows:
         ntk_rows = (train, val, kernel_solver)
     else:

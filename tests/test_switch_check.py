@@ -205,13 +205,20 @@ def test_a_constant_predictor_network_never_switches():
     layers = (X.shape[1], 8, 2)
     coefs = [np.zeros((a, b), np.float32) for a, b in zip(layers[:-1], layers[1:])]
     intercepts = [np.zeros(b, np.float32) for b in layers[1:]]
-    clf = HybridNTKClassifier(hidden_layer_sizes=(8,), max_sgd_epochs=6, switch="fixed_epoch",
-                              switch_epoch=2, validation_fraction=None, random_state=0)
-    with pytest.warns(ConvergenceWarning, match="constant prediction.*StandardScaler"):
+    # A criterion that would hold from epoch 2 on.
+    clf = HybridNTKClassifier(hidden_layer_sizes=(8,), max_sgd_epochs=6, switch="param_norm",
+                              switch_window=2, switch_threshold=1e9,
+                              validation_fraction=None, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="not taken.*constant prediction.*StandardScaler"):
         clf.fit(X, y, coef_init=coefs, intercept_init=intercepts)
     assert clf.history_["train_accuracy"][:6] == pytest.approx(max(np.mean(y), 1 - np.mean(y)))
     assert [a["trigger"] for a in clf.switch_attempts_] == ["budget"]
     assert clf.switch_epoch_ == 6 and not clf.switch_reached_
+    # The user's fixed epoch is taken as asked, with the warning.
+    clf.set_params(switch="fixed_epoch", switch_epoch=2)
+    with pytest.warns(ConvergenceWarning, match="taken as asked.*StandardScaler"):
+        clf.fit(X, y, coef_init=coefs, intercept_init=intercepts)
+    assert clf.switch_epoch_ == 2 and clf.switch_reached_
 
 
 def _attempt(val_score_switch, val_score_kept):
