@@ -348,7 +348,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         states; otherwise SGD resumes from ``theta*`` and the criterion is re-armed
         (no switch before twice the rejected switch's SGD epoch); when the resumed
         SGD's validation score at the next switch is not above the best earlier
-        result by more than one standard error, the fit ends there. Keys:
+        result, the fit ends there. Keys:
         ``switch_epoch`` (row of ``history_``), ``sgd_epochs`` (SGD epochs before
         it), ``trigger`` (``"criterion"``; ``"stalled"``: the statistic stopped
         falling above its threshold for four windows, a trial switch; ``"budget"``:

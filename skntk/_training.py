@@ -472,7 +472,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         confirmed = attempt.record["confirmed"]
         if confirmed is None or confirmed or attempt.stop_reason == "callback":
             break
-        if _sgd_not_gaining(attempts, val, config.loss.score_standard_error):
+        if _sgd_not_gaining(attempts, val):
             # SGD since the last switch did not beat that switch's result: continuing
             # it would only spend the budget.
             if config.verbose:
@@ -632,16 +632,19 @@ def _attempt_record(switch_row, n_sgd, trigger, ntk_epochs, kept_epoch, stop_rea
             "sgd_gain": math.nan, "kept": False}
 
 
-def _sgd_not_gaining(attempts, val, score_standard_error):
+def _sgd_not_gaining(attempts, val):
     """Whether SGD, resumed after the earlier rejected switches, reached a validation
-    score (at the last switch) no higher than the best earlier attempt's result plus
-    one standard error; records the gain in the last attempt's ``"sgd_gain"``."""
+    score (at the last switch) no higher than the best earlier attempt's result;
+    records the difference in the last attempt's ``"sgd_gain"``. A margin of one
+    standard error ended noisy moons and anes96 of bench_hybrid.py 1.1 and 1.6
+    points below plain SGD on average: SGD there keeps gaining by less than a
+    small validation set resolves."""
     if val is None or len(attempts) < 2:
         return False
     best = max(attempt.val_score for attempt in attempts[:-1])
     record = attempts[-1].record
     record["sgd_gain"] = record["val_score_switch"] - best
-    return record["sgd_gain"] <= score_standard_error(best, val.n)
+    return record["sgd_gain"] <= 0
 
 
 def _kept_attempt(attempts, val, score_standard_error):
