@@ -30,7 +30,8 @@ from ._validation import FLOAT32_MAX, check_float32_range, python_scalars, refus
 _COMMON_FITTED_ATTRIBUTES = (
     "coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_", "init_coefs_",
     "init_intercepts_", "monitor_indices_", "history_",
-    "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_", "n_iter_",
+    "loss_curve_", "switch_epoch_", "switch_threshold_", "switch_reached_",
+    "switch_attempts_", "switch_epochs_", "n_iter_",
     "sgd_time_", "ntk_time_", "learning_rate_", "ntk_learning_rate_", "ntk_solver_", "ntk_stop_reason_",
     "ntk_best_epoch_", "kernel_solver_", "kernel_solver_info_", "parameterization_",
     "activation_",

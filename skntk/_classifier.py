@@ -128,12 +128,13 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         Full-batch epochs of the NTK phase. ``"auto"`` stops by itself: when an epoch
         lowers the training loss by less than ``ntk_tol`` times its value at the
         switch, once that loss has halved (before that, two such epochs in a row;
-        the last state is kept), or, with validation data,
-        when the
+        the last state is kept unless it is below the switch state on validation), or,
+        with validation data, when the
         validation accuracy has not improved for ``ntk_patience`` epochs (the latest
         state whose accuracy is within one standard error, ``sqrt(p (1 - p) / n_val)``,
-        of the best is kept, the switch point included: the one-standard-error rule of
-        Hastie et al., The Elements of Statistical Learning, section 7.10), and after
+        of the best and not below the switch state's is kept, the switch point
+        included; the one-standard-error rule of Hastie et al., The Elements of
+        Statistical Learning, section 7.10, run towards the later state), and after
         at most 100 epochs;
         ``ntk_stop_reason_`` says which. Without validation data
         (``validation_fraction=None``) only convergence and the cap stop it, and the
@@ -345,7 +346,32 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     loss_curve_ : list of float
         ``history_["train_loss"]``.
     switch_epoch_ : int
-        Last SGD epoch (the expansion point of the NTK phase).
+        Epoch (row of ``history_``, 1-based) of the switch point ``theta*`` of the
+        final model: the last SGD epoch before its NTK phase. With a single switch,
+        the number of SGD epochs run.
+    switch_attempts_ : list of dict
+        One record per switch, in order. A switch of an automatic criterion with
+        ``ntk_epochs="auto"`` and a network phase is judged by the NTK phase's result:
+        confirmed when the phase cut the training loss by 90 % or more, or raised the
+        validation score by more than two standard errors, and kept one of its own
+        states; otherwise SGD resumes from ``theta*`` and the criterion is re-armed
+        (no switch before twice the rejected switch's SGD epoch); when the resumed
+        SGD's validation score at the next switch is not above the best earlier
+        result, the fit ends there. Keys:
+        ``switch_epoch`` (row of ``history_``), ``sgd_epochs`` (SGD epochs before
+        it), ``trigger`` (``"criterion"``; ``"stalled"``: the statistic stopped
+        falling above its threshold for four windows, a trial switch; ``"budget"``:
+        ``max_sgd_epochs`` ran out, and after rejected switches the fit ends with
+        SGD's state there, no NTK epoch run; ``"callback"``), ``ntk_epochs``,
+        ``ntk_best_epoch``, ``ntk_stop_reason``, ``train_loss_switch``,
+        ``train_loss_kept``, ``val_score_switch``, ``val_score_kept``,
+        ``val_loss_switch``, ``val_loss_kept``, ``confirmed`` (bool; ``None`` when
+        not judged), ``sgd_gain`` (validation score at this switch minus the best
+        earlier attempt's result; NaN for the first) and ``kept`` (whether the final
+        model is this one). The user
+        guide's "Method" page gives the rule and its evidence.
+    switch_epochs_ : ndarray of shape (n_attempts,), int
+        ``switch_epoch`` of each record of ``switch_attempts_``.
     switch_ : str or None
         Switch criterion used (``switch`` at the time of :meth:`fit`).
     ntk_phase_ : str or None
@@ -389,7 +415,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         for the relative automatic thresholds, the value at the last check; NaN for
         ``"fixed_epoch"`` and ``None``).
     switch_reached_ : bool
-        Whether the criterion held before the budget ran out.
+        Whether the criterion held at the switch of the final model (False for a
+        trial switch of a stalled statistic and at the end of the budget).
     learning_rate_ : float
         Step size of the SGD phase (``learning_rate`` with ``"auto"`` resolved).
     ntk_learning_rate_ : float

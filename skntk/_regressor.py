@@ -81,8 +81,8 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         that loss has halved (before that, two such epochs in a row), or, with
         validation data, when the validation R^2 has not improved for
         ``ntk_patience`` epochs (the latest state whose R^2 is within one standard
-        error, ``(1 - R^2) sqrt(2 / n_val)``, of the best is kept), after at most 100
-        epochs.
+        error, ``(1 - R^2) sqrt(2 / n_val)``, of the best and not below the switch
+        state's is kept), after at most 100 epochs.
         For ``"kernel"`` the flow time is ``t = ntk_learning_rate * ntk_epochs``;
         ``numpy.inf`` and ``"auto"`` give kernel regression.
     ntk_learning_rate : float or "auto", default="auto"
@@ -186,7 +186,14 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
     loss_curve_ : list of float
         ``history_["train_loss"]``.
     switch_epoch_, switch_, switch_threshold_, switch_reached_ : int, str, float, bool
-        Last SGD epoch, criterion used, its last threshold, whether it held.
+        Row of ``history_`` of the final model's switch point (the last SGD epoch
+        before its NTK phase), criterion used, its last threshold, whether it held
+        at that switch.
+    switch_attempts_ : list of dict
+        One record per switch, as the classifier's: a switch that the NTK phase did
+        not confirm is undone and SGD resumes.
+    switch_epochs_ : ndarray of shape (n_attempts,), int
+        ``switch_epoch`` of each record of ``switch_attempts_``.
     ntk_phase_, ntk_solver_, kernel_solver_, parameterization_, activation_ : str or None
         The NTK phase, solvers, parameterisation and activation of the fit; prediction
         uses these, never the current parameters, so :meth:`set_params` changes

@@ -7,7 +7,8 @@ arrays with its constructor followed by :meth:`plot`. After drawing, ``figure_``
 
 - :class:`TrainingHistoryDisplay`: loss and score (accuracy or R^2) per epoch, on the
   validation data, with the switch epoch marked, the NTK phase shaded and, when that
-  phase stopped early, the epoch whose state the model kept marked.
+  phase stopped early, the epoch whose state the model kept marked; switches that the
+  NTK phase did not confirm (SGD resumed after them) are marked too.
 - :class:`SwitchStatisticDisplay`: the monitored switch statistic per epoch on a log
   scale, with the threshold and the switch epoch marked.
 - :class:`KernelDiagnosticsDisplay`: the monitor kernel per SGD epoch
@@ -134,6 +135,26 @@ def _integer_epochs(ax, epochs):
         ax.set_xlim(min(low, epochs.min() - 1), max(high, epochs.max() + 1))
 
 
+def _ntk_runs(epochs, phases):
+    """``(first, last)`` epoch of every run of consecutive NTK epochs."""
+    runs = []
+    for epoch, phase in zip(np.asarray(epochs), np.asarray(phases)):
+        if phase != "ntk":
+            continue
+        if runs and runs[-1][1] == epoch - 1:
+            runs[-1][1] = epoch
+        else:
+            runs.append([epoch, epoch])
+    return [tuple(run) for run in runs]
+
+
+def _rejected_switch_epochs(estimator):
+    """Epochs of the switches that the NTK phase did not confirm, after which SGD
+    resumed."""
+    return [int(attempt["switch_epoch"]) for attempt in getattr(estimator, "switch_attempts_", ())
+            if attempt["confirmed"] is False and not attempt["kept"]]
+
+
 def _kept_ntk_epoch(estimator):
     """Overall epoch whose state the model kept when its NTK phase stopped early
     (``switch_epoch_ + ntk_best_epoch_``); None when the phase ran to its end or kept
@@ -180,6 +201,11 @@ class TrainingHistoryDisplay:
         the NTK phase stopped early and kept an earlier or converged state: for a fitted
         estimator ``switch_epoch_ + ntk_best_epoch_``. Marked by a vertical dotted line
         labelled "kept NTK-phase epoch"; None marks nothing.
+    rejected_epochs : sequence of int or None, default=None
+        Epochs of switches that the NTK phase did not confirm, after which SGD resumed
+        (for a fitted estimator, the ``"switch_epoch"`` of the attempts in
+        ``switch_attempts_`` whose ``"confirmed"`` is False and that were not kept).
+        Marked by grey dashed vertical lines; None or empty marks nothing.
 
     Attributes
     ----------
@@ -199,7 +225,10 @@ class TrainingHistoryDisplay:
     kept_lines_ : list of matplotlib Line2D
         The vertical lines at ``kept_epoch``, one per axes; empty when it is None.
     ntk_spans_ : list of matplotlib patches
-        The shaded NTK phase, one per axes; empty without an NTK phase.
+        The shaded NTK phases, one per axes and run of consecutive NTK epochs; empty
+        without an NTK phase.
+    rejected_lines_ : list of matplotlib Line2D
+        The vertical lines at ``rejected_epochs``, one per axes and epoch.
 
     See Also
     --------
@@ -221,10 +250,11 @@ class TrainingHistoryDisplay:
     5
     """
 
-    def __init__(self, history, switch_epoch=None, kept_epoch=None):
+    def __init__(self, history, switch_epoch=None, kept_epoch=None, rejected_epochs=None):
         self.history = history
         self.switch_epoch = switch_epoch
         self.kept_epoch = kept_epoch
+        self.rejected_epochs = rejected_epochs
 
     @classmethod
     def from_estimator(cls, estimator, *, ax=None, log_loss=False):
@@ -234,7 +264,8 @@ class TrainingHistoryDisplay:
         phase followed. When the NTK phase stopped early (``ntk_stop_reason_``
         ``"validation_score"`` or ``"converged"``) and kept the state of one of its
         epochs (``ntk_best_epoch_ > 0``), that epoch, ``switch_epoch_ +
-        ntk_best_epoch_`` overall, is marked too.
+        ntk_best_epoch_`` overall, is marked too, and so are the switches that the NTK
+        phase did not confirm (``switch_attempts_``).
 
         Parameters
         ----------
@@ -262,8 +293,8 @@ class TrainingHistoryDisplay:
         """
         _require_matplotlib()
         clf = _fitted_hybrid(estimator)
-        return cls(clf.history_, _marked_switch_epoch(clf), _kept_ntk_epoch(clf)).plot(
-            ax=ax, log_loss=log_loss)
+        return cls(clf.history_, _marked_switch_epoch(clf), _kept_ntk_epoch(clf),
+                   _rejected_switch_epochs(clf)).plot(ax=ax, log_loss=log_loss)
 
     def plot(self, ax=None, *, log_loss=False):
         """Draw the curves.
@@ -321,17 +352,23 @@ class TrainingHistoryDisplay:
 
         axes_pair = [loss_ax] if twin else [loss_ax, acc_ax]
         self.switch_lines_, self.ntk_spans_, self.kept_lines_ = [], [], []
-        ntk_epochs = epochs[np.asarray(h["phase"]) == "ntk"]
-        marked = [epochs]
+        self.rejected_lines_ = []
+        rejected = list(self.rejected_epochs or ())
+        marked = [epochs, rejected]
         for axes in axes_pair:
             if self.switch_epoch is not None:
                 self.switch_lines_.append(_mark_switch(
                     axes, self.switch_epoch, f"switch (epoch {self.switch_epoch})"))
-            if ntk_epochs.size:
-                start = ntk_epochs.min() - 1 if self.switch_epoch is None else self.switch_epoch
-                self.ntk_spans_.append(axes.axvspan(start, ntk_epochs.max(), color=_NTK_COLOR,
-                                                    alpha=0.12, label="NTK phase"))
-                marked.append([start])
+            for index, epoch in enumerate(rejected):
+                self.rejected_lines_.append(axes.axvline(
+                    epoch, color="0.5", linestyle="--", linewidth=1,
+                    label="switch not confirmed" if index == 0 else None))
+            for index, (first, last) in enumerate(_ntk_runs(epochs, h["phase"])):
+                # Each run starts at its switch: the epoch before its first NTK epoch.
+                self.ntk_spans_.append(axes.axvspan(first - 1, last, color=_NTK_COLOR,
+                                                    alpha=0.12,
+                                                    label="NTK phase" if index == 0 else None))
+                marked.append([first - 1])
             if self.kept_epoch is not None:
                 self.kept_lines_.append(axes.axvline(
                     self.kept_epoch, color=_NTK_COLOR, linestyle=":", linewidth=1.5,

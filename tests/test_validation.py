@@ -84,6 +84,9 @@ def test_four_samples_split_stratified_when_every_class_fits_in_both_parts():
     y = np.array([0, 1, 0, 1])
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
+        # Two training samples: the network may sit at the constant predictor's level
+        # when the switch comes (a ConvergenceWarning, not the split's warning).
+        warnings.simplefilter("ignore", ConvergenceWarning)
         clf = fast(validation_fraction=0.5).fit(X30[:4], y)
     # one sample of each class is held out, so validation accuracy is 0, 0.5 or 1
     assert np.isfinite(clf.history_["val_loss"]).all()
