@@ -25,7 +25,6 @@ import math
 from collections import deque
 
 import numpy as np
-from jax.experimental import multihost_utils
 
 from ._switch import _monitor_kernel_jit
 from .ntk import _effective_rank_of_spectrum, centered_kernel_alignment, kernel_distance
@@ -78,6 +77,7 @@ class KernelDiagnostics:
         K = _monitor_kernel_jit(params, self.X_monitor, self.m,
                                 layer_scales=self.layer_scales)
         if not K.is_fully_addressable:  # spread over the devices of several processes
+            from jax.experimental import multihost_utils
             K = multihost_utils.process_allgather(K, tiled=True)
         return np.asarray(K, dtype=np.float64)[:self.m, :self.m]
 
