@@ -171,8 +171,7 @@ def test_program_cache_is_on_by_default_reused_by_later_processes_and_changes_no
     assert first["proba"] == second["proba"] == off["proba"]
 
 
-@pytest.mark.parametrize("case", ["file", "under_a_file", "read_only"])
-def test_import_succeeds_with_an_unusable_cache_directory(tmp_path, case):
+def _unusable_directory(tmp_path, case):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     if case == "read_only":
@@ -181,17 +180,37 @@ def test_import_succeeds_with_an_unusable_cache_directory(tmp_path, case):
         path = tmp_path / "read_only"
         path.mkdir()
         path.chmod(0o500)
-    else:
-        path = blocker if case == "file" else blocker / "cache"
+        return path
+    return blocker if case == "file" else blocker / "cache"
+
+
+@pytest.mark.parametrize("case", ["file", "under_a_file", "read_only"])
+def test_an_unusable_cache_directory_warns_with_the_fix_and_turns_the_cache_off(
+        tmp_path, case):
+    from skntk import _runtime
+
+    path = _unusable_directory(tmp_path, case)
+    before = _runtime.program_cache_dir()
     try:
-        out = _run_cache_script(str(path), tmp_path)
+        with pytest.warns(UserWarning) as caught:
+            assert _runtime.configure_program_cache(path) is None
+        assert _runtime.program_cache_dir() is None
     finally:
         if case == "read_only":
             path.chmod(0o700)
+        _runtime.configure_program_cache(before)
+    message = str(caught[0].message)
+    assert "SKNTK_COMPILATION_CACHE" in message and str(path) in message
+    assert "Error" in message  # the problem, e.g. NotADirectoryError: Not a directory
+
+
+def test_import_succeeds_with_an_unusable_cache_directory(tmp_path):
+    path = _unusable_directory(tmp_path, "under_a_file")
+    out = _run_cache_script(str(path), tmp_path)
     assert out["cache_dir"] is None and out["hits"] == 0
     (message,) = out["warnings"]
     assert "SKNTK_COMPILATION_CACHE" in message and str(path) in message
-    assert "Error" in message  # the problem, e.g. NotADirectoryError: Not a directory
+    assert "NotADirectoryError" in message
     assert len(out["proba"]) == 40  # and skntk works without the cache
 
 
