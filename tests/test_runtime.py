@@ -214,6 +214,17 @@ def test_import_succeeds_with_an_unusable_cache_directory(tmp_path):
     assert len(out["proba"]) == 40  # and skntk works without the cache
 
 
+def test_program_store_writes_whole_entries_once_and_leaves_no_temporary_file(tmp_path):
+    from skntk._runtime import _ProgramStore
+
+    store = _ProgramStore(tmp_path)
+    assert store.get("k") is None
+    store.put("k", b"first")
+    store.put("k", b"second")  # an entry is never rewritten: every writer writes the same
+    assert store.get("k") == b"first"
+    assert os.listdir(tmp_path) == ["k" + _ProgramStore.SUFFIX]
+
+
 def test_program_cache_block_restores_the_callers_jax_state(tmp_path):
     from jax._src import compilation_cache
 
