@@ -3,7 +3,8 @@ learning curve, first fit, compilations per fit and memory over many sizes.
 
 Run: ``python benchmarks/bench_workflow.py`` (about 10 minutes on 2 busy cores;
 ``--repeat 3`` takes the best of three runs of every timed row, about 20 minutes;
-``--quick`` skips the learning curves; ``--grid-only`` runs only the grid search).
+``--quick`` skips the learning curves; ``--grid-only`` runs only the grid search;
+``--summary`` only the table of the workflow goals, about 5 minutes).
 
 Data: scikit-learn's digits (1797 x 64), standardised; network (128, 128), batch 64.
 
@@ -17,12 +18,15 @@ Data: scikit-learn's digits (1797 x 64), standardised; network (128, 128), batch
   ratios use the faster of the two. skntk runs as
   ``"SGD only"`` (``switch=None, ntk_phase=None``: exactly MLPClassifier's budget) and
   as ``"hybrid"`` (the estimator's defaults, ``max_sgd_epochs=30``: the switch
-  criterion, then the default NTK phase), each without and with a warm persistent
-  compilation cache (``SKNTK_COMPILATION_CACHE``, filled by one untimed run first).
+  criterion, then the default NTK phase), each with skntk's compilation cache empty
+  (the first run ever: every cell gets a new empty ``SKNTK_COMPILATION_CACHE``
+  directory) and warm (a shared directory filled by one untimed run first).
 - **Learning curve**: ``learning_curve`` over 10 training sizes (10 % to 100 %),
   ``cv=5``, ``n_jobs=1``; MLPClassifier with one BLAS thread.
-- **First fit**: one 30-epoch fit on the digits, the first in a new process, cold and
-  with a warm cache; and the same fit again in that process.
+- **First fit**: one 30-epoch fit on the digits, the first in a new process, with an
+  empty and a warm cache; and the same fit again in that process.
+- **Learning curve again**: ``learning_curve`` over 8 sizes, ``cv=3``, twice in one
+  process; the ratio of the first to the second time is what compiling costs.
 - **Compilations**: executables that JAX compiles (or loads from the cache) during each
   of a sequence of fits, counted through :mod:`jax.monitoring`.
 - **Memory**: 14 fits on 200, 201, ..., 213 rows (10 epochs): growth of the process's
@@ -45,6 +49,7 @@ LEARNING_RATES = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1]
 HIDDEN = (128, 128)
 BATCH = 64
 MEMORY_BOUND_MB = 50
+CURVE_SIZES = 8
 
 CONFIGS = {
     "sgd": dict(switch=None, ntk_phase=None),
@@ -132,6 +137,23 @@ def task_curve(lib, config, blas_threads=None):
                 score=float(test.mean(axis=1)[-1]))
 
 
+def task_curve_again(lib, config, blas_threads=None):
+    """The same learning curve twice in one process: the second reuses every program."""
+    import numpy as np
+    from sklearn.model_selection import learning_curve
+    X, y = _digits()
+    times, counts = [], []
+    for _ in range(2):
+        with _blas_limit(blas_threads), _counter() as compiled:
+            start = time.perf_counter()
+            learning_curve(_estimator(lib, config), X, y, cv=3, n_jobs=1,
+                           train_sizes=np.linspace(0.2, 1.0, CURVE_SIZES))
+            times.append(time.perf_counter() - start)
+        counts.append(compiled.count)
+    return dict(seconds=times[0], again=times[1], compilations=counts[0],
+                compilations_again=counts[1])
+
+
 def task_first_fit(lib, config, blas_threads=None):
     X, y = _digits()
     times = []
@@ -206,20 +228,29 @@ threads can spin for minutes on a busy 2-core machine)."""
 
 
 def fresh(spec, cache_dir=None):
-    """Run one task in a new Python process; returns its result and the process's wall
-    seconds (``seconds=inf`` after :data:`RUN_TIMEOUT_S`)."""
+    """Run one task in a new Python process, with skntk's compilation cache in
+    ``cache_dir`` (``None``: a new empty directory); returns its result and the process's
+    wall seconds (``seconds=inf`` after :data:`RUN_TIMEOUT_S`)."""
     env = dict(os.environ, BENCH_LIB=spec.get("lib", "skntk"))
-    env.pop("SKNTK_COMPILATION_CACHE", None)
-    if cache_dir:
-        env["SKNTK_COMPILATION_CACHE"] = cache_dir
+    for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        env.pop(name, None)
+    empty = None
+    if not cache_dir:  # the first run ever: skntk's default cache on, but empty
+        empty = tempfile.TemporaryDirectory(prefix="skntk-empty-cache-")
+        cache_dir = empty.name
+    env["SKNTK_COMPILATION_CACHE"] = cache_dir
     start = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
                               env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
+        if empty is not None:
+            empty.cleanup()
         return dict(seconds=float("inf"), compilations=-1, score=float("nan"),
                     process_s=float("inf"))
     wall = time.perf_counter() - start
+    if empty is not None:
+        empty.cleanup()
     if done.returncode != 0:
         raise RuntimeError(f"{spec} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -335,6 +366,21 @@ def first_fit_section(cache_dir):
               f"{r['compilations']:>12d} | {r['compilations_again']:>5d} |")
 
 
+def curve_again_section(cache_dir):
+    print(f"\nlearning_curve, {CURVE_SIZES} sizes (20 % to 100 %), cv=3, {N_EPOCHS} epochs: "
+          f"first and second time in one process")
+    header = (f"| {'estimator':<40} | {'first s':>7} | {'again s':>7} | {'ratio':>5} | "
+              f"{'compilations':>12} |")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for label, spec, cache in _skntk_runs(cache_dir)[2:]:
+        if cache:
+            fresh(dict(task="curve_again", **spec), cache)
+        r = fresh(dict(task="curve_again", **spec), cache)
+        print(f"| {label:<40} | {_seconds(r['seconds']):>7} | {_seconds(r['again']):>7} | "
+              f"{r['seconds'] / r['again']:>5.2f} | {r['compilations']:>12d} |")
+
+
 def compilations_section():
     for config in CONFIGS:
         r = fresh(dict(task="compilations", config=config))
@@ -348,6 +394,44 @@ def compilations_section():
           f"(bound {MEMORY_BOUND_MB} MB: {verdict})")
 
 
+def summary_section(cache_dir):
+    """The figures of the workflow goals, side by side in one run: the grid search with
+    an empty and a warm cache against MLPClassifier, n_jobs=2 against n_jobs=1, a
+    learning curve against itself again, the first default fit."""
+    hybrid = dict(lib="skntk", config="hybrid")
+    fresh(dict(task="grid", n_jobs=1, **hybrid), cache_dir)  # fill the cache (untimed)
+    mlp = min(fresh(dict(task="grid", n_jobs=1, lib="mlp", config=None, blas_threads=b))
+              ["seconds"] for b in (None, 1))
+    grid = {(jobs, warm): fresh(dict(task="grid", n_jobs=jobs, **hybrid),
+                                cache_dir if warm else None)["seconds"]
+            for jobs in (1, 2) for warm in (False, True)}
+    first = {warm: fresh(dict(task="first_fit", **hybrid), cache_dir if warm else None)
+             for warm in (False, True)}
+    curve = fresh(dict(task="curve_again", **hybrid))
+    rows = [
+        ("GridSearchCV(cv=5), 6 candidates, empty cache / MLPClassifier",
+         grid[1, False] / mlp, 0.5),
+        ("GridSearchCV(cv=5), 6 candidates, warm cache / MLPClassifier",
+         grid[1, True] / mlp, 0.3),
+        ("n_jobs=2 (loky) / n_jobs=1, empty cache", grid[2, False] / grid[1, False], 0.8),
+        ("n_jobs=2 (loky) / n_jobs=1, warm cache", grid[2, True] / grid[1, True], 0.8),
+        ("learning_curve, 8 sizes: first / again in the process",
+         curve["seconds"] / curve["again"], 3.0),
+        ("first default fit, empty cache (s)", first[False]["seconds"], 1.0),
+        ("first default fit, warm cache (s)", first[True]["seconds"], 0.5),
+    ]
+    print(f"\nSummary (hybrid defaults, {N_EPOCHS} epochs, digits; MLPClassifier "
+          f"{mlp:.2f} s; skntk grid n_jobs=1 {grid[1, False]:.2f} s empty, "
+          f"{grid[1, True]:.2f} s warm; n_jobs=2 {grid[2, False]:.2f} s empty, "
+          f"{grid[2, True]:.2f} s warm; curve {curve['seconds']:.2f} s then "
+          f"{curve['again']:.2f} s)")
+    header = f"| {'measure':<62} | {'value':>6} | {'goal':>5} |"
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for name, value, goal in rows:
+        print(f"| {name:<62} | {value:>6.2f} | {goal:>5.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1,
@@ -355,6 +439,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="skip the learning curves")
     parser.add_argument("--grid-only", action="store_true",
                         help="only the grid-search table (and the capacity checks)")
+    parser.add_argument("--summary", action="store_true",
+                        help="only the summary of the workflow goals (about 15 processes)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -366,11 +452,16 @@ def main():
           f"{sklearn.__version__}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="skntk-cache-") as cache_dir:
         capacity_section()
+        if args.summary:
+            summary_section(cache_dir)
+            capacity_section()
+            return
         grid_section(args.repeat, cache_dir)
         capacity_section()
         if args.grid_only:
             return
         first_fit_section(cache_dir)
+        curve_again_section(cache_dir)
         compilations_section()
         if not args.quick:
             curve_section(cache_dir)

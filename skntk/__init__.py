@@ -6,9 +6,9 @@ The estimators are :class:`HybridNTKClassifier` and :class:`HybridNTKRegressor`;
 
 from ._classifier import HybridNTKClassifier
 from ._regressor import HybridNTKRegressor
-from ._runtime import enable_compilation_cache, enable_compilation_cache_from_environment
+from ._runtime import configure_program_cache_from_environment, enable_compilation_cache
 
 __all__ = ["HybridNTKClassifier", "HybridNTKRegressor", "enable_compilation_cache", "__version__"]
 __version__ = "0.1.0"
 
-enable_compilation_cache_from_environment()  # opt-in: SKNTK_COMPILATION_CACHE=<directory>
+configure_program_cache_from_environment()  # SKNTK_COMPILATION_CACHE: a directory, or 0 for none

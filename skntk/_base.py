@@ -22,7 +22,7 @@ from ._devices import devices_from_state, devices_to_state
 from ._mlp import params_to_jax
 from ._parameterization import PARAMETERIZATIONS, layer_scales
 from ._phases import NTK_PHASES
-from ._runtime import check_not_forked
+from ._runtime import check_not_forked, uses_program_cache
 from ._switch import SWITCH_CRITERIA
 from ._training import COMPUTE_DTYPE, PREDICT_BLOCK, TrainingConfig, fit_hybrid
 from ._validation import FLOAT32_MAX, check_float32_range, python_scalars, refuse_sparse
@@ -103,6 +103,7 @@ class BaseHybridNTK(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
+    @uses_program_cache
     def _fit_clearing_state(self, X, y, X_val, y_val, coef_init, intercept_init):
         """:meth:`fit`: clears any earlier fitted state (keeping, under
         ``warm_start=True``, its network as the starting point), fits, and leaves the
@@ -324,6 +325,7 @@ class BaseHybridNTK(BaseEstimator):
         fitted["kernel_solver_"] = self.kernel_solver_
         return phase, fitted
 
+    @uses_program_cache
     def _outputs(self, X):
         """Raw float64 outputs (logits of a classifier) of the fitted model, shape
         (n_samples, n_outputs); may hold ``inf`` or NaN. The fitted phase, solver and
@@ -367,6 +369,7 @@ class BaseHybridNTK(BaseEstimator):
             f"numpy.inf (kernel regression, the posterior mean of the NTK Gaussian "
             f"process); {got}. Fit with ntk_phase='kernel' and ntk_epochs='auto' to use it.")
 
+    @uses_program_cache
     def _predict_variance(self, X):
         X = self._prediction_input(X)
         params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))

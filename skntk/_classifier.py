@@ -489,8 +489,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     A process keeps the compiled programs of at most 16 distinct fit shapes (layer
     sizes, batch size, buckets, phase) and drops skntk's own beyond that, so memory
     stays bounded. The ``"kernel"`` phase works on the unpadded training set. Worker
-    processes (``n_jobs``) compile once each; :func:`skntk.enable_compilation_cache`
-    lets them, and later runs, read compiled code from disk instead.
+    processes (``n_jobs``) and later runs read compiled programs from skntk's
+    persistent cache (``SKNTK_COMPILATION_CACHE``; see the user guide).
 
     References
     ----------

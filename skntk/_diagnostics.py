@@ -76,6 +76,9 @@ class KernelDiagnostics:
     def _kernel(self, params):
         K = _monitor_kernel_jit(params, self.X_monitor, self.m,
                                 layer_scales=self.layer_scales)
+        if not K.is_fully_addressable:  # spread over the devices of several processes
+            from jax.experimental import multihost_utils
+            K = multihost_utils.process_allgather(K, tiled=True)
         return np.asarray(K, dtype=np.float64)[:self.m, :self.m]
 
     def record(self, epoch, params):

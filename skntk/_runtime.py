@@ -1,21 +1,32 @@
-"""Process-level runtime helpers: the persistent compilation cache, fork detection and a
-count of compilations.
+"""Process-level runtime helpers: skntk's persistent cache of compiled programs, fork
+detection and a count of compilations.
 
-Nothing here changes JAX's configuration unless asked: by calling
-:func:`enable_compilation_cache`, or by setting the environment variable
-``SKNTK_COMPILATION_CACHE`` before skntk is imported.
+skntk keeps the programs it compiles in a directory (:func:`program_cache_dir`) and
+reads them back in later processes: worker processes of ``n_jobs``, Dask or Ray
+workers, later runs of a script. It does so without changing JAX's configuration for
+the caller's own code: the cache is in use only while skntk fits or predicts
+(:func:`program_cache`). :func:`enable_compilation_cache` turns on JAX's own cache for
+every JAX program of the process instead.
 """
 
 import contextlib
+import functools
 import os
+import tempfile
 import threading
+import uuid
+import warnings
 from pathlib import Path
 
 import jax
 
 CACHE_ENV_VAR = "SKNTK_COMPILATION_CACHE"
-"""Environment variable: a directory to use as JAX's persistent compilation cache,
-enabled when skntk is imported (empty or unset: not enabled)."""
+"""Environment variable, read when skntk is imported: the directory of skntk's cache of
+compiled programs; unset: :func:`default_cache_dir`; ``0``, ``off``, ``false``,
+``none`` or empty: no cache."""
+
+CACHE_OFF_VALUES = ("", "0", "off", "false", "no", "none")
+"""Values of :data:`CACHE_ENV_VAR` (case-insensitive) that turn the cache off."""
 
 _BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 """The event JAX records once per executable it compiles or loads from the persistent
@@ -31,16 +42,14 @@ def default_cache_dir():
 
 
 def enable_compilation_cache(cache_dir=None, *, min_compile_time_secs=0.0, propagate=True):
-    """Turn on JAX's persistent compilation cache for this process and its children.
+    """Turn on JAX's persistent compilation cache for every JAX program of this process
+    and its children.
 
-    JAX compiles every jitted function when it first meets its input shapes, in every
-    new process. With the cache, compiled programs are written to ``cache_dir`` and
-    read back by later processes (worker processes of ``n_jobs``, later runs of a
-    script) instead of compiled again. skntk never turns it on by itself: this changes
-    JAX's global configuration (``jax_compilation_cache_dir`` and
-    ``jax_persistent_cache_min_compile_time_secs``) for every JAX user in the process.
-    Setting the environment variable ``SKNTK_COMPILATION_CACHE=<directory>`` before
-    skntk is imported does the same as calling this function with that directory.
+    skntk caches its own compiled programs by default (see the user guide, "Several
+    processes"); this function is for caching the caller's other JAX programs too. It
+    changes JAX's global configuration (``jax_compilation_cache_dir`` and
+    ``jax_persistent_cache_min_compile_time_secs``) for every JAX user in the process;
+    while it is set, skntk uses this cache rather than its own.
 
     Parameters
     ----------
@@ -92,14 +101,176 @@ def enable_compilation_cache(cache_dir=None, *, min_compile_time_secs=0.0, propa
     return path
 
 
-def enable_compilation_cache_from_environment():
-    """:func:`enable_compilation_cache` in ``$SKNTK_COMPILATION_CACHE`` when that variable
-    is set and not empty (called when skntk is imported); returns the directory or
-    ``None``."""
-    cache_dir = os.environ.get(CACHE_ENV_VAR, "").strip()
-    if not cache_dir:
+# ------------------------------------------------------ skntk's own cache, scoped to skntk
+
+class _ProgramStore:
+    """Compiled programs, one file per key, written atomically (a temporary file renamed
+    into place), so that processes sharing the directory never read a partial entry.
+    Implements JAX's ``CacheInterface`` (``get``/``put``)."""
+
+    SUFFIX = "-skntk"
+
+    def __init__(self, path):
+        self._path = Path(path)
+
+    def get(self, key):
+        try:
+            return (self._path / f"{key}{self.SUFFIX}").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, key, value):
+        target = self._path / f"{key}{self.SUFFIX}"
+        if target.exists():
+            return
+        temporary = self._path / f".{key}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        try:
+            temporary.write_bytes(value)
+            os.replace(temporary, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+
+
+_store = None
+_store_lock = threading.Lock()
+_store_depth = 0
+_saved_jax_cache_state = None
+
+
+def _unusable_reason(path):
+    """Why ``path`` cannot hold the cache (a string), or ``None`` if it can: it is
+    created if missing and must accept a new file."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        return f"{type(error).__name__}: {error.strerror or error}"
+    return None
+
+
+def configure_program_cache(cache_dir):
+    """Use ``cache_dir`` for skntk's compiled programs (``None``: no cache).
+
+    Returns the absolute directory in use, or ``None`` when the cache is off or
+    ``cache_dir`` is unusable (then with a ``UserWarning`` that names
+    :data:`CACHE_ENV_VAR`, the directory and the problem). Never raises for a bad
+    directory: the cache only saves time.
+    """
+    global _store
+    if cache_dir is None:
+        _store = None
         return None
-    return enable_compilation_cache(cache_dir)
+    path = str(Path(cache_dir).expanduser().absolute())
+    reason = _unusable_reason(path)
+    if reason is not None:
+        warnings.warn(
+            f"skntk cannot keep its compiled programs in {path!r} ({reason}), so it runs "
+            f"without a persistent compilation cache and compiles again in every process. "
+            f"Set the environment variable {CACHE_ENV_VAR} to a writable directory, or to "
+            f"0 to turn the cache off without this warning.", UserWarning, stacklevel=2)
+        _store = None
+        return None
+    _store = _ProgramStore(path)
+    return path
+
+
+def configure_program_cache_from_environment():
+    """:func:`configure_program_cache` from :data:`CACHE_ENV_VAR` (called when skntk is
+    imported): its directory, :func:`default_cache_dir` when it is unset, or no cache
+    for an off value."""
+    value = os.environ.get(CACHE_ENV_VAR)
+    if value is None:
+        return configure_program_cache(default_cache_dir())
+    if value.strip().lower() in CACHE_OFF_VALUES:
+        return configure_program_cache(None)
+    return configure_program_cache(value.strip())
+
+
+def program_cache_dir():
+    """The directory of skntk's cache of compiled programs, or ``None`` when it is off."""
+    store = _store
+    return None if store is None else str(store._path)
+
+
+def _jax_cache_module():
+    try:
+        from jax._src import compilation_cache
+        from jax._src import config as jax_config
+        compilation_cache._cache_initialized_mutex  # noqa: B018 - the internals used below
+        return compilation_cache, jax_config.persistent_cache_min_compile_time_secs
+    except (ImportError, AttributeError):  # pragma: no cover - other JAX versions
+        return None
+
+
+def _install(store):
+    """Make JAX read and write compiled programs through ``store`` (under JAX's lock);
+    returns whether it did. Steps aside when the caller configured JAX's own cache."""
+    global _saved_jax_cache_state
+    found = _jax_cache_module()
+    if found is None or jax.config.jax_compilation_cache_dir is not None:
+        return False
+    cc = found[0]
+    with cc._cache_initialized_mutex:
+        if cc._cache is not None:  # someone else's cache is in place
+            return False
+        _saved_jax_cache_state = (cc._cache_initialized, cc._cache_checked, cc._cache_used)
+        cc._cache = store
+        cc._cache_initialized = True
+        cc._cache_checked = False  # decide again whether the cache is used
+    return True
+
+
+def _uninstall():
+    cc = _jax_cache_module()[0]
+    with cc._cache_initialized_mutex:
+        cc._cache = None
+        cc._cache_initialized, cc._cache_checked, cc._cache_used = _saved_jax_cache_state
+
+
+@contextlib.contextmanager
+def program_cache():
+    """Within the block, JAX reads compiled programs from skntk's cache and writes new
+    ones to it (all of them: no minimum compile time in the calling thread).
+
+    JAX holds one persistent cache per process, so while a block runs, JAX programs
+    compiled by other threads of the process use it too; outside every block, JAX is as
+    the caller configured it. Blocks nest and may run in several threads. A no-op when
+    the cache is off, or when the caller configured JAX's own persistent cache
+    (``jax_compilation_cache_dir``), which then serves skntk too.
+    """
+    global _store_depth
+    store = _store
+    installed = False
+    if store is not None:
+        with _store_lock:
+            if _store_depth > 0:
+                _store_depth += 1
+                installed = True
+            elif _install(store):
+                _store_depth = 1
+                installed = True
+    if not installed:
+        yield
+        return
+    try:
+        with _jax_cache_module()[1](0.0):
+            yield
+    finally:
+        with _store_lock:
+            _store_depth -= 1
+            if _store_depth == 0:
+                _uninstall()
+
+
+def uses_program_cache(method):
+    """Decorator: run ``method`` inside :func:`program_cache`."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with program_cache():
+            return method(*args, **kwargs)
+    return wrapper
 
 
 # ------------------------------------------------------------------------ fork detection

@@ -1,5 +1,6 @@
-"""Several processes: forked children are refused at once, the persistent compilation
-cache is opt-in and reused across processes, compilations are counted."""
+"""Several processes: forked children are refused at once, skntk's persistent cache of
+compiled programs is on by default, reused across processes and never breaks import,
+compilations are counted."""
 
 import json
 import os
@@ -104,7 +105,7 @@ def test_fit_in_a_forked_child_of_this_process_fails_within_seconds():
 
 
 CACHE_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, sys, warnings
     import jax
     events = {"hits": 0}
     def listener(event, **kwargs):
@@ -112,19 +113,31 @@ CACHE_SCRIPT = textwrap.dedent("""
             events["hits"] += 1
     jax.monitoring.register_event_listener(listener)
     import numpy as np
-    import skntk
-    from skntk._runtime import count_compilations
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import skntk
+    from skntk._runtime import count_compilations, program_cache_dir
     X, y = np.random.RandomState(0).normal(size=(40, 3)), np.arange(40) % 2
     with count_compilations() as compiled:
-        skntk.HybridNTKClassifier(hidden_layer_sizes=(4,), max_sgd_epochs=2, switch=None,
-                                  ntk_phase=None, validation_fraction=None).fit(X, y)
-    print(json.dumps(dict(hits=events["hits"], compilations=compiled.count,
-                          cache_dir=jax.config.jax_compilation_cache_dir)))
+        clf = skntk.HybridNTKClassifier(hidden_layer_sizes=(4,), max_sgd_epochs=4,
+                                        switch="fixed_epoch", switch_epoch=2, ntk_epochs=2,
+                                        validation_fraction=None, random_state=0).fit(X, y)
+    fit_hits = events["hits"]
+    proba = clf.predict_proba(X)
+    prediction_hits = events["hits"] - fit_hits
+    # a JAX program of the caller's own, outside skntk: never read from or written to
+    jax.jit(lambda a: a * 3.0 + 1.0)(np.ones(5, np.float32)).block_until_ready()
+    print(json.dumps(dict(hits=fit_hits, prediction_hits=prediction_hits,
+                          hits_after=events["hits"],
+                          compilations=compiled.count, cache_dir=program_cache_dir(),
+                          jax_cache_dir=jax.config.jax_compilation_cache_dir,
+                          proba=proba.tolist(),
+                          warnings=[str(w.message) for w in caught])))
 """)
 
 
-def _run_cache_script(env_value):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+def _run_cache_script(env_value, home):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XDG_CACHE_HOME=str(home))
     for name in ("SKNTK_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR",
                  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
         env.pop(name, None)
@@ -136,16 +149,101 @@ def _run_cache_script(env_value):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_persistent_cache_is_off_unless_asked_and_reused_by_later_processes(tmp_path):
-    off = _run_cache_script(None)
-    assert off["cache_dir"] is None and off["hits"] == 0
-    cache = tmp_path / "cache"
-    first = _run_cache_script(str(cache))
-    assert first["cache_dir"] == str(cache.resolve()) and first["hits"] == 0
-    assert len(os.listdir(cache)) >= first["compilations"] > 0
-    second = _run_cache_script(str(cache))
-    # every program of the fit is read back instead of compiled
+def test_program_cache_is_on_by_default_reused_by_later_processes_and_changes_no_result(
+        tmp_path):
+    default_dir = tmp_path / "skntk" / "jax"
+    first = _run_cache_script(None, tmp_path)
+    assert first["cache_dir"] == str(default_dir) and first["hits"] == 0
+    assert first["warnings"] == []
+    n_files = len(os.listdir(default_dir))
+    assert n_files >= first["compilations"] > 0
+    second = _run_cache_script(None, tmp_path)
+    # every program of the fit is read back instead of compiled ...
     assert second["hits"] == second["compilations"] == first["compilations"]
+    assert first["prediction_hits"] == 0 and second["prediction_hits"] >= 1
+    # ... the caller's own program is neither read nor written, JAX's config untouched
+    assert second["hits_after"] == second["hits"] + second["prediction_hits"] and len(os.listdir(default_dir)) == n_files
+    assert first["jax_cache_dir"] is second["jax_cache_dir"] is None
+    off = _run_cache_script("0", tmp_path / "unused")
+    assert off["cache_dir"] is None and off["hits"] == 0 and off["warnings"] == []
+    assert not (tmp_path / "unused").exists()
+    # compiled, written and read back: the same numbers to the last bit
+    assert first["proba"] == second["proba"] == off["proba"]
+
+
+def _unusable_directory(tmp_path, case):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    if case == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes to read-only directories")
+        path = tmp_path / "read_only"
+        path.mkdir()
+        path.chmod(0o500)
+        return path
+    return blocker if case == "file" else blocker / "cache"
+
+
+@pytest.mark.parametrize("case", ["file", "under_a_file", "read_only"])
+def test_an_unusable_cache_directory_warns_with_the_fix_and_turns_the_cache_off(
+        tmp_path, case):
+    from skntk import _runtime
+
+    path = _unusable_directory(tmp_path, case)
+    before = _runtime.program_cache_dir()
+    try:
+        with pytest.warns(UserWarning) as caught:
+            assert _runtime.configure_program_cache(path) is None
+        assert _runtime.program_cache_dir() is None
+    finally:
+        if case == "read_only":
+            path.chmod(0o700)
+        _runtime.configure_program_cache(before)
+    message = str(caught[0].message)
+    assert "SKNTK_COMPILATION_CACHE" in message and str(path) in message
+    assert "Error" in message  # the problem, e.g. NotADirectoryError: Not a directory
+
+
+def test_import_succeeds_with_an_unusable_cache_directory(tmp_path):
+    path = _unusable_directory(tmp_path, "under_a_file")
+    out = _run_cache_script(str(path), tmp_path)
+    assert out["cache_dir"] is None and out["hits"] == 0
+    (message,) = out["warnings"]
+    assert "SKNTK_COMPILATION_CACHE" in message and str(path) in message
+    assert "NotADirectoryError" in message
+    assert len(out["proba"]) == 40  # and skntk works without the cache
+
+
+def test_program_store_writes_whole_entries_once_and_leaves_no_temporary_file(tmp_path):
+    from skntk._runtime import _ProgramStore
+
+    store = _ProgramStore(tmp_path)
+    assert store.get("k") is None
+    store.put("k", b"first")
+    store.put("k", b"second")  # an entry is never rewritten: every writer writes the same
+    assert store.get("k") == b"first"
+    assert os.listdir(tmp_path) == ["k" + _ProgramStore.SUFFIX]
+
+
+def test_program_cache_block_restores_the_callers_jax_state(tmp_path):
+    from jax._src import compilation_cache
+
+    from skntk import _runtime
+
+    before = _runtime.program_cache_dir()
+    try:
+        assert _runtime.configure_program_cache(tmp_path / "c") == str(tmp_path / "c")
+        state = (compilation_cache._cache, jax.config.jax_compilation_cache_dir,
+                 jax.config.jax_persistent_cache_min_compile_time_secs)
+        with _runtime.program_cache():
+            with _runtime.program_cache():  # nested: one installation
+                assert compilation_cache._cache is not None
+                assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+            assert compilation_cache._cache is not None
+        assert (compilation_cache._cache, jax.config.jax_compilation_cache_dir,
+                jax.config.jax_persistent_cache_min_compile_time_secs) == state
+    finally:
+        _runtime.configure_program_cache(before)
 
 
 def test_enable_compilation_cache_sets_jax_config_and_the_environment(tmp_path, monkeypatch):
