@@ -11,6 +11,7 @@ from sklearn.utils.validation import validate_data
 from ._base import BaseHybridNTK
 from ._losses import SQUARED_ERROR
 from ._training import COMPUTE_DTYPE
+from ._weights import check_sample_weight
 from ._validation import check_float32_range
 from .ntk import DEFAULT_MAX_KERNEL_BYTES
 
@@ -267,8 +268,13 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
                  kernel_max_iter=500, max_kernel_bytes=DEFAULT_MAX_KERNEL_BYTES,
                  validation_fraction=0.1, devices=None, random_state=None, verbose=0,
                  kernel_diagnostics=False, callbacks=None, warm_start=False,
-                 parameterization="standard", normalize_y=True):
+                 parameterization="standard", normalize_y=True, solver="sgd", momentum=0.0,
+                 nesterovs_momentum=True, alpha=0.0):
         self.normalize_y = normalize_y
+        self.solver = solver
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.alpha = alpha
         self.hidden_layer_sizes = hidden_layer_sizes
         self.parameterization = parameterization
         self.learning_rate = learning_rate
@@ -302,7 +308,8 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y, X_val=None, y_val=None, *, coef_init=None, intercept_init=None):
+    def fit(self, X, y, X_val=None, y_val=None, *, sample_weight=None, coef_init=None,
+            intercept_init=None):
         """Train the network: SGD phase, switch, NTK phase.
 
         Any fitted state of an earlier call is cleared first (``warm_start=True`` keeps
@@ -320,6 +327,12 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
             Validation inputs; when given, ``validation_fraction`` is ignored.
         y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
             Validation targets, with the outputs of ``y``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the rows of ``X`` (``None``: 1 each): training
+            minimises ``sum_i w_i ell_i / sum_i w_i`` in every phase (the kernel phase
+            is weighted kernel ridge regression), and ``normalize_y`` uses the weighted
+            mean and standard deviation; a zero weight removes its row, integer weights
+            act as repeated rows (see :meth:`HybridNTKClassifier.fit`). Not modified.
         coef_init, intercept_init : list of array-like, default=None
             Initial network instead of the random draw, for layer sizes
             ``(n_features, *hidden_layer_sizes, n_outputs)`` (see
@@ -342,15 +355,19 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         TypeError
             If ``X`` or ``X_val`` is a scipy sparse matrix.
         """
-        return self._fit_clearing_state(X, y, X_val, y_val, coef_init, intercept_init)
+        return self._fit_clearing_state(X, y, X_val, y_val, coef_init, intercept_init,
+                                        sample_weight)
 
-    def _prepare_targets(self, X, y, X_val, y_val, rng):
-        """Targets checked and as float32 columns (n, C), and the random split."""
+    def _prepare_targets(self, X, y, X_val, y_val, rng, sample_weight=None):
+        """Targets checked and as float32 columns (n, C), the weights, and the random
+        split."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True,
                              y_numeric=True)
         check_float32_range(X, "X")
         Y = self._target_columns(y, "y")
         n_outputs = Y.shape[1]
+        X, Y, rows, weights = self._canonical(X, Y, check_sample_weight(sample_weight, X))
+        val_weights = None
         split_seed = rng.randint(np.iinfo(np.int32).max)
         n_samples = X.shape[0]
         train_rows = np.arange(n_samples)
@@ -376,9 +393,12 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
                                                     random_state=split_seed)
                 X_val, Y_val = X[held], Y[held]
                 X, Y = X[train_rows], Y[train_rows]
+                if weights is not None:
+                    weights, val_weights = weights[train_rows], weights[held]
         mean, scale = np.zeros(n_outputs), np.ones(n_outputs)
         if self.normalize_y:
-            mean, scale = Y.mean(axis=0), Y.std(axis=0)
+            mean = np.average(Y, axis=0, weights=weights)
+            scale = np.sqrt(np.average((Y - mean) ** 2, axis=0, weights=weights))
             scale[scale == 0] = 1.0  # a constant output: centred only
 
         def standardised(a):
@@ -386,8 +406,9 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
 
         return (np.array(X, dtype=COMPUTE_DTYPE), standardised(Y),
                 None if X_val is None else np.array(X_val, dtype=COMPUTE_DTYPE),
-                standardised(Y_val), train_rows,
-                {"n_outputs_": n_outputs, "y_mean_": mean, "y_scale_": scale})
+                standardised(Y_val), rows[train_rows],
+                {"n_outputs_": n_outputs, "y_mean_": mean, "y_scale_": scale}, weights,
+                val_weights)
 
     def _check_warm_start_targets(self, fitted_targets, targets):
         # The standardisation follows the new data; the network needs its outputs.

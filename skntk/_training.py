@@ -24,7 +24,8 @@ from ._parameterization import layer_scales
 from ._phase_api import NTK_MAX_EPOCHS_AUTO, PREDICT_BLOCK, PhaseSettings, network_metrics
 from ._phase_api import tree_is_finite as _tree_is_finite
 from ._phases import NTK_PHASES
-from ._sgd import compiled_batch_size, epoch_order, n_batches_per_epoch, sgd_epoch
+from ._sgd import (PLAIN_SGD, Optimizer, compiled_batch_size, epoch_order, n_batches_per_epoch,
+                   optimizer_epoch)
 from ._stopping import NTKStopping
 from ._switch import SWITCH_CRITERIA, SwitchConfig
 from .ntk import _working_set_bytes, check_kernel_budget, kernel_nbytes
@@ -78,6 +79,15 @@ class TrainingConfig(NamedTuple):
     devices: Any
     verbose: int
     kernel_diagnostics: bool
+    solver: str = "sgd"
+    momentum: float = 0.0
+    nesterovs_momentum: bool = True
+    alpha: float = 0.0
+
+    @property
+    def optimizer(self):
+        """The SGD phase's :class:`skntk._sgd.Optimizer`."""
+        return Optimizer(self.solver, self.momentum, self.nesterovs_momentum, self.alpha)
 
     @property
     def scouting(self):
@@ -209,23 +219,28 @@ def _warn_if_loss_rose(phase, loss_before, loss_after, parameter, value):
 
 
 
-@partial(jax.jit, static_argnames=("batch_size", "mesh", "layer_scales", "loss"))
+@partial(jax.jit, static_argnames=("batch_size", "mesh", "layer_scales", "loss", "optimizer"))
 def _sgd_epoch_and_metrics(params, train, val, order, n_samples, learning_rate, batch_size,
-                           mesh=None, layer_scales=None, loss=None):
+                           mesh=None, layer_scales=None, loss=None, opt_state=None,
+                           optimizer=PLAIN_SGD):
     """One SGD epoch and what the loop checks and records after it, in one compiled
     program with one transfer to the host.
 
-    Runs :func:`skntk._sgd.sgd_epoch` on ``loss`` (static) over ``n_samples`` samples
-    (``train.n``; 0 runs no batch, for the metrics of the initial network), with the
-    per-layer scales ``layer_scales`` of the parameterisation (static). Returns the
-    parameters and ``[1 if every parameter is finite else 0, train_loss, train_score,
-    val_loss, val_score]``.
+    Runs :func:`skntk._sgd.optimizer_epoch` with ``optimizer`` (static) on ``loss``
+    (static) over ``n_samples`` samples (``train.n``; 0 runs no batch, for the metrics
+    of the initial network), weighted by ``train.weights``, with the per-layer scales
+    ``layer_scales`` of the parameterisation (static). Returns the parameters,
+    ``[1 if every parameter is finite else 0, train_loss, train_score, val_loss,
+    val_score]`` and the optimiser's state (``opt_state``, ``None`` for a fresh one).
     """
-    params = sgd_epoch(params, train.X, train.Y, order, n_samples, learning_rate, batch_size,
-                       mesh, layer_scales, loss)
+    if opt_state is None:
+        opt_state = optimizer.init(params)
+    params, opt_state = optimizer_epoch(params, opt_state, train.X, train.Y, order, n_samples,
+                                        learning_rate, batch_size, mesh, layer_scales, loss,
+                                        train.weights, optimizer)
     finite = _tree_is_finite(params).astype(train.X.dtype)
     return params, jnp.concatenate([finite[None], network_metrics(_network, loss, params,
-                                                                  train, val)])
+                                                                  train, val)]), opt_state
 
 
 def _network(params, X):
@@ -280,11 +295,12 @@ def _sgd_phase(config, history, params, train, val, monitor, monitor_index, Y, m
     switched = stopped_by_callback = False
     threshold = math.nan
     n_sgd = 0
+    opt_state = None
     for epoch in range(1, config.max_sgd_epochs + 1):
         order = epoch_order(shuffle_rng, n_samples, train.X.shape[0], batch_size)
-        params, report = _sgd_epoch_and_metrics(params, train, val, order, n_samples,
-                                                config.learning_rate, batch_size, mesh,
-                                                scales, config.loss)
+        params, report, opt_state = _sgd_epoch_and_metrics(
+            params, train, val, order, n_samples, config.learning_rate, batch_size, mesh,
+            scales, config.loss, opt_state, config.optimizer)
         report = np.asarray(report)
         if not report[0]:
             raise history.divergence("the parameters", "sgd")
@@ -310,7 +326,8 @@ def _sgd_phase(config, history, params, train, val, monitor, monitor_index, Y, m
     return params, n_sgd, switched, threshold, stopped_by_callback
 
 
-def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
+def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=(),
+               weights=None, val_weights=None):
     """Both phases on prepared float32 arrays; returns the fitted attributes.
 
     Parameters
@@ -330,6 +347,10 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         from the draw).
     callbacks : sequence of callables
         See :class:`EpochInfo`.
+    weights, val_weights : ndarray of shape (n,) and (n_val,), or None
+        Sample weights of the training and validation rows (positive; ``None``: 1
+        each). Every loss, gradient, metric and NTK phase weights its rows by them,
+        and the monitor subset is drawn with probabilities proportional to them.
 
     Returns
     -------
@@ -355,7 +376,8 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     params = replicate(params_to_jax(init_params), mesh)
     monitor, m = None, min(config.ntk_monitor_size, n_samples)
     # The monitor subset serves the kernel criteria and the automatic steps.
-    monitor_index = np.sort(rng.choice(n_samples, m, replace=False))
+    monitor_index = np.sort(rng.choice(n_samples, m, replace=False,
+                                       p=None if weights is None else weights / weights.sum()))
     auto_learning_rate = config.learning_rate == "auto"
     if auto_learning_rate:
         # 1 / L of the loss at theta_0 on the monitor subset, capped.
@@ -373,8 +395,8 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     def place(a):
         return replicate(jax.device_put(a), mesh)
 
-    train = padded_rows(X, Y, place)
-    val = None if X_val is None else padded_rows(X_val, Y_val, place)
+    train = padded_rows(X, Y, place, weights=weights)
+    val = None if X_val is None else padded_rows(X_val, Y_val, place, weights=val_weights)
     batch_size = compiled_batch_size(config.batch_size, n_samples, train.X.shape[0])
     use_shapes((layer_sizes, batch_size, train.X.shape[0], None if val is None else
                 val.X.shape[0], None if monitor is None else monitor.shape[0], config.switch,
@@ -383,8 +405,9 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
 
     # The epoch program over no sample: the metrics of the initial network.
     no_order = np.zeros(n_batches_per_epoch(train.X.shape[0], batch_size) * batch_size, np.int32)
-    _, report = _sgd_epoch_and_metrics(params, train, val, no_order, 0, config.learning_rate,
-                                       batch_size, mesh, scales, config.loss)
+    _, report, _ = _sgd_epoch_and_metrics(params, train, val, no_order, 0, config.learning_rate,
+                                          batch_size, mesh, scales, config.loss, None,
+                                          config.optimizer)
     initial_report = np.asarray(report)
     initial_loss = float(initial_report[1])
     if not math.isfinite(initial_loss):
@@ -437,8 +460,10 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     if phase.padded_rows:
         ntk_train, ntk_val = train, val
     else:
-        ntk_train, ntk_val = (None if a is None else Rows(place(a), place(b), None, a.shape[0])
-                              for a, b in ((X, Y), (X_val, Y_val)))
+        ntk_train, ntk_val = (
+            None if a is None else Rows(place(a), place(b), None if w is None else
+                                        place(np.asarray(w, COMPUTE_DTYPE)), a.shape[0])
+            for a, b, w in ((X, Y, weights), (X_val, Y_val, val_weights)))
     phase_state = phase.start(params, ntk_train.X, ntk_train.Y, settings,
                               weights=ntk_train.weights, val=ntk_val)
     phase_state, stop_reason, best_epoch, final_loss = _ntk_phase(
