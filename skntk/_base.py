@@ -13,6 +13,7 @@ import jax
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_array, check_random_state
+from sklearn.utils._available_if import _AvailableIfDescriptor
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -35,6 +36,27 @@ _COMMON_FITTED_ATTRIBUTES = (
     "ntk_best_epoch_", "kernel_solver_", "kernel_solver_info_", "parameterization_",
     "n_features_in_", "feature_names_in_", "ntk_phase_", "switch_",
 )
+
+
+class _AvailableWithReason(_AvailableIfDescriptor):
+    """``available_if`` whose ``AttributeError`` carries the check's own message
+    (scikit-learn's raises a generic one, with the message only as its cause)."""
+
+    def _check(self, obj, owner):
+        try:
+            available = self.check(obj)
+        except AttributeError as error:
+            raise AttributeError(str(error)) from None
+        if not available:
+            raise AttributeError(f"This {owner.__name__!r} has no attribute "
+                                 f"{self.attribute_name!r}")
+
+
+def available_with_reason(check):
+    """A method that exists when ``check(self)`` is true, as scikit-learn's
+    ``available_if`` (``hasattr`` is False otherwise); calling or getting it when
+    ``check`` raises an ``AttributeError`` raises one with the same message."""
+    return lambda fn: _AvailableWithReason(fn, check, attribute_name=fn.__name__)
 
 
 def _all_phase_attributes():

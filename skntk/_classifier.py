@@ -5,19 +5,18 @@ import warnings
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.model_selection import train_test_split
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ._base import BaseHybridNTK
+from ._base import BaseHybridNTK, available_with_reason
 from ._losses import CROSS_ENTROPY
 from ._training import COMPUTE_DTYPE
 from ._weights import check_sample_weight
-from ._validation import (check_float32_range, label_repr, refuse_missing_labels,
-                          refuse_mixed_labels, refuse_multi_column_y, softmax,
-                          usable_logits)
+from ._validation import (check_float32_range, label_repr, log_softmax,
+                          refuse_missing_labels, refuse_mixed_labels, refuse_multi_column_y,
+                          softmax, usable_logits)
 from .ntk import DEFAULT_MAX_KERNEL_BYTES
 
 
@@ -303,6 +302,29 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
           64, 3.2 for 128): on digits with the default layers, 20 SGD epochs at
           ``learning_rate=2`` reached the training loss of 20 standard epochs at
           0.05 (0.047 against 0.054). The user guide has the derivation.
+    solver : {"sgd", "adam"}, default="sgd"
+        Optimiser of the SGD phase (``optax``), with ``MLPClassifier``'s names:
+        ``"sgd"`` is mini-batch SGD with step ``learning_rate`` (plain, the default,
+        or with ``momentum``), ``"adam"`` is Adam (Kingma and Ba 2015) with step
+        ``learning_rate`` and ``MLPClassifier``'s betas and epsilon; Adam usually
+        wants ``learning_rate`` near ``1e-3`` (``MLPClassifier``'s
+        ``learning_rate_init``). The NTK phase does not use it (see the user guide,
+        "Optimisers").
+    momentum : float in [0, 1), default=0.0
+        Momentum of ``solver="sgd"``. The default keeps plain SGD, the optimiser of
+        the NTK theory (``MLPClassifier`` defaults to 0.9).
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for ``solver="sgd"`` when ``momentum > 0``.
+    alpha : float, default=0.0
+        L2 penalty of the SGD phase, as ``MLPClassifier``'s: ``alpha / (2 n_b)
+        sum_l ||W_l||^2`` added to the mean loss of a mini-batch of total weight
+        ``n_b`` (biases are not penalised). The NTK phases use ``ntk_ridge`` and
+        ``kernel_ridge`` instead.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, as ``SGDClassifier`` defines them, multiplied into
+        ``sample_weight``: a dict ``{label: weight}`` (missing labels weigh 1),
+        ``"balanced"`` for ``n_samples / (n_classes * np.bincount(y))`` over the rows
+        of positive sample weight, or ``None`` (1 each).
 
     Attributes
     ----------
@@ -763,6 +785,33 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         """
         return softmax(usable_logits(self._outputs(X)))
 
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Dense inputs with the features seen in :meth:`fit`. Not modified.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes), float64
+            ``log(predict_proba(X))``, columns in the order of ``classes_``, computed
+            as the log-softmax of the logits: finite where a probability underflows
+            to 0 (``np.log`` would give ``-inf``); ``-inf`` where the rule of the Notes
+            gives probability 0 to an overflowing logit.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If ``X`` holds NaN or infinity, or has other features than in :meth:`fit`.
+        TypeError
+            If ``X`` is a scipy sparse matrix.
+        """
+        return log_softmax(usable_logits(self._outputs(X)))
+
     def predict(self, X):
         """Most probable class of each sample.
 
@@ -791,7 +840,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         proba = softmax(usable_logits(self._outputs(X)))
         return self.classes_[np.argmax(proba, axis=1)]
 
-    @available_if(BaseHybridNTK._variance_is_defined)
+    @available_with_reason(BaseHybridNTK._variance_is_defined)
     def predict_variance(self, X):
         """Posterior variance of the latent logits under the NTK Gaussian process.
 

@@ -5,10 +5,9 @@ import warnings
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.model_selection import train_test_split
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
 
-from ._base import BaseHybridNTK
+from ._base import BaseHybridNTK, available_with_reason
 from ._losses import SQUARED_ERROR
 from ._training import COMPUTE_DTYPE
 from ._weights import check_sample_weight
@@ -157,6 +156,14 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         network's initial outputs are of order 1 and the step sizes assume targets of
         that scale: without it, targets of scale 100 make SGD at the default
         ``learning_rate`` diverge. ``False`` trains on ``y`` as given.
+    solver : {"sgd", "adam"}, default="sgd"
+        Optimiser of the SGD phase, as in :class:`HybridNTKClassifier`.
+    momentum : float in [0, 1), default=0.0
+        Momentum of ``solver="sgd"`` (0: plain SGD).
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for ``solver="sgd"`` when ``momentum > 0``.
+    alpha : float, default=0.0
+        L2 penalty of the SGD phase, as in :class:`HybridNTKClassifier`.
 
     Attributes
     ----------
@@ -468,7 +475,7 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         outputs = self.y_mean_ + self.y_scale_ * outputs
         return outputs[:, 0] if self.n_outputs_ == 1 else outputs
 
-    @available_if(BaseHybridNTK._variance_is_defined)
+    @available_with_reason(BaseHybridNTK._variance_is_defined)
     def predict_variance(self, X):
         """Posterior variance of each output under the NTK Gaussian process.
 

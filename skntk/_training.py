@@ -24,6 +24,7 @@ from ._parameterization import layer_scales
 from ._phase_api import NTK_MAX_EPOCHS_AUTO, PREDICT_BLOCK, PhaseSettings, network_metrics
 from ._phase_api import tree_is_finite as _tree_is_finite
 from ._phases import NTK_PHASES
+from ._runtime import compile_seconds
 from ._sgd import (PLAIN_SGD, Optimizer, compiled_batch_size, epoch_order, n_batches_per_epoch,
                    optimizer_epoch)
 from ._stopping import NTKStopping
@@ -98,12 +99,14 @@ class TrainingConfig(NamedTuple):
 class _History:
     """Per-epoch records and the optional one-line-per-epoch report."""
 
-    def __init__(self, config, start, auto_learning_rate=False):
+    def __init__(self, config, start, auto_learning_rate=False, compile_start=None):
         self.rows = []
         self.config = config
         # learning_rate="auto": config.learning_rate holds the step it chose.
         self.auto_learning_rate = auto_learning_rate
         self.start = start
+        # Seconds of compilation before the fit began (compile_seconds()).
+        self.compile_start = compile_seconds() if compile_start is None else compile_start
         score = config.loss.score_name
         self.train_score, self.val_score = f"train_{score}", f"val_{score}"
         # The short name of the score in the verbose lines.
@@ -128,10 +131,14 @@ class _History:
         self.rows.append(row)
         if self.config.verbose:
             label = self.score_label
+            # The statistic only where it was checked; the time split into the
+            # compilations of this fit and the rest (training).
+            checked = "" if math.isnan(statistic) else f"switch statistic {statistic:.4g}  "
+            compiling = compile_seconds() - self.compile_start
             print(f"[{phase}] epoch {row['epoch']:4d}  train loss {train_loss:.4f} "
                   f"{label} {train_score:.4f}  val loss {val_loss:.4f} {label} "
-                  f"{val_score:.4f}  switch statistic {statistic:.4g}  "
-                  f"{row['elapsed_s']:.2f} s")
+                  f"{val_score:.4f}  {checked}training {row['elapsed_s'] - compiling:.2f} s"
+                  f" + compiling {compiling:.2f} s")
 
     def divergence(self, what, phase):
         """The ``ValueError`` for ``what`` turning non-finite in the epoch being run,
@@ -358,7 +365,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=(),
         The fitted attributes (trailing underscore), and ``monitor_index`` (rows of
         ``X``).
     """
-    start = time.perf_counter()
+    start, compile_start = time.perf_counter(), compile_seconds()
     n_samples, n_outputs = Y.shape
     layer_sizes = (X.shape[1], *config.hidden_layer_sizes, n_outputs)
     ntk_solver, kernel_solver = _check_budgets(config, layer_sizes, n_samples,
@@ -417,7 +424,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=(),
             f"float32 computation. Standardise `X` (e.g. with "
             f"sklearn.preprocessing.StandardScaler).")
 
-    history = _History(config, start, auto_learning_rate)
+    history = _History(config, start, auto_learning_rate, compile_start)
     params, n_sgd, switched, threshold, stopped_by_callback = _sgd_phase(
         config, history, params, train, val, monitor, monitor_index, Y, m, scales, mesh,
         batch_size, shuffle_rng, n_samples, callbacks)
