@@ -155,9 +155,12 @@ def test_canonical_rows_merges_repeats_and_drops_zero_weights():
     assert sorted(zip(rows.tolist(), weights.tolist())) == [(0, 1.5), (1, 3.0)]
     rows, weights = canonical_rows(X[:2], y[:2], None)
     assert rows.tolist() == [0, 1] and weights is None  # distinct rows, unit weights: as given
-    # another target is another row
+    # another target is another row: distinct rows, kept as given
     rows, weights = canonical_rows(X[:3], np.array([0, 1, 1]), None)
-    assert weights is not None and sorted(weights.tolist()) == [1.0, 1.0, 1.0]
+    assert rows.tolist() == [0, 1, 2] and weights is None
+    # repeated rows without weights are merged, in the canonical order
+    rows, weights = canonical_rows(X[:4], y[:4], None)
+    assert sorted(zip(rows.tolist(), weights.tolist())) == [(0, 2.0), (1, 2.0)]
 
 
 def test_weights_follow_rows_into_the_validation_split_and_normalize_y():
