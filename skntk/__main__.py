@@ -75,7 +75,8 @@ def build_parser():
     parser.add_argument("--task", choices=["auto", "classification", "regression"],
                         default="auto",
                         help="'auto' (default): regression for a real-valued target "
-                             "(non-integer numbers), else classification")
+                             "(numbers not all whole, or whole numbers of more than 20 "
+                             "distinct values), else classification")
     parser.add_argument("--switch", default=None,
                         choices=[c if c else "none" for c in SWITCH_CRITERIA],
                         help="switch criterion (default: the estimator's, "
@@ -216,13 +217,24 @@ def split_data(X, y, seed, parser):
                      f"of the {len(labels)} classes in both parts: {exc}")
 
 
+MAX_AUTO_CLASSES = 20
+"""``--task auto``: a numeric target of whole numbers with more distinct values than
+this is real-valued (a count or a score, as ``diabetes``), not class labels."""
+
+
 def task_of(y, task):
     """``"regression"`` or ``"classification"``: ``task`` unless ``"auto"``, then
-    regression exactly for a real-valued target (``type_of_target`` "continuous")."""
+    regression for a real-valued target: numbers that are not all whole
+    (``type_of_target`` "continuous"), or whole numbers of more than
+    :data:`MAX_AUTO_CLASSES` distinct values."""
     if task != "auto":
         return task
-    return "regression" if type_of_target(y) in ("continuous", "continuous-multioutput") \
-        else "classification"
+    kind = type_of_target(y)
+    if kind in ("continuous", "continuous-multioutput"):
+        return "regression"
+    numeric = np.asarray(y).dtype.kind in "iuf"
+    return ("regression" if numeric and len(np.unique(y)) > MAX_AUTO_CLASSES
+            else "classification")
 
 
 def main(argv=None):

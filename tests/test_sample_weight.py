@@ -186,7 +186,7 @@ def test_weights_follow_rows_into_the_validation_split_and_normalize_y():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (-np.ones(24), "negative"),
+    (-np.ones(24), "Negative"),
     (np.zeros(24), "zero"),
     (np.ones(23), "shape|samples"),
     (np.full(24, np.nan), "NaN|inf|finite"),
@@ -240,6 +240,7 @@ def test_sample_weight_is_routed_by_cross_validate():
     w = np.maximum(w, 1).astype(float)
     with sklearn.config_context(enable_metadata_routing=True):
         clf = HybridNTKClassifier(**TINY).set_fit_request(sample_weight=True)
+        clf.set_score_request(sample_weight=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             routed = cross_validate(clf, X, y, cv=2, params={"sample_weight": w},
