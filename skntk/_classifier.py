@@ -395,6 +395,10 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     kernel_tol_, kernel_max_iter_, max_kernel_bytes_ : float, int, int
         Only for ``ntk_phase="kernel"``: the matrix-free solver's settings and the
         memory budget of the fit, which prediction and :meth:`predict_variance` use.
+    kernel_sample_weight_ : ndarray of shape (n_fit,) or None
+        Only for ``ntk_phase="kernel"``: the weights of the rows of ``X_fit_`` in the
+        weighted kernel regression (``sample_weight`` times ``class_weight``, rows of
+        equal features and label merged); ``None`` for weights 1.
     parameterization_ : str
         ``parameterization`` at the time of :meth:`fit` (the ``"kernel"`` phase
         predicts with the kernel of that parameterisation).

@@ -210,6 +210,9 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
     kernel_tol_, kernel_max_iter_, max_kernel_bytes_ : float, int, int
         Only for ``ntk_phase="kernel"``: the solver settings and memory budget of the
         fit, used by prediction and :meth:`predict_variance`.
+    kernel_sample_weight_ : ndarray of shape (n_fit,) or None
+        Only for ``ntk_phase="kernel"``: the weights of the rows of ``X_fit_`` in the
+        weighted kernel regression; ``None`` for weights 1.
     learning_rate_ : float
         Step size of the SGD phase (``learning_rate`` with ``"auto"`` resolved).
     ntk_learning_rate_ : float
