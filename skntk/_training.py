@@ -238,10 +238,9 @@ def _sgd_epoch_and_metrics(params, train, val, order, n_samples, learning_rate, 
     of the initial network), weighted by ``train.weights``, with the per-layer scales
     ``layer_scales`` of the parameterisation (static). Returns the parameters,
     ``[1 if every parameter is finite else 0, train_loss, train_score, val_loss,
-    val_score]`` and the optimiser's state (``opt_state``, ``None`` for a fresh one).
+    val_score]`` and the optimiser's state after the epoch (``opt_state``: before it,
+    from :meth:`skntk._sgd.Optimizer.init` for the first).
     """
-    if opt_state is None:
-        opt_state = optimizer.init(params)
     params, opt_state = optimizer_epoch(params, opt_state, train.X, train.Y, order, n_samples,
                                         learning_rate, batch_size, mesh, layer_scales, loss,
                                         train.weights, optimizer)
@@ -302,7 +301,7 @@ def _sgd_phase(config, history, params, train, val, monitor, monitor_index, Y, m
     switched = stopped_by_callback = False
     threshold = math.nan
     n_sgd = 0
-    opt_state = None
+    opt_state = config.optimizer.init(params)
     for epoch in range(1, config.max_sgd_epochs + 1):
         order = epoch_order(shuffle_rng, n_samples, train.X.shape[0], batch_size)
         params, report, opt_state = _sgd_epoch_and_metrics(
@@ -413,8 +412,8 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=(),
     # The epoch program over no sample: the metrics of the initial network.
     no_order = np.zeros(n_batches_per_epoch(train.X.shape[0], batch_size) * batch_size, np.int32)
     _, report, _ = _sgd_epoch_and_metrics(params, train, val, no_order, 0, config.learning_rate,
-                                          batch_size, mesh, scales, config.loss, None,
-                                          config.optimizer)
+                                          batch_size, mesh, scales, config.loss,
+                                          config.optimizer.init(params), config.optimizer)
     initial_report = np.asarray(report)
     initial_loss = float(initial_report[1])
     if not math.isfinite(initial_loss):
