@@ -632,10 +632,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
             X, y, sample_weight = X[kept], y[kept], sample_weight[kept]
         classes, y_index = np.unique(y, return_inverse=True)
         if len(classes) < 2:
+            weighted = " among the rows of positive sample weight" if kept is not None else ""
             raise ValueError(
                 f"HybridNTKClassifier needs samples of at least 2 classes; got 1 class "
-                f"({label_repr(classes[0])}){' of positive sample weight' if kept is not None else ''}. "
-                f"Pass data with two or more distinct labels in `y`.")
+                f"({label_repr(classes[0])}){weighted}. Pass data with two or more "
+                f"distinct labels in `y`.")
         if self.class_weight is not None:
             # As SGDClassifier: "balanced" from the label counts of the rows trained on.
             per_class = compute_class_weight(self.class_weight, classes=classes, y=y)

@@ -141,7 +141,8 @@ def test_real_valued_target_runs_the_regressor_with_the_budget_shown(capsys):
 
 def test_task_regression_on_a_csv_with_integer_targets(tmp_path, capsys):
     rng = np.random.RandomState(0)
-    lines = ["x1,x2,y"] + [f"{a:.3f},{b:.3f},{int(3 * a + b)}" for a, b in rng.normal(size=(40, 2))]
+    lines = ["x1,x2,y"] + [f"{a:.3f},{b:.3f},{int(3 * a + b)}"
+                           for a, b in rng.normal(size=(40, 2))]
     path = tmp_path / "counts.csv"
     path.write_text("\n".join(lines) + "\n")
     assert main(["--csv", str(path), "--target", "y", "--task", "regression",
