@@ -37,6 +37,11 @@ The tasks ``fair``, ``anes96`` and ``randhie`` are real tables bundled with
 statsmodels (``pip install skntk[bench]``); the others are bundled with scikit-learn
 or generated.
 
+``--solver adam`` compares, beside the SGD rows (SGD only, default hybrid), Adam
+only (``solver="adam"``, ``switch=None, ntk_phase=None``) with the hybrid whose SGD
+phase runs Adam (``solver="adam"``, default switch and NTK phase), both at
+``learning_rate=ADAM_LEARNING_RATE`` (``MLPClassifier``'s ``learning_rate_init``).
+
 Run from the repository root::
 
     python benchmarks/bench_hybrid.py            # 3 seeds, the four main tasks (several minutes)
@@ -46,6 +51,7 @@ Run from the repository root::
     python benchmarks/bench_hybrid.py --tasks new     # plateau, parity, real tables, regression
     python benchmarks/bench_hybrid.py --thresholds 0.25 0.2 0.15 0.12 0.1
     python benchmarks/bench_hybrid.py --trajectory --tasks interaction large
+    python benchmarks/bench_hybrid.py --solver adam --seeds 1 --tasks digits breast_cancer
 """
 
 import argparse
@@ -269,6 +275,32 @@ def acceptance(task, summary):
                 and (ratio <= 1.0 or deltas.mean() >= 1))
 
 
+ADAM_LEARNING_RATE = 1e-3
+"""Adam's step in ``--solver adam`` (``MLPClassifier``'s default ``learning_rate_init``)."""
+
+
+def compare_solvers(task, seeds):
+    """``--solver adam``: SGD only, default hybrid, Adam only and the hybrid on Adam."""
+    X_train, X_test, y_train, y_test = TASKS[task]()
+    Estimator = estimator(task)
+    adam = dict(solver="adam", learning_rate=ADAM_LEARNING_RATE)
+    methods = [("SGD only", dict(switch=None, ntk_phase=None)), ("default hybrid", {}),
+               ("Adam only", dict(switch=None, ntk_phase=None, **adam)),
+               ("hybrid, solver='adam'", adam)]
+    results = []
+    for seed in seeds:
+        for method, params in methods:
+            clf, seconds = warm_fit(lambda: Estimator(
+                max_sgd_epochs=BUDGET, random_state=seed, **params), X_train, y_train)
+            results.append((row(task, seed, method, clf, seconds, X_test, y_test), seconds))
+    results = np.array(results).reshape(len(seeds), len(methods), 2).mean(axis=0)
+    print(f"  {TASK_NOTES[task]}: mean score / time relative to the single-phase run "
+          f"of the same optimiser")
+    for (method, _), (accuracy, seconds), base in zip(methods, results,
+                                                      np.repeat(results[::2, 1], 2)):
+        print(f"    {method:26s} {accuracy:8.4f}  {seconds / base:5.2f}x", flush=True)
+
+
 def sweep_thresholds(task, seeds, thresholds):
     """Accuracy difference to SGD only (pp) and the switch and NTK epochs per threshold."""
     X_train, X_test, y_train, y_test = TASKS[task]()
@@ -339,6 +371,8 @@ def main():
                         help="sweep switch_threshold of the default criterion instead")
     parser.add_argument("--trajectory", action="store_true",
                         help="the criterion's statistic against the cost of a switch per epoch")
+    parser.add_argument("--solver", choices=["adam"],
+                        help="also Adam only against the hybrid on Adam, beside the SGD rows")
     args = parser.parse_args()
     groups = {"extra": EXTRA_TASKS, "new": NEW_TASKS,
               "all": DEFAULT_TASKS + EXTRA_TASKS + NEW_TASKS}
@@ -355,6 +389,10 @@ def main():
     if args.thresholds:
         for task in args.tasks:
             sweep_thresholds(task, range(args.seeds), args.thresholds)
+        return
+    if args.solver:
+        for task in args.tasks:
+            compare_solvers(task, range(args.seeds))
         return
     print(f"{platform.processor() or platform.machine()}, {platform.python_version()}; "
           f"max_sgd_epochs={BUDGET}, other parameters at their defaults; warm "

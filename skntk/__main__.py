@@ -4,7 +4,9 @@
 bundled digits data, splits it 75/25 (stratified, seeded), fits plain SGD and the
 hybrid with the same seed and SGD epoch budget, and prints a table with the warm wall
 time of each fit. ``--dataset interaction`` runs a generated task where features must
-be learned (the label is the sign of ``x0 * x1``, two of 30 Gaussian inputs).
+be learned (the label is the sign of ``x0 * x1``, two of 30 Gaussian inputs). A
+real-valued target (``--dataset diabetes``, or a CSV column of non-integer numbers),
+or ``--task regression``, runs :class:`~skntk.HybridNTKRegressor` and scores R^2.
 """
 
 import argparse
@@ -22,9 +24,12 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import type_of_target
 
 from ._classifier import HybridNTKClassifier
+from ._parameterization import PARAMETERIZATIONS
 from ._phases import NTK_PHASES
+from ._regressor import HybridNTKRegressor
 from ._switch import SWITCH_CRITERIA
 
 def make_interaction(n_samples=4000, n_features=30, seed=0):
@@ -39,6 +44,7 @@ BUNDLED = {
     "breast_cancer": datasets.load_breast_cancer,
     "wine": datasets.load_wine,
     "iris": datasets.load_iris,
+    "diabetes": datasets.load_diabetes,
 }
 GENERATED = {"interaction": make_interaction}
 
@@ -59,8 +65,8 @@ def _threshold(text):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="skntk", description="Plain SGD against hybrid SGD -> NTK training on one classification dataset "
-                    "(HybridNTKClassifier; the command has no regression mode).")
+        prog="skntk", description="Plain SGD against hybrid SGD -> NTK training on one dataset "
+                    "(HybridNTKClassifier, or HybridNTKRegressor for a real-valued target).")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", choices=sorted(BUNDLED) + sorted(GENERATED),
                         default="digits",
@@ -68,9 +74,19 @@ def build_parser():
                              "task that needs feature learning (default: digits)")
     source.add_argument("--csv", metavar="PATH", help="a CSV file with a header row")
     parser.add_argument("--target", metavar="COLUMN", help="label column of --csv")
-    parser.add_argument("--switch", default="linearization_error",
+    parser.add_argument("--task", choices=["auto", "classification", "regression"],
+                        default="auto",
+                        help="'auto' (default): regression for a real-valued target "
+                             "(numbers not all whole, or whole numbers of more than 20 "
+                             "distinct values), else classification")
+    parser.add_argument("--switch", default=None,
                         choices=[c if c else "none" for c in SWITCH_CRITERIA],
-                        help="switch criterion (default: linearization_error)")
+                        help="switch criterion (default: the estimator's, "
+                             "linearization_error for classification, kernel_velocity "
+                             "for regression)")
+    parser.add_argument("--parameterization", default="standard",
+                        choices=sorted(PARAMETERIZATIONS),
+                        help="parameterisation of the network (default: standard)")
     parser.add_argument("--ntk-phase", default="linearized",
                         choices=[p if p else "none" for p in NTK_PHASES],
                         help="NTK phase (default: linearized)")
@@ -249,13 +265,44 @@ def check_plot_path(path, parser):
         parser.error(f"--plot {path}: no permission to write there; choose another path.")
 
 
+MAX_AUTO_CLASSES = 20
+"""``--task auto``: a numeric target of whole numbers with more distinct values than
+this is real-valued (a count or a score, as ``diabetes``), not class labels."""
+
+
+def task_of(y, task):
+    """``"regression"`` or ``"classification"``: ``task`` unless ``"auto"``, then
+    regression for a real-valued target: numbers that are not all whole
+    (``type_of_target`` "continuous"), or whole numbers of more than
+    :data:`MAX_AUTO_CLASSES` distinct values."""
+    if task != "auto":
+        return task
+    kind = type_of_target(y)
+    if kind in ("continuous", "continuous-multioutput"):
+        return "regression"
+    numeric = np.asarray(y).dtype.kind in "iuf"
+    return ("regression" if numeric and len(np.unique(y)) > MAX_AUTO_CLASSES
+            else "classification")
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.plot:
         check_plot_path(args.plot, parser)
     X, y, name = load_data(args, parser)
-    X_train, X_test, y_train, y_test = split_data(X, y, args.seed, parser)
+    task = task_of(y, args.task)
+    if task == "regression":
+        try:
+            y = np.asarray(y, dtype=float)
+        except ValueError:
+            parser.error("--task regression needs a numeric target")
+        Estimator, score_name = HybridNTKRegressor, "test R2"
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=TEST_SIZE,
+                                                            random_state=args.seed)
+    else:
+        Estimator, score_name = HybridNTKClassifier, "test acc"
+        X_train, X_test, y_train, y_test = split_data(X, y, args.seed, parser)
     try:
         with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -267,21 +314,25 @@ def main(argv=None):
         parser.error("standardising the features overflows float64 (values too large "
                      "to square, beyond about 1e154); rescale those columns first.")
 
-    common = dict(max_sgd_epochs=args.max_sgd_epochs, random_state=args.seed)
-    hybrid_params = dict(switch=_none_or(args.switch), ntk_phase=_none_or(args.ntk_phase))
+    switch = args.switch or Estimator().switch
+    common = dict(max_sgd_epochs=args.max_sgd_epochs, random_state=args.seed,
+                  parameterization=args.parameterization)
+    hybrid_params = dict(switch=_none_or(switch), ntk_phase=_none_or(args.ntk_phase))
     if args.switch_threshold is not None:
         hybrid_params["switch_threshold"] = args.switch_threshold
     if args.ntk_epochs is not None:
         hybrid_params["ntk_epochs"] = args.ntk_epochs
-    runs = [("plain SGD", HybridNTKClassifier(switch=None, ntk_phase=None, **common)),
-            (f"hybrid ({args.switch} -> {args.ntk_phase})",
-             HybridNTKClassifier(**hybrid_params, **common))]
+    runs = [("plain SGD", Estimator(switch=None, ntk_phase=None, **common)),
+            (f"hybrid ({switch} -> {args.ntk_phase})", Estimator(**hybrid_params, **common))]
 
+    targets = (f"classes: {len(np.unique(y))}" if task == "classification"
+               else "target: real-valued (regression)")
     print(f"dataset: {name}  train: {X_train.shape[0]}  test: {X_test.shape[0]}  "
-          f"features: {X.shape[1]}  classes: {len(np.unique(y))}  seed: {args.seed}")
+          f"features: {X.shape[1]}  {targets}  seed: {args.seed}  "
+          f"parameterization: {args.parameterization}")
     width = max(len(label) for label, _ in runs)
-    header = (f"{'method':<{width}} {'switch epoch':>12} {'NTK epochs':>10} {'test acc':>9} "
-              f"{'SGD s':>7} {'NTK s':>7} {'total s':>8} {'vs SGD':>7}")
+    header = (f"{'method':<{width}} {'SGD budget':>10} {'switch epoch':>12} {'NTK epochs':>10} "
+              f"{score_name:>9} {'SGD s':>7} {'NTK s':>7} {'total s':>8} {'vs SGD':>7}")
     print(header)
     print("-" * len(header))
     baseline = None
@@ -295,10 +346,11 @@ def main(argv=None):
         if clf.switch is None:
             switch = "-"
         ntk = "-" if clf.ntk_phase is None else str(clf.n_iter_ - clf.switch_epoch_)
-        print(f"{label:<{width}} {switch:>12} {ntk:>10} {acc:>9.4f} {clf.sgd_time_:>7.2f} "
-              f"{clf.ntk_time_:>7.2f} {total:>8.2f} {total / baseline:>6.2f}x")
+        print(f"{label:<{width}} {clf.max_sgd_epochs:>10} {switch:>12} {ntk:>10} {acc:>9.4f} "
+              f"{clf.sgd_time_:>7.2f} {clf.ntk_time_:>7.2f} {total:>8.2f} "
+              f"{total / baseline:>6.2f}x")
     print("warm wall time in seconds (JIT compilation excluded); both methods have the same "
-          "SGD epoch budget")
+          f"SGD epoch budget (max_sgd_epochs={args.max_sgd_epochs})")
     if any(c.switch is not None and not c.switch_reached_ for _, c in runs):
         print("* the switch criterion did not hold within the SGD budget")
     if args.plot:

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_array, check_random_state
+from sklearn.utils._available_if import _AvailableIfDescriptor
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -25,6 +26,7 @@ from ._phases import NTK_PHASES
 from ._runtime import check_not_forked, uses_program_cache
 from ._switch import SWITCH_CRITERIA
 from ._training import COMPUTE_DTYPE, PREDICT_BLOCK, TrainingConfig, fit_hybrid
+from ._weights import canonical_rows
 from ._validation import FLOAT32_MAX, check_float32_range, python_scalars, refuse_sparse
 
 _COMMON_FITTED_ATTRIBUTES = (
@@ -37,6 +39,27 @@ _COMMON_FITTED_ATTRIBUTES = (
     "activation_",
     "n_features_in_", "feature_names_in_", "ntk_phase_", "switch_",
 )
+
+
+class _AvailableWithReason(_AvailableIfDescriptor):
+    """``available_if`` whose ``AttributeError`` carries the check's own message
+    (scikit-learn's raises a generic one, with the message only as its cause)."""
+
+    def _check(self, obj, owner):
+        try:
+            available = self.check(obj)
+        except AttributeError as error:
+            raise AttributeError(str(error)) from None
+        if not available:
+            raise AttributeError(f"This {owner.__name__!r} has no attribute "
+                                 f"{self.attribute_name!r}")
+
+
+def available_with_reason(check):
+    """A method that exists when ``check(self)`` is true, as scikit-learn's
+    ``available_if`` (``hasattr`` is False otherwise); calling or getting it when
+    ``check`` raises an ``AttributeError`` raises one with the same message."""
+    return lambda fn: _AvailableWithReason(fn, check, attribute_name=fn.__name__)
 
 
 def _all_phase_attributes():
@@ -73,6 +96,10 @@ class BaseHybridNTK(BaseEstimator):
         "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
         "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "solver": [StrOptions({"sgd", "adam"})],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "nesterovs_momentum": ["boolean"],
+        "alpha": [Interval(Real, 0, None, closed="left")],
         "max_sgd_epochs": [Interval(Integral, 0, None, closed="left")],
         "switch": [StrOptions(set(c for c in SWITCH_CRITERIA if c is not None)), None],
         "switch_window": [Interval(Integral, 1, None, closed="left")],
@@ -104,7 +131,8 @@ class BaseHybridNTK(BaseEstimator):
     # ------------------------------------------------------------------ fit
 
     @uses_program_cache
-    def _fit_clearing_state(self, X, y, X_val, y_val, coef_init, intercept_init):
+    def _fit_clearing_state(self, X, y, X_val, y_val, coef_init, intercept_init,
+                            sample_weight=None):
         """:meth:`fit`: clears any earlier fitted state (keeping, under
         ``warm_start=True``, its network as the starting point), fits, and leaves the
         estimator unfitted if the fit fails."""
@@ -117,7 +145,7 @@ class BaseHybridNTK(BaseEstimator):
         self._clear_fitted_state()
         try:
             start = self._starting_network(coef_init, intercept_init, fitted)
-            return self._fit(X, y, X_val, y_val, start)
+            return self._fit(X, y, X_val, y_val, start, sample_weight)
         except BaseException as error:
             self._clear_fitted_state()
             if isinstance(error, WarmStartRefused):
@@ -207,15 +235,28 @@ class BaseHybridNTK(BaseEstimator):
         check_float32_range(X_checked, "X_val")
         return X_checked
 
-    def _prepare_targets(self, X, y, X_val, y_val, rng):
-        """Check ``X`` and ``y`` (``validate_data``), split off the validation rows and
-        encode the targets for the loss. Returns ``(X, Y, X_val, Y_val, train_rows,
-        targets)``: float32 copies, ``Y`` of shape (n, C), the rows of ``X`` that form
-        the training part, and the fitted target attributes (a dict)."""
+    def _prepare_targets(self, X, y, X_val, y_val, rng, sample_weight=None):
+        """Check ``X``, ``y`` and ``sample_weight``, bring the rows to their canonical
+        form (:mod:`skntk._weights`), split off the validation rows and encode the
+        targets for the loss. Returns ``(X, Y, X_val, Y_val, train_rows, targets,
+        weights, val_weights)``: float32 copies, ``Y`` of shape (n, C), the rows of
+        ``X`` that form the training part, the fitted target attributes (a dict), and
+        the weights of the training and validation rows (``None``: 1 each)."""
         raise NotImplementedError
 
+    @staticmethod
+    def _canonical(X, targets, sample_weight, kept=None):
+        """``X``, ``targets``, their rows in the original data and their weights, in the
+        canonical form of :func:`skntk._weights.canonical_rows`; ``kept``: the rows of
+        the original data that ``X`` holds (``None``: all)."""
+        rows, weights = canonical_rows(X, targets, sample_weight)
+        if rows.size != X.shape[0] or np.any(rows != np.arange(X.shape[0])):
+            X, targets = X[rows], targets[rows]
+        original = rows if kept is None else kept[rows]
+        return X, targets, original, weights
+
     @_fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X, y, X_val, y_val, start=None):
+    def _fit(self, X, y, X_val, y_val, start=None, sample_weight=None):
         check_not_forked()
         if (X_val is None) != (y_val is None):
             raise ValueError(
@@ -225,15 +266,16 @@ class BaseHybridNTK(BaseEstimator):
         self._check_ntk_epochs()
         refuse_sparse(X, "X", type(self).__name__)
         rng = check_random_state(self.random_state)
-        X, Y, X_val, Y_val, train_rows, targets = self._prepare_targets(X, y, X_val, y_val,
-                                                                        rng)
+        X, Y, X_val, Y_val, train_rows, targets, weights, val_weights = self._prepare_targets(
+            X, y, X_val, y_val, rng, sample_weight)
         init_params = None
         if start is not None:
             init_params = self._check_starting_network(
                 start, (X.shape[1], *layers, Y.shape[1]), targets)
         callbacks = self._checked_callbacks()
         config = self._training_config(layers)
-        fitted = fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params, callbacks)
+        fitted = fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params, callbacks,
+                            weights, val_weights)
         # Everything prediction needs is fitted state, so that set_params after fit
         # changes nothing until the next fit.
         fitted.update(
@@ -271,7 +313,7 @@ class BaseHybridNTK(BaseEstimator):
             hidden_layer_sizes=self._check_hidden_layer_sizes() if layers is None else layers,
             switch_threshold=None if threshold == "auto" else float(threshold))
         for name in ("learning_rate", "ntk_learning_rate", "ntk_tol", "ntk_ridge",
-                     "kernel_ridge", "kernel_tol"):
+                     "kernel_ridge", "kernel_tol", "momentum", "alpha"):
             if not isinstance(params[name], str):
                 params[name] = float(params[name])
         fields = {name: params[name] for name in TrainingConfig._fields if name in params}

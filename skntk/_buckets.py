@@ -119,7 +119,7 @@ class Rows(NamedTuple):
     Y : jax array of shape (n_rows, n_classes), float32
         One-hot targets; rows ``n:`` are zeros.
     weights : jax array of shape (n_rows,), float32
-        1 for the ``n`` real rows, 0 for the padding.
+        The sample weights of the ``n`` real rows (1 unless given), 0 for the padding.
     n : int
         Number of real rows.
     """
@@ -130,7 +130,7 @@ class Rows(NamedTuple):
     n: int
 
 
-def padded_rows(X, Y, place=jax.device_put, n_rows=None):
+def padded_rows(X, Y, place=jax.device_put, n_rows=None, weights=None):
     """Pad ``(X, Y)`` to their bucket (or to ``n_rows``) and place them on the device.
 
     Parameters
@@ -141,6 +141,8 @@ def padded_rows(X, Y, place=jax.device_put, n_rows=None):
         Puts one numpy array on the device(s), e.g. a replication over a mesh.
     n_rows : int or None, default=None
         Padded size; ``None`` for ``bucket_size(n)``.
+    weights : ndarray of shape (n,) or None, default=None
+        Sample weights of the real rows (``None``: 1 each); the padding weighs 0.
 
     Returns
     -------
@@ -148,8 +150,11 @@ def padded_rows(X, Y, place=jax.device_put, n_rows=None):
     """
     n = X.shape[0]
     n_rows = bucket_size(n) if n_rows is None else n_rows
+    padded_weights = row_weights(n, n_rows)
+    if weights is not None:
+        padded_weights[:n] = weights
     return Rows(place(pad_rows(X, n_rows)), place(pad_rows(Y, n_rows)),
-                place(row_weights(n, n_rows)), n)
+                place(padded_weights), n)
 
 
 def padded_monitor_size(m, monitor_size):

@@ -5,16 +5,18 @@ import warnings
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.model_selection import train_test_split
-from sklearn.utils.metaestimators import available_if
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ._base import BaseHybridNTK
+from ._base import BaseHybridNTK, available_with_reason
 from ._losses import CROSS_ENTROPY
 from ._training import COMPUTE_DTYPE
-from ._validation import (check_float32_range, label_repr, refuse_missing_labels,
-                          refuse_mixed_labels, refuse_multi_column_y, softmax,
-                          usable_logits)
+from ._weights import check_sample_weight
+from ._validation import (check_float32_range, label_repr, log_softmax,
+                          refuse_missing_labels, refuse_mixed_labels, refuse_multi_column_y,
+                          softmax, usable_logits)
 from .ntk import DEFAULT_MAX_KERNEL_BYTES
 
 
@@ -310,6 +312,29 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
           64, 3.2 for 128): on digits with the default layers, 20 SGD epochs at
           ``learning_rate=2`` reached the training loss of 20 standard epochs at
           0.05 (0.047 against 0.054). The user guide has the derivation.
+    solver : {"sgd", "adam"}, default="sgd"
+        Optimiser of the SGD phase (``optax``), with ``MLPClassifier``'s names:
+        ``"sgd"`` is mini-batch SGD with step ``learning_rate`` (plain, the default,
+        or with ``momentum``), ``"adam"`` is Adam (Kingma and Ba 2015) with step
+        ``learning_rate`` and ``MLPClassifier``'s betas and epsilon; Adam usually
+        wants ``learning_rate`` near ``1e-3`` (``MLPClassifier``'s
+        ``learning_rate_init``). The NTK phase does not use it (see the user guide,
+        "Optimisers").
+    momentum : float in [0, 1), default=0.0
+        Momentum of ``solver="sgd"``. The default keeps plain SGD, the optimiser of
+        the NTK theory (``MLPClassifier`` defaults to 0.9).
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for ``solver="sgd"`` when ``momentum > 0``.
+    alpha : float, default=0.0
+        L2 penalty of the SGD phase, as ``MLPClassifier``'s: ``alpha / (2 n_b)
+        sum_l ||W_l||^2`` added to the mean loss of a mini-batch of total weight
+        ``n_b`` (biases are not penalised). The NTK phases use ``ntk_ridge`` and
+        ``kernel_ridge`` instead.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, as ``SGDClassifier`` defines them, multiplied into
+        ``sample_weight``: a dict ``{label: weight}`` (missing labels weigh 1),
+        ``"balanced"`` for ``n_samples / (n_classes * np.bincount(y))`` over the rows
+        of positive sample weight, or ``None`` (1 each).
 
     Attributes
     ----------
@@ -405,6 +430,10 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     kernel_tol_, kernel_max_iter_, max_kernel_bytes_ : float, int, int
         Only for ``ntk_phase="kernel"``: the matrix-free solver's settings and the
         memory budget of the fit, which prediction and :meth:`predict_variance` use.
+    kernel_sample_weight_ : ndarray of shape (n_fit,) or None
+        Only for ``ntk_phase="kernel"``: the weights of the rows of ``X_fit_`` in the
+        weighted kernel regression (``sample_weight`` times ``class_weight``, rows of
+        equal features and label merged); ``None`` for weights 1.
     parameterization_ : str
         ``parameterization`` at the time of :meth:`fit` (the ``"kernel"`` phase
         predicts with the kernel of that parameterisation).
@@ -512,6 +541,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
 
     _loss = CROSS_ENTROPY
     _target_attributes = ("classes_",)
+    _parameter_constraints = {**BaseHybridNTK._parameter_constraints,
+                              "class_weight": [dict, StrOptions({"balanced"}), None]}
 
     def __init__(self, hidden_layer_sizes=(128, 128), activation="relu", learning_rate=0.05,
                  batch_size=64,
@@ -523,7 +554,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
                  kernel_solver="auto", kernel_offset="zero", kernel_tol=1e-5, kernel_max_iter=500,
                  max_kernel_bytes=DEFAULT_MAX_KERNEL_BYTES, validation_fraction=0.1,
                  devices=None, random_state=None, verbose=0, kernel_diagnostics=False,
-                 callbacks=None, warm_start=False, parameterization="standard"):
+                 callbacks=None, warm_start=False, parameterization="standard", solver="sgd",
+                 momentum=0.0, nesterovs_momentum=True, alpha=0.0, class_weight=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.parameterization = parameterization
@@ -555,10 +587,16 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         self.kernel_diagnostics = kernel_diagnostics
         self.callbacks = callbacks
         self.warm_start = warm_start
+        self.solver = solver
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.alpha = alpha
+        self.class_weight = class_weight
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y, X_val=None, y_val=None, *, coef_init=None, intercept_init=None):
+    def fit(self, X, y, X_val=None, y_val=None, *, sample_weight=None, coef_init=None,
+            intercept_init=None):
         """Train the network: SGD phase, switch, NTK phase.
 
         Any fitted state of an earlier call is cleared first (``warm_start=True``
@@ -577,6 +615,12 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
             Validation inputs; when given, ``validation_fraction`` is ignored.
         y_val : array-like of shape (n_val,), default=None
             Validation labels, all among the labels of ``y``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the rows of ``X`` (``None``: 1 each), multiplied by
+            ``class_weight``. Training minimises ``sum_i w_i ell_i / sum_i w_i`` in
+            every phase; a zero weight removes its row, integer weights act as
+            repeated rows (see the user guide, "Sample weights"). Weights follow
+            their rows into the validation split. Not modified.
         coef_init, intercept_init : list of array-like, default=None
             Initial network ``theta_0`` instead of the random draw (pass both, or
             neither): one weight matrix of shape (fan_in, fan_out) and one bias
@@ -608,24 +652,41 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         TypeError
             If ``X`` or ``X_val`` is a scipy sparse matrix.
         """
-        return self._fit_clearing_state(X, y, X_val, y_val, coef_init, intercept_init)
+        return self._fit_clearing_state(X, y, X_val, y_val, coef_init, intercept_init,
+                                        sample_weight)
 
-    def _prepare_targets(self, X, y, X_val, y_val, rng):
-        """Labels checked, their classes, the stratified split and one-hot targets."""
+    def _prepare_targets(self, X, y, X_val, y_val, rng, sample_weight=None):
+        """Labels checked, their classes, the weights, the stratified split and one-hot
+        targets."""
         refuse_multi_column_y(y)
         refuse_missing_labels(y)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_float32_range(X, "X")
         refuse_mixed_labels(y)
         check_classification_targets(y)
+        sample_weight = check_sample_weight(sample_weight, X)
+        kept = None
+        if sample_weight is not None and not np.all(sample_weight > 0):
+            # Rows of weight zero are removed rows, before the classes are found.
+            kept = np.flatnonzero(sample_weight > 0)
+            X, y, sample_weight = X[kept], y[kept], sample_weight[kept]
         classes, y_index = np.unique(y, return_inverse=True)
         if len(classes) < 2:
+            weighted = " among the rows of positive sample weight" if kept is not None else ""
             raise ValueError(
                 f"HybridNTKClassifier needs samples of at least 2 classes; got 1 class "
-                f"({label_repr(classes[0])}). Pass data with two or more distinct labels in `y`.")
-        X, Y, X_val, Y_val, train_rows = self._split(X, y_index, len(classes), X_val, y_val,
-                                                     classes, rng)
-        return X, Y, X_val, Y_val, train_rows, {"classes_": classes}
+                f"({label_repr(classes[0])}){weighted}. Pass data with two or more "
+                f"distinct labels in `y`.")
+        if self.class_weight is not None:
+            # As SGDClassifier: "balanced" from the label counts of the rows trained on.
+            per_class = compute_class_weight(self.class_weight, classes=classes, y=y)
+            sample_weight = (np.ones(len(y)) if sample_weight is None
+                             else sample_weight) * per_class[y_index]
+        X, y_index, rows, weights = self._canonical(X, y_index, sample_weight, kept)
+        X, Y, X_val, Y_val, train_rows, weights, val_weights = self._split(
+            X, y_index, len(classes), X_val, y_val, classes, rng, weights)
+        return (X, Y, X_val, Y_val, rows[train_rows], {"classes_": classes}, weights,
+                val_weights)
 
     def _check_validation_set(self, X_val, y_val, classes):
         """Validated float ``X_val`` and the class indices of ``y_val``."""
@@ -648,9 +709,11 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
                              f"The classes of `y` are {classes[:10].tolist()}.")
         return X_checked, np.searchsorted(classes, y_val)
 
-    def _split(self, X, y_index, n_classes, X_val, y_val, classes, rng):
-        """Float32 training and validation arrays with one-hot targets (copies), and the
-        rows of ``X`` that form the training part."""
+    def _split(self, X, y_index, n_classes, X_val, y_val, classes, rng, weights=None):
+        """Float32 training and validation arrays with one-hot targets (copies), the
+        rows of ``X`` that form the training part, and the weights of both parts
+        (``None`` for weights 1)."""
+        val_weights = None
         split_seed = rng.randint(np.iinfo(np.int32).max)
         val_index = None
         train_rows = np.arange(X.shape[0])
@@ -670,9 +733,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
                 reason = (f"the {n_samples - n_val} remaining training sample(s) cannot "
                           f"represent {n_classes} classes")
             else:
-                X_train, X_held, train_index, held_index, train_rows, _ = train_test_split(
-                    X, y_index, np.arange(n_samples), test_size=n_val, stratify=y_index,
-                    random_state=split_seed)
+                X_train, X_held, train_index, held_index, split_rows, held_rows = (
+                    train_test_split(X, y_index, np.arange(n_samples), test_size=n_val,
+                                     stratify=y_index, random_state=split_seed))
                 for part, index in (("training", train_index), ("validation", held_index)):
                     missing = np.flatnonzero(np.bincount(index, minlength=n_classes) == 0)
                     if missing.size and reason is None:
@@ -680,8 +743,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
                                   f"out of the {part} part")
                 if reason is None:
                     X, X_val, y_index, val_index = X_train, X_held, train_index, held_index
-                else:
-                    train_rows = np.arange(n_samples)
+                    train_rows = split_rows
+                    if weights is not None:
+                        weights, val_weights = weights[split_rows], weights[held_rows]
             if reason is not None:
                 warnings.warn(
                     f"validation_fraction={self.validation_fraction} cannot hold out a "
@@ -694,9 +758,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         eye = np.eye(n_classes, dtype=COMPUTE_DTYPE)
         X = np.array(X, dtype=COMPUTE_DTYPE)
         if X_val is None:
-            return X, eye[y_index], None, None, train_rows
+            return X, eye[y_index], None, None, train_rows, weights, None
         return (X, eye[y_index], np.array(X_val, dtype=COMPUTE_DTYPE), eye[val_index],
-                train_rows)
+                train_rows, weights, val_weights)
 
     # -------------------------------------------------------------- predict
 
@@ -766,6 +830,33 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         """
         return softmax(usable_logits(self._outputs(X)))
 
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Dense inputs with the features seen in :meth:`fit`. Not modified.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes), float64
+            ``log(predict_proba(X))``, columns in the order of ``classes_``, computed
+            as the log-softmax of the logits: finite where a probability underflows
+            to 0 (``np.log`` would give ``-inf``); ``-inf`` where the rule of the Notes
+            gives probability 0 to an overflowing logit.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If ``X`` holds NaN or infinity, or has other features than in :meth:`fit`.
+        TypeError
+            If ``X`` is a scipy sparse matrix.
+        """
+        return log_softmax(usable_logits(self._outputs(X)))
+
     def predict(self, X):
         """Most probable class of each sample.
 
@@ -794,7 +885,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         proba = softmax(usable_logits(self._outputs(X)))
         return self.classes_[np.argmax(proba, axis=1)]
 
-    @available_if(BaseHybridNTK._variance_is_defined)
+    @available_with_reason(BaseHybridNTK._variance_is_defined)
     def predict_variance(self, X):
         """Posterior variance of the latent logits under the NTK Gaussian process.
 

@@ -50,7 +50,8 @@ class KernelState(NamedTuple):
     ``info``: the solver's record (``None`` for the dense solver); ``offset``:
     ``"network"`` or ``"zero"``; ``flow_time``: ``t`` of ``coefficients`` (0 before
     the first step); ``layer_scales``: the per-layer scales ``D`` of the
-    parameterisation (the kernel is ``J D J^T``; ``None``: standard).
+    parameterisation (the kernel is ``J D J^T``; ``None``: standard);
+    ``sample_weight``: (N,) weights of the training rows, or ``None`` (1 each).
     """
 
     params_star: Any
@@ -64,6 +65,7 @@ class KernelState(NamedTuple):
     offset: str = "network"
     flow_time: float = 0.0
     layer_scales: Any = None
+    sample_weight: Any = None
 
 
 def offset_outputs(params_star, X, offset, layer_scales=None):
@@ -113,6 +115,13 @@ def kernel_model_outputs(params_star, X, X_fit, dual_coef, offset, layer_scales,
         return offset_outputs(params_star, X, offset, layer_scales) + update
 
 
+def _weighted_flow_settings(settings, weights):
+    """``settings`` with the step scaled by ``N / sum w``: the solvers' flow runs at
+    ``t / N`` on ``N`` rows, weighted kernel regression at ``t / sum w``."""
+    return settings._replace(learning_rate=settings.learning_rate * weights.size
+                             / weights.sum())
+
+
 class KernelPhase(NTKPhase):
     """``ntk_phase="kernel"``: closed-form gradient flow of the linearised network under
     the mean squared error on the encoded targets, with the trace-approximated kernel
@@ -130,7 +139,7 @@ class KernelPhase(NTKPhase):
     diverging_part = "the kernel-flow coefficients"
     fitted_attributes = ("dual_coef_", "X_fit_", "kernel_offset_", "kernel_ridge_",
                          "kernel_flow_time_", "kernel_tol_", "kernel_max_iter_",
-                         "max_kernel_bytes_")
+                         "max_kernel_bytes_", "kernel_sample_weight_")
     has_variance = True
 
     @classmethod
@@ -176,7 +185,16 @@ class KernelPhase(NTKPhase):
     def start(params_star, X, Y, settings, weights=None, val=None):
         """The solver of ``settings.kernel_solver`` built on the real rows ``X`` (N, d)
         and targets ``Y`` (N, C), and the offset on ``val.X`` when validation rows are
-        given (``weights`` is unused: see :attr:`padded_rows`).
+        given.
+
+        With sample ``weights`` ``w`` (N,) the phase is weighted kernel regression:
+        the flow of ``(1 / sum w) sum_i w_i (1/2) ||f_i - y_i||^2`` and, at ``t =
+        inf``, the minimiser of ``sum_i w_i ||f_i - y_i||^2 + rho ||f - f_0||^2`` in
+        the kernel's space, i.e. ``A = (W K_bar + rho I)^{-1} W R``. It is solved as
+        the unweighted problem of the kernel ``S K_bar S`` (``S = diag(sqrt w)``),
+        residual ``S R`` and flow times scaled by ``N / sum w``, with ``A = S B``
+        (``B`` that problem's coefficients): the solvers are unchanged, and rows of
+        integer weight give the fit of repeated rows.
 
         Raises
         ------
@@ -188,18 +206,34 @@ class KernelPhase(NTKPhase):
         offset = settings.kernel_offset
         F0 = offset_outputs(params_star, X, offset, settings.layer_scales)
         X_val = None if val is None else val.X
-        state = solver.build(params_star, X, np.asarray(Y, dtype=np.float64) - F0, settings,
-                             X_val=X_val)
+        residual = np.asarray(Y, dtype=np.float64) - F0
+        row_scale = None
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            row_scale = np.sqrt(weights)
+            residual = residual * row_scale[:, None]
+            settings = _weighted_flow_settings(settings, weights)
+        state = solver.build(params_star, X, residual, settings, X_val=X_val,
+                             row_scale=row_scale)
         F0_val = (None if val is None
                   else offset_outputs(params_star, X_val, offset, settings.layer_scales))
         return KernelState(params_star, X, F0, state, np.zeros_like(F0), F0, F0_val,
-                           offset=offset, layer_scales=settings.layer_scales)
+                           offset=offset, layer_scales=settings.layer_scales,
+                           sample_weight=weights)
 
     @staticmethod
     def step(state, epoch, settings):
         # Kernel regression (epoch inf) needs no step size, which may be NaN then.
         t = math.inf if math.isinf(epoch) else settings.learning_rate * epoch
-        coefficients, train_update, info = state.solver.evaluate(t)
+        if state.sample_weight is None:
+            coefficients, train_update, info = state.solver.evaluate(t)
+        else:
+            weights = state.sample_weight
+            # The flow at t / sum(w) is the solvers' flow at t_solver / N.
+            t_solver = t if math.isinf(t) else t * weights.size / weights.sum()
+            coefficients, train_update, info = state.solver.evaluate(t_solver)
+            row_scale = np.sqrt(weights)[:, None]
+            coefficients, train_update = coefficients * row_scale, train_update / row_scale
         return state._replace(coefficients=coefficients, train_logits=state.F0 + train_update,
                               info=info, flow_time=t)
 
@@ -253,7 +287,8 @@ class KernelPhase(NTKPhase):
                 "kernel_flow_time_": float(state.flow_time),
                 "kernel_tol_": float(settings.kernel_tol),
                 "kernel_max_iter_": int(settings.kernel_max_iter),
-                "max_kernel_bytes_": settings.max_kernel_bytes}
+                "max_kernel_bytes_": settings.max_kernel_bytes,
+                "kernel_sample_weight_": state.sample_weight}
 
     @staticmethod
     def variance_defined(fitted):
@@ -306,6 +341,8 @@ class KernelPhase(NTKPhase):
                                  fitted["max_kernel_bytes_"], VARIANCE_CROSS_KERNEL,
                                  copies=inverse.cross_copies, held_bytes=inverse.nbytes,
                                  held_what=inverse.description, layer_scales=scales)
-            variance[start:stop] = (prior[:stop - start]
-                                    - inverse.quadratic(K_cross[:stop - start]))
+            K_cross = K_cross[:stop - start]
+            if fitted.get("kernel_sample_weight_") is not None:
+                K_cross = K_cross * np.sqrt(fitted["kernel_sample_weight_"])[None, :]
+            variance[start:stop] = prior[:stop - start] - inverse.quadratic(K_cross)
         return np.clip(variance, 0.0, None)

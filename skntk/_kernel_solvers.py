@@ -71,9 +71,12 @@ class DenseSolver(NamedTuple):
     val_kernel: Any = None
 
     @classmethod
-    def build(cls, params_star, X, residual, settings, X_val=None):
+    def build(cls, params_star, X, residual, settings, X_val=None, row_scale=None):
         """Form the training kernel and decompose it, then form the validation cross
-        kernel (each after its memory check, :mod:`skntk._kernel_budget`).
+        kernel (each after its memory check, :mod:`skntk._kernel_budget`). With
+        ``row_scale`` ``s`` (N,), the kernel decomposed is ``diag(s) K_bar diag(s)``
+        (weighted kernel regression; :class:`skntk._kernel_phase.KernelPhase`) and the
+        validation kernel is left unscaled.
 
         Parameters
         ----------
@@ -96,6 +99,7 @@ class DenseSolver(NamedTuple):
         K_bar = kernel_bar(params_star, X, X, n_classes, settings.max_kernel_bytes,
                            TRAINING_KERNEL, copies=TRAINING_KERNEL_COPIES, mesh=settings.mesh,
                            layer_scales=settings.layer_scales)
+        _scale_rows_and_columns(K_bar, row_scale)
         # Exact zeros first (float64 rule); then, if the last flow time would amplify
         # the kernel's float32 round-off, everything below its resolution.
         eigenvalues, eigenvectors = eigendecompose_kernel(K_bar, settings.ridge)
@@ -140,6 +144,7 @@ class DenseSolver(NamedTuple):
         K_bar = kernel_bar(params_star, X_fit, X_fit, fitted["dual_coef_"].shape[1],
                            fitted["max_kernel_bytes_"], VARIANCE_TRAINING_KERNEL,
                            copies=TRAINING_KERNEL_COPIES, layer_scales=fitted["layer_scales"])
+        _scale_rows_and_columns(K_bar, _fitted_row_scale(fitted))
         return DenseInverse.factor(K_bar, fitted["kernel_ridge_"], kernel_dtype(params_star))
 
 
@@ -169,7 +174,7 @@ class MatrixFreeSolver(NamedTuple):
     X_val: Any = None
 
     @classmethod
-    def build(cls, params_star, X, residual, settings, X_val=None):
+    def build(cls, params_star, X, residual, settings, X_val=None, row_scale=None):
         """Solve at ``t = inf`` (``settings.n_epochs`` infinite), or build the Lanczos
         decomposition for the last flow time ``settings.learning_rate *
         settings.n_epochs``; warns (``ConvergenceWarning``) when the solver stops short
@@ -181,7 +186,8 @@ class MatrixFreeSolver(NamedTuple):
         n_classes = residual.shape[1]
         scales = settings.layer_scales
         operator = TrainingKernel(params_star, X, n_classes, settings.ridge,
-                                  max_bytes=settings.max_kernel_bytes, layer_scales=scales)
+                                  max_bytes=settings.max_kernel_bytes, layer_scales=scales,
+                                  row_scale=row_scale)
         options = dict(tol=settings.kernel_tol, max_iter=settings.kernel_max_iter,
                        operator=operator, layer_scales=scales)
         fields = dict(params_star=params_star, X=X, n_classes=n_classes, layer_scales=scales,
@@ -233,9 +239,23 @@ class MatrixFreeSolver(NamedTuple):
         operator = TrainingKernel(params_star, X_fit, fitted["dual_coef_"].shape[1],
                                   fitted["kernel_ridge_"],
                                   max_bytes=fitted["max_kernel_bytes_"],
-                                  layer_scales=fitted["layer_scales"])
+                                  layer_scales=fitted["layer_scales"],
+                                  row_scale=_fitted_row_scale(fitted))
         return CGInverse(operator, nystrom_preconditioner(operator, PRECONDITIONER_RANK),
                          fitted["kernel_tol_"], fitted["kernel_max_iter_"])
+
+
+def _scale_rows_and_columns(K, row_scale):
+    """``K <- diag(s) K diag(s)`` in place (nothing for ``s = None``)."""
+    if row_scale is not None:
+        K *= row_scale[:, None]
+        K *= row_scale[None, :]
+
+
+def _fitted_row_scale(fitted):
+    """``sqrt`` of the fitted kernel phase's sample weights, or ``None`` (weights 1)."""
+    weights = fitted.get("kernel_sample_weight_")
+    return None if weights is None else np.sqrt(weights)
 
 
 KERNEL_SOLVERS = {"dense": DenseSolver, "matrix_free": MatrixFreeSolver}

@@ -249,6 +249,10 @@ class TrainingKernel:
     layer_scales : tuple of (float, float) or None, default=None
         The per-layer scales ``D`` of the parameterisation: the kernel is
         ``J D Jᵀ`` (``None``: standard, ``J Jᵀ``).
+    row_scale : ndarray of shape (n_samples,) or None, default=None
+        ``s``, the square roots of the sample weights: the operator is then
+        ``diag(s) K_bar diag(s) + ρI``, that of weighted kernel regression
+        (``None``: ``s = 1``).
 
     Attributes
     ----------
@@ -266,8 +270,9 @@ class TrainingKernel:
     """
 
     def __init__(self, params, X, n_classes, ridge=0.0, *, block_size=DEFAULT_BLOCK_SIZE,
-                 max_bytes=None, layer_scales=None):
+                 max_bytes=None, layer_scales=None, row_scale=None):
         block_size = check_positive_int(block_size, "block_size")
+        self.row_scale = None if row_scale is None else np.asarray(row_scale, np.float64)
         self.layer_scales = layer_scales
         self.n_classes = check_positive_int(n_classes, "n_classes")
         self.ridge = _check_ridge(ridge)
@@ -295,6 +300,8 @@ class TrainingKernel:
         that overflows), before any solver sees it.
         """
         V = np.asarray(V)
+        if self.row_scale is not None:
+            V = V * self.row_scale[:, None]
         k = V.shape[1]
         V_blocks = row_blocks(jnp.asarray(V, dtype=self.dtype), self.block)
         if self.stores_factors:
@@ -314,6 +321,8 @@ class TrainingKernel:
                 f"of the input scale), or the network diverged before the phase. "
                 f"Standardise the inputs (e.g. with sklearn.preprocessing.StandardScaler) "
                 f"or lower the SGD `learning_rate`.")
+        if self.row_scale is not None:
+            out *= self.row_scale[:, None]
         return out / self.n_classes
 
     def with_ridge(self, ridge):
@@ -334,6 +343,8 @@ class TrainingKernel:
         else:
             diag = diagonal_from_inputs(self.params, self._X_blocks, self.layer_scales)
         diag = np.asarray(diag, dtype=np.float64).reshape(-1)[:self.n_samples]
+        if self.row_scale is not None:
+            diag = diag * self.row_scale ** 2
         return diag / self.n_classes
 
     def matvec(self, V):

@@ -5,12 +5,12 @@ import warnings
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.model_selection import train_test_split
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
 
-from ._base import BaseHybridNTK
+from ._base import BaseHybridNTK, available_with_reason
 from ._losses import SQUARED_ERROR
 from ._training import COMPUTE_DTYPE
+from ._weights import check_sample_weight
 from ._validation import check_float32_range
 from .ntk import DEFAULT_MAX_KERNEL_BYTES
 
@@ -159,6 +159,14 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         network's initial outputs are of order 1 and the step sizes assume targets of
         that scale: without it, targets of scale 100 make SGD at the default
         ``learning_rate`` diverge. ``False`` trains on ``y`` as given.
+    solver : {"sgd", "adam"}, default="sgd"
+        Optimiser of the SGD phase, as in :class:`HybridNTKClassifier`.
+    momentum : float in [0, 1), default=0.0
+        Momentum of ``solver="sgd"`` (0: plain SGD).
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for ``solver="sgd"`` when ``momentum > 0``.
+    alpha : float, default=0.0
+        L2 penalty of the SGD phase, as in :class:`HybridNTKClassifier`.
 
     Attributes
     ----------
@@ -212,6 +220,9 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
     kernel_tol_, kernel_max_iter_, max_kernel_bytes_ : float, int, int
         Only for ``ntk_phase="kernel"``: the solver settings and memory budget of the
         fit, used by prediction and :meth:`predict_variance`.
+    kernel_sample_weight_ : ndarray of shape (n_fit,) or None
+        Only for ``ntk_phase="kernel"``: the weights of the rows of ``X_fit_`` in the
+        weighted kernel regression; ``None`` for weights 1.
     learning_rate_ : float
         Step size of the SGD phase (``learning_rate`` with ``"auto"`` resolved).
     ntk_learning_rate_ : float
@@ -278,8 +289,13 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
                  kernel_max_iter=500, max_kernel_bytes=DEFAULT_MAX_KERNEL_BYTES,
                  validation_fraction=0.1, devices=None, random_state=None, verbose=0,
                  kernel_diagnostics=False, callbacks=None, warm_start=False,
-                 parameterization="standard", normalize_y=True):
+                 parameterization="standard", normalize_y=True, solver="sgd", momentum=0.0,
+                 nesterovs_momentum=True, alpha=0.0):
         self.normalize_y = normalize_y
+        self.solver = solver
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.alpha = alpha
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.parameterization = parameterization
@@ -314,7 +330,8 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y, X_val=None, y_val=None, *, coef_init=None, intercept_init=None):
+    def fit(self, X, y, X_val=None, y_val=None, *, sample_weight=None, coef_init=None,
+            intercept_init=None):
         """Train the network: SGD phase, switch, NTK phase.
 
         Any fitted state of an earlier call is cleared first (``warm_start=True`` keeps
@@ -332,6 +349,12 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
             Validation inputs; when given, ``validation_fraction`` is ignored.
         y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
             Validation targets, with the outputs of ``y``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the rows of ``X`` (``None``: 1 each): training
+            minimises ``sum_i w_i ell_i / sum_i w_i`` in every phase (the kernel phase
+            is weighted kernel ridge regression), and ``normalize_y`` uses the weighted
+            mean and standard deviation; a zero weight removes its row, integer weights
+            act as repeated rows (see :meth:`HybridNTKClassifier.fit`). Not modified.
         coef_init, intercept_init : list of array-like, default=None
             Initial network instead of the random draw, for layer sizes
             ``(n_features, *hidden_layer_sizes, n_outputs)`` (see
@@ -354,15 +377,19 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         TypeError
             If ``X`` or ``X_val`` is a scipy sparse matrix.
         """
-        return self._fit_clearing_state(X, y, X_val, y_val, coef_init, intercept_init)
+        return self._fit_clearing_state(X, y, X_val, y_val, coef_init, intercept_init,
+                                        sample_weight)
 
-    def _prepare_targets(self, X, y, X_val, y_val, rng):
-        """Targets checked and as float32 columns (n, C), and the random split."""
+    def _prepare_targets(self, X, y, X_val, y_val, rng, sample_weight=None):
+        """Targets checked and as float32 columns (n, C), the weights, and the random
+        split."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True,
                              y_numeric=True)
         check_float32_range(X, "X")
         Y = self._target_columns(y, "y")
         n_outputs = Y.shape[1]
+        X, Y, rows, weights = self._canonical(X, Y, check_sample_weight(sample_weight, X))
+        val_weights = None
         split_seed = rng.randint(np.iinfo(np.int32).max)
         n_samples = X.shape[0]
         train_rows = np.arange(n_samples)
@@ -388,9 +415,12 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
                                                     random_state=split_seed)
                 X_val, Y_val = X[held], Y[held]
                 X, Y = X[train_rows], Y[train_rows]
+                if weights is not None:
+                    weights, val_weights = weights[train_rows], weights[held]
         mean, scale = np.zeros(n_outputs), np.ones(n_outputs)
         if self.normalize_y:
-            mean, scale = Y.mean(axis=0), Y.std(axis=0)
+            mean = np.average(Y, axis=0, weights=weights)
+            scale = np.sqrt(np.average((Y - mean) ** 2, axis=0, weights=weights))
             scale[scale == 0] = 1.0  # a constant output: centred only
 
         def standardised(a):
@@ -398,8 +428,9 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
 
         return (np.array(X, dtype=COMPUTE_DTYPE), standardised(Y),
                 None if X_val is None else np.array(X_val, dtype=COMPUTE_DTYPE),
-                standardised(Y_val), train_rows,
-                {"n_outputs_": n_outputs, "y_mean_": mean, "y_scale_": scale})
+                standardised(Y_val), rows[train_rows],
+                {"n_outputs_": n_outputs, "y_mean_": mean, "y_scale_": scale}, weights,
+                val_weights)
 
     def _check_warm_start_targets(self, fitted_targets, targets):
         # The standardisation follows the new data; the network needs its outputs.
@@ -459,7 +490,7 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         outputs = self.y_mean_ + self.y_scale_ * outputs
         return outputs[:, 0] if self.n_outputs_ == 1 else outputs
 
-    @available_if(BaseHybridNTK._variance_is_defined)
+    @available_with_reason(BaseHybridNTK._variance_is_defined)
     def predict_variance(self, X):
         """Posterior variance of each output under the NTK Gaussian process.
 

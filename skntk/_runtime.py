@@ -332,14 +332,38 @@ def check_not_forked():
 
 _count_lock = threading.Lock()
 _compilations = 0
+_compile_seconds = 0.0
 _listening = False
+
+_COMPILE_TIME_EVENTS = frozenset({"/jax/core/compile/jaxpr_trace_duration",
+                                  "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                                  _BACKEND_COMPILE_EVENT})
+"""The events whose durations make up the time JAX spends compiling: tracing,
+lowering and the backend's compilation (``jax._src.dispatch``)."""
 
 
 def _on_duration_event(event, duration_secs, **kwargs):
-    global _compilations
-    if event == _BACKEND_COMPILE_EVENT:
+    global _compilations, _compile_seconds
+    if event in _COMPILE_TIME_EVENTS:
         with _count_lock:
-            _compilations += 1
+            _compile_seconds += duration_secs
+            if event == _BACKEND_COMPILE_EVENT:
+                _compilations += 1
+
+
+def _listen():
+    global _listening
+    with _count_lock:
+        if not _listening:
+            jax.monitoring.register_event_duration_secs_listener(_on_duration_event)
+            _listening = True
+
+
+def compile_seconds():
+    """Seconds this process has spent tracing, lowering and compiling JAX programs
+    since the first call (process-wide: fits in other threads add to it too)."""
+    _listen()
+    return _compile_seconds
 
 
 class CompilationCount:
@@ -376,11 +400,7 @@ def count_compilations():
     >>> compiled.count  # doctest: +SKIP
     0
     """
-    global _listening
-    with _count_lock:
-        if not _listening:
-            jax.monitoring.register_event_duration_secs_listener(_on_duration_event)
-            _listening = True
+    _listen()
     counter = CompilationCount()
     try:
         yield counter

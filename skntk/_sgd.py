@@ -7,10 +7,12 @@ compiled epoch depends only on the bucket, not on the number of samples.
 """
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from ._activations import activation_of
 from ._devices import constrain_rows, padded_length
@@ -61,15 +63,63 @@ def epoch_order(rng, n_samples, n_rows, batch_size):
     return order
 
 
-def _weighted_batch_loss(params, X, Y, weights, loss, activation):
+class Optimizer(NamedTuple):
+    """The SGD phase's optimiser (hashable: a static argument of ``jax.jit``), with the
+    names and meanings of scikit-learn's ``MLPClassifier``.
+
+    ``solver``: ``"sgd"`` (``optax.sgd``, with ``momentum`` and Nesterov's momentum
+    when ``nesterovs_momentum``) or ``"adam"`` (``optax.adam`` with its defaults, those
+    of ``MLPClassifier``: ``beta_1=0.9``, ``beta_2=0.999``, ``epsilon=1e-8``);
+    ``alpha``: L2 penalty, ``alpha / (2 n_b) sum_l ||W_l||^2`` added to the mean loss
+    of a batch of total weight ``n_b`` (``MLPClassifier``'s penalty, divided by the
+    sample size; biases are not penalised).
+    """
+
+    solver: str = "sgd"
+    momentum: float = 0.0
+    nesterovs_momentum: bool = True
+    alpha: float = 0.0
+
+    def transformation(self, learning_rate):
+        """The ``optax.GradientTransformation`` with step ``learning_rate`` (traced)."""
+        if self.solver == "adam":
+            return optax.adam(learning_rate)
+        return optax.sgd(learning_rate, momentum=self.momentum or None,
+                         nesterov=bool(self.momentum) and self.nesterovs_momentum)
+
+    def init(self, params):
+        """The optimiser state of ``params`` (zeros; independent of the step)."""
+        return self.transformation(0.0).init(params)
+
+
+PLAIN_SGD = Optimizer()
+"""Constant-step SGD without momentum or penalty: ``theta -= eta D grad``."""
+
+
+def _weighted_batch_loss(params, X, Y, weights, loss, activation, alpha=0.0):
     per_sample = loss.per_sample(mlp_forward(params, X, activation), Y)
-    return jnp.sum(weights * per_sample) / jnp.sum(weights)
+    total = jnp.sum(weights)
+    value = jnp.sum(weights * per_sample) / total
+    if alpha:
+        value = value + alpha / (2 * total) * sum(jnp.sum(W ** 2) for W, _ in params)
+    return value
 
 
 @partial(jax.jit, static_argnames=("batch_size", "mesh", "layer_scales", "loss"))
 def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=None,
-              layer_scales=None, loss=CROSS_ENTROPY):
-    """One shuffled pass of mini-batch SGD on the mean of a loss.
+              layer_scales=None, loss=CROSS_ENTROPY, weights=None):
+    """One shuffled pass of plain mini-batch SGD on the mean of a loss:
+    :func:`optimizer_epoch` with :data:`PLAIN_SGD`, returning the parameters only."""
+    return optimizer_epoch(params, PLAIN_SGD.init(params), X, Y, order, n_samples,
+                           learning_rate, batch_size, mesh, layer_scales, loss, weights,
+                           PLAIN_SGD)[0]
+
+
+@partial(jax.jit, static_argnames=("batch_size", "mesh", "layer_scales", "loss", "optimizer"))
+def optimizer_epoch(params, opt_state, X, Y, order, n_samples, learning_rate, batch_size,
+                    mesh=None, layer_scales=None, loss=CROSS_ENTROPY, weights=None,
+                    optimizer=PLAIN_SGD):
+    """One shuffled pass of mini-batch training on the (weighted) mean of a loss.
 
     Every real sample is used exactly once: slot ``i`` of ``order`` belongs to batch
     ``i // batch_size``, the slots past ``n_samples`` get weight zero, so the last,
@@ -81,6 +131,8 @@ def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=No
     ----------
     params : list of (W, b)
         Network parameters (jax arrays).
+    opt_state : optax state
+        The optimiser's state (:meth:`Optimizer.init`), carried from epoch to epoch.
     X : jax array of shape (n_rows, n_features)
     Y : jax array of shape (n_rows, n_outputs)
         Encoded targets of ``loss`` (one-hot classes for the cross-entropy, target
@@ -102,35 +154,49 @@ def sgd_epoch(params, X, Y, order, n_samples, learning_rate, batch_size, mesh=No
         then expected replicated on every device.
     layer_scales : tuple of (float, float) or None, default=None
         Static. The per-layer scales ``D`` of the parameterisation and the network's
-        activation (:func:`skntk._parameterization.layer_scales`): each step is
-        ``theta -= learning_rate * D * grad``, which is plain SGD on the trained
-        coordinates ``(omega, beta)`` of the NTK parameterisation, written in
-        ``(W, b)``. ``None``: the standard parameterisation, ``D = 1``.
+        activation (:func:`skntk._parameterization.layer_scales`): the optimiser receives
+        the gradient times ``D`` (for plain SGD, ``theta -= learning_rate * D * grad``,
+        which is SGD on the trained coordinates ``(omega, beta)`` of the NTK
+        parameterisation, written in ``(W, b)``). ``None``: the standard
+        parameterisation, ``D = 1``.
     loss : skntk._losses.Loss, default=CROSS_ENTROPY
         Static. The loss whose mean over each batch is descended.
+    weights : jax array of shape (n_rows,) or None, default=None
+        Sample weights of the rows of ``X``: each batch descends
+        ``sum_i w_i ell_i / sum_i w_i`` over its rows (``None``: weights 1).
+    optimizer : Optimizer, default=PLAIN_SGD
+        Static. The update rule (optax) and the L2 penalty.
 
     Returns
     -------
     params : list of (W, b)
         Parameters after ``ceil(n_samples / batch_size)`` updates.
+    opt_state : optax state
+        The optimiser's state after them.
     """
     n_slots = order.shape[0]
     n_batch_slots = n_slots // batch_size
-    weights = (jnp.arange(n_slots) < n_samples).astype(X.dtype)
-    order = jnp.asarray(order).reshape(n_batch_slots, batch_size)
-    weights = weights.reshape(n_batch_slots, batch_size)
+    order = jnp.asarray(order)
+    slot_weights = (jnp.arange(n_slots) < n_samples).astype(X.dtype)
+    if weights is not None:
+        slot_weights = slot_weights * weights[order]
+    order = order.reshape(n_batch_slots, batch_size)
+    slot_weights = slot_weights.reshape(n_batch_slots, batch_size)
     split = padded_length(batch_size, mesh) - batch_size
     if split:
         order = jnp.pad(order, ((0, 0), (0, split)))
-        weights = jnp.pad(weights, ((0, 0), (0, split)))
+        slot_weights = jnp.pad(slot_weights, ((0, 0), (0, split)))
     grad_fn = jax.grad(_weighted_batch_loss)
+    transformation = optimizer.transformation(learning_rate)
 
-    def step(i, params):
-        idx, w = order[i], weights[i]
+    def step(i, carry):
+        params, opt_state = carry
+        idx, w = order[i], slot_weights[i]
         Xb, Yb, w = (constrain_rows(a, mesh) for a in (X[idx], Y[idx], w))
-        grads = scale_params(grad_fn(params, Xb, Yb, w, loss, activation_of(layer_scales)),
-                             layer_scales)
-        return jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, params, grads)
+        grads = scale_params(grad_fn(params, Xb, Yb, w, loss, activation_of(layer_scales),
+                                     optimizer.alpha), layer_scales)
+        updates, opt_state = transformation.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
 
     n_batches = (n_samples + batch_size - 1) // batch_size
-    return jax.lax.fori_loop(0, n_batches, step, params)
+    return jax.lax.fori_loop(0, n_batches, step, (params, opt_state))

@@ -25,7 +25,9 @@ from ._parameterization import layer_scales
 from ._phase_api import NTK_MAX_EPOCHS_AUTO, PREDICT_BLOCK, PhaseSettings, network_metrics
 from ._phase_api import tree_is_finite as _tree_is_finite
 from ._phases import NTK_PHASES
-from ._sgd import compiled_batch_size, epoch_order, n_batches_per_epoch, sgd_epoch
+from ._runtime import compile_seconds
+from ._sgd import (PLAIN_SGD, Optimizer, compiled_batch_size, epoch_order, n_batches_per_epoch,
+                   optimizer_epoch)
 from ._stopping import NTKStopping
 from ._switch import SWITCH_CRITERIA, SwitchConfig
 from ._switch_check import (CONFIRMING_STANDARD_ERRORS, SwitchGuard, constant_score,
@@ -82,6 +84,15 @@ class TrainingConfig(NamedTuple):
     devices: Any
     verbose: int
     kernel_diagnostics: bool
+    solver: str = "sgd"
+    momentum: float = 0.0
+    nesterovs_momentum: bool = True
+    alpha: float = 0.0
+
+    @property
+    def optimizer(self):
+        """The SGD phase's :class:`skntk._sgd.Optimizer`."""
+        return Optimizer(self.solver, self.momentum, self.nesterovs_momentum, self.alpha)
 
     @property
     def scouting(self):
@@ -92,12 +103,14 @@ class TrainingConfig(NamedTuple):
 class _History:
     """Per-epoch records and the optional one-line-per-epoch report."""
 
-    def __init__(self, config, start, auto_learning_rate=False):
+    def __init__(self, config, start, auto_learning_rate=False, compile_start=None):
         self.rows = []
         self.config = config
         # learning_rate="auto": config.learning_rate holds the step it chose.
         self.auto_learning_rate = auto_learning_rate
         self.start = start
+        # Seconds of compilation before the fit began (compile_seconds()).
+        self.compile_start = compile_seconds() if compile_start is None else compile_start
         score = config.loss.score_name
         self.train_score, self.val_score = f"train_{score}", f"val_{score}"
         # The short name of the score in the verbose lines.
@@ -122,10 +135,14 @@ class _History:
         self.rows.append(row)
         if self.config.verbose:
             label = self.score_label
+            # The statistic only where it was checked; the time split into the
+            # compilations of this fit and the rest (training).
+            checked = "" if math.isnan(statistic) else f"switch statistic {statistic:.4g}  "
+            compiling = compile_seconds() - self.compile_start
             print(f"[{phase}] epoch {row['epoch']:4d}  train loss {train_loss:.4f} "
                   f"{label} {train_score:.4f}  val loss {val_loss:.4f} {label} "
-                  f"{val_score:.4f}  switch statistic {statistic:.4g}  "
-                  f"{row['elapsed_s']:.2f} s")
+                  f"{val_score:.4f}  {checked}training {row['elapsed_s'] - compiling:.2f} s"
+                  f" + compiling {compiling:.2f} s")
 
     def divergence(self, what, phase):
         """The ``ValueError`` for ``what`` turning non-finite in the epoch being run,
@@ -214,23 +231,27 @@ def _warn_if_loss_rose(phase, loss_before, loss_after, parameter, value):
 
 
 
-@partial(jax.jit, static_argnames=("batch_size", "mesh", "layer_scales", "loss"))
+@partial(jax.jit, static_argnames=("batch_size", "mesh", "layer_scales", "loss", "optimizer"))
 def _sgd_epoch_and_metrics(params, train, val, order, n_samples, learning_rate, batch_size,
-                           mesh=None, layer_scales=None, loss=None):
+                           mesh=None, layer_scales=None, loss=None, opt_state=None,
+                           optimizer=PLAIN_SGD):
     """One SGD epoch and what the loop checks and records after it, in one compiled
     program with one transfer to the host.
 
-    Runs :func:`skntk._sgd.sgd_epoch` on ``loss`` (static) over ``n_samples`` samples
-    (``train.n``; 0 runs no batch, for the metrics of the initial network), with the
-    per-layer scales ``layer_scales`` of the parameterisation (static). Returns the
-    parameters and ``[1 if every parameter is finite else 0, train_loss, train_score,
-    val_loss, val_score]``.
+    Runs :func:`skntk._sgd.optimizer_epoch` with ``optimizer`` (static) on ``loss``
+    (static) over ``n_samples`` samples (``train.n``; 0 runs no batch, for the metrics
+    of the initial network), weighted by ``train.weights``, with the per-layer scales
+    ``layer_scales`` of the parameterisation (static). Returns the parameters,
+    ``[1 if every parameter is finite else 0, train_loss, train_score, val_loss,
+    val_score]`` and the optimiser's state after the epoch (``opt_state``: before it,
+    from :meth:`skntk._sgd.Optimizer.init` for the first).
     """
-    params = sgd_epoch(params, train.X, train.Y, order, n_samples, learning_rate, batch_size,
-                       mesh, layer_scales, loss)
+    params, opt_state = optimizer_epoch(params, opt_state, train.X, train.Y, order, n_samples,
+                                        learning_rate, batch_size, mesh, layer_scales, loss,
+                                        train.weights, optimizer)
     finite = _tree_is_finite(params).astype(train.X.dtype)
     return params, jnp.concatenate([finite[None], network_metrics(_network, loss, params,
-                                                                  train, val, layer_scales)])
+                                                                  train, val, layer_scales)]), opt_state
 
 
 def _network(params, X, layer_scales):
@@ -296,19 +317,19 @@ class _Criterion:
         return statistic, threshold, held, diagnostics
 
 
-def _sgd_phase(config, history, params, criterion, guard, first_epoch, train, val, scales,
-               mesh, batch_size, shuffle_rng, n_samples, callbacks):
+def _sgd_phase(config, history, params, opt_state, criterion, guard, first_epoch, train, val,
+               scales, mesh, batch_size, shuffle_rng, n_samples, callbacks):
     """SGD epochs from ``first_epoch`` until a switch is taken (``guard``,
-    :class:`skntk._switch_check.SwitchGuard`) or the budget is spent; returns
-    ``(params, n_sgd, trigger, stopped_by_callback)`` with ``trigger`` the switch's
-    (``None``: no switch)."""
+    :class:`skntk._switch_check.SwitchGuard`) or the budget is spent, the optimiser
+    starting from ``opt_state``; returns ``(params, opt_state, n_sgd, trigger,
+    stopped_by_callback)`` with ``trigger`` the switch's (``None``: no switch)."""
     trigger, stopped_by_callback = None, False
     n_sgd = first_epoch - 1
     for epoch in range(first_epoch, config.max_sgd_epochs + 1):
         order = epoch_order(shuffle_rng, n_samples, train.X.shape[0], batch_size)
-        params, report = _sgd_epoch_and_metrics(params, train, val, order, n_samples,
-                                                config.learning_rate, batch_size, mesh,
-                                                scales, config.loss)
+        params, report, opt_state = _sgd_epoch_and_metrics(
+            params, train, val, order, n_samples, config.learning_rate, batch_size, mesh,
+            scales, config.loss, opt_state, config.optimizer)
         report = np.asarray(report)
         if not report[0]:
             raise history.divergence("the parameters", "sgd")
@@ -328,7 +349,7 @@ def _sgd_phase(config, history, params, criterion, guard, first_epoch, train, va
                         else "stalled above its threshold: a trial switch")
                 print(f"Switch criterion {config.switch!r} {what} at epoch {epoch}.")
             break
-    return params, n_sgd, trigger, stopped_by_callback
+    return params, opt_state, n_sgd, trigger, stopped_by_callback
 
 
 class _Attempt(NamedTuple):
@@ -345,7 +366,8 @@ class _Attempt(NamedTuple):
     record: dict
 
 
-def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
+def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=(),
+               weights=None, val_weights=None):
     """Both phases on prepared float32 arrays; returns the fitted attributes.
 
     Parameters
@@ -365,6 +387,10 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         from the draw).
     callbacks : sequence of callables
         See :class:`EpochInfo`.
+    weights, val_weights : ndarray of shape (n,) and (n_val,), or None
+        Sample weights of the training and validation rows (positive; ``None``: 1
+        each). Every loss, gradient, metric and NTK phase weights its rows by them,
+        and the monitor subset is drawn with probabilities proportional to them.
 
     Returns
     -------
@@ -372,7 +398,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
         The fitted attributes (trailing underscore), and ``monitor_index`` (rows of
         ``X``).
     """
-    start = time.perf_counter()
+    start, compile_start = time.perf_counter(), compile_seconds()
     n_samples, n_outputs = Y.shape
     layer_sizes = (X.shape[1], *config.hidden_layer_sizes, n_outputs)
     ntk_solver, kernel_solver = _check_budgets(config, layer_sizes, n_samples,
@@ -390,7 +416,8 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     params = replicate(params_to_jax(init_params), mesh)
     monitor, m = None, min(config.ntk_monitor_size, n_samples)
     # The monitor subset serves the kernel criteria and the automatic steps.
-    monitor_index = np.sort(rng.choice(n_samples, m, replace=False))
+    monitor_index = np.sort(rng.choice(n_samples, m, replace=False,
+                                       p=None if weights is None else weights / weights.sum()))
     auto_learning_rate = config.learning_rate == "auto"
     if auto_learning_rate:
         # 1 / L of the loss at theta_0 on the monitor subset, capped.
@@ -408,8 +435,8 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     def place(a):
         return replicate(jax.device_put(a), mesh)
 
-    train = padded_rows(X, Y, place)
-    val = None if X_val is None else padded_rows(X_val, Y_val, place)
+    train = padded_rows(X, Y, place, weights=weights)
+    val = None if X_val is None else padded_rows(X_val, Y_val, place, weights=val_weights)
     batch_size = compiled_batch_size(config.batch_size, n_samples, train.X.shape[0])
     use_shapes((layer_sizes, batch_size, train.X.shape[0], None if val is None else
                 val.X.shape[0], None if monitor is None else monitor.shape[0], config.switch,
@@ -418,8 +445,9 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
 
     # The epoch program over no sample: the metrics of the initial network.
     no_order = np.zeros(n_batches_per_epoch(train.X.shape[0], batch_size) * batch_size, np.int32)
-    _, report = _sgd_epoch_and_metrics(params, train, val, no_order, 0, config.learning_rate,
-                                       batch_size, mesh, scales, config.loss)
+    _, report, _ = _sgd_epoch_and_metrics(params, train, val, no_order, 0, config.learning_rate,
+                                          batch_size, mesh, scales, config.loss,
+                                          config.optimizer.init(params), config.optimizer)
     initial_report = np.asarray(report)
     initial_loss = float(initial_report[1])
     if not math.isfinite(initial_loss):
@@ -430,7 +458,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
             f"sklearn.preprocessing.StandardScaler).")
 
     input_scale_warning(X)
-    history = _History(config, start, auto_learning_rate)
+    history = _History(config, start, auto_learning_rate, compile_start)
     criterion = _Criterion(config, params, monitor, monitor_index, Y, m, scales)
     # Only a network phase stopped by its own rule can judge the switch and hand the
     # training back to SGD; the user's fixed epoch is taken as asked.
@@ -444,16 +472,22 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=()):
     if phase.padded_rows:
         ntk_rows = (train, val, kernel_solver)
     else:
-        ntk_rows = (*(None if a is None else Rows(place(a), place(b), None, a.shape[0])
-                      for a, b in ((X, Y), (X_val, Y_val))), kernel_solver)
+        ntk_rows = (*(None if a is None else
+                      Rows(place(a), place(b),
+                           None if w is None else place(np.asarray(w, COMPUTE_DTYPE)),
+                           a.shape[0])
+                      for a, b, w in ((X, Y, weights), (X_val, Y_val, val_weights))),
+                    kernel_solver)
     attempts = []
     sgd_time, ntk_time = time.perf_counter() - start, 0.0
     first_epoch = 1
+    # SGD resumes after a rejected switch from theta* with the optimiser's state there.
+    opt_state = config.optimizer.init(params)
     while True:
         sgd_start = time.perf_counter()
-        params, n_sgd, trigger, stopped_by_callback = _sgd_phase(
-            config, history, params, criterion, guard, first_epoch, train, val, scales, mesh,
-            batch_size, shuffle_rng, n_samples, callbacks)
+        params, opt_state, n_sgd, trigger, stopped_by_callback = _sgd_phase(
+            config, history, params, opt_state, criterion, guard, first_epoch, train, val,
+            scales, mesh, batch_size, shuffle_rng, n_samples, callbacks)
         sgd_time += time.perf_counter() - sgd_start
         ntk_start = time.perf_counter()
         if trigger is None and attempts:

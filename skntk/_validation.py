@@ -174,6 +174,15 @@ def usable_logits(logits):
     return np.clip(np.where(np.isnan(logits), -largest, logits), -largest, largest)
 
 
+def log_softmax(logits):
+    """Row-wise log of :func:`softmax` for finite float64 logits, computed without
+    forming the probabilities: finite where a probability underflows to 0 in float64,
+    ``-inf`` only where the shifted logit itself overflows."""
+    with np.errstate(over="ignore"):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
 def softmax(logits):
     """Row-wise softmax of finite float64 logits; rows sum to 1 (no NaN: the largest
     entry of a row contributes exp(0) = 1 to its sum)."""

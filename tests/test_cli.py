@@ -123,3 +123,28 @@ def test_generated_interaction_dataset_runs(capsys):
     assert "interaction (generated" in out and "train: 3000" in out and "features: 30" in out
     rows = _rows(out)
     assert len(rows) == 2 and all(row.split()[-1].endswith("x") for row in rows)
+
+
+def test_real_valued_target_runs_the_regressor_with_the_budget_shown(capsys):
+    assert main(["--dataset", "diabetes", "--max-sgd-epochs", "4", "--ntk-epochs", "2",
+                 "--parameterization", "ntk"]) == 0
+    out = capsys.readouterr().out
+    assert "target: real-valued (regression)" in out and "parameterization: ntk" in out
+    header = next(line for line in out.splitlines() if line.startswith("method"))
+    assert "test R2" in header and "SGD budget" in header
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(("plain SGD", "hybrid (kernel_velocity"))]
+    assert len(rows) == 2
+    assert rows[0][2] == "4"  # the SGD budget column of "plain SGD"
+    assert "(max_sgd_epochs=4)" in out
+
+
+def test_task_regression_on_a_csv_with_integer_targets(tmp_path, capsys):
+    rng = np.random.RandomState(0)
+    lines = ["x1,x2,y"] + [f"{a:.3f},{b:.3f},{int(3 * a + b)}"
+                           for a, b in rng.normal(size=(40, 2))]
+    path = tmp_path / "counts.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["--csv", str(path), "--target", "y", "--task", "regression",
+                 "--max-sgd-epochs", "2", "--ntk-epochs", "2"]) == 0
+    assert "test R2" in capsys.readouterr().out

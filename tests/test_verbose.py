@@ -40,11 +40,20 @@ def test_verbose_prints_one_line_per_epoch_and_one_at_the_switch(data, capsys, p
 
     epoch_lines = [line for line in lines if EPOCH_LINE.match(line)]
     assert len(epoch_lines) == len(history["epoch"])
-    for line, epoch, phase in zip(epoch_lines, history["epoch"], history["phase"]):
+    for line, epoch, phase, statistic in zip(epoch_lines, history["epoch"], history["phase"],
+                                             history["switch_statistic"]):
         assert EPOCH_LINE.match(line).groups() == (phase, str(epoch))
-        for field in ("train loss", "acc", "val loss", "switch statistic"):
+        for field in ("train loss", "acc", "val loss"):
             assert field in line
-        assert re.search(r"\d+\.\d+ s$", line), "elapsed seconds end the line"
+        # The statistic only on the epochs where the criterion checked it.
+        assert ("switch statistic" in line) == (not np.isnan(statistic))
+        assert "nan" not in line
+        times = re.search(r"training (\d+\.\d+) s \+ compiling (\d+\.\d+) s$", line)
+        assert times, "training and compilation seconds end the line"
+        training, compiling = map(float, times.groups())
+        elapsed = history["elapsed_s"][epoch - 1]
+        assert training >= -0.01 and compiling >= 0
+        assert abs(training + compiling - elapsed) < 0.02
 
     other = [line for line in lines if not EPOCH_LINE.match(line)]
     switch_lines = [line for line in other if line.startswith("Switch criterion")]
