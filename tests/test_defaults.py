@@ -97,7 +97,9 @@ def test_linearization_error_statistic_against_numpy_and_switch_epoch():
         if expected_switch is None and want[-1] < tau and e > k and want[-1 - k] < tau:
             expected_switch = e
     stats = np.array([r[0] for r in rows])
-    np.testing.assert_allclose(stats, want, rtol=2e-3)
+    # atol: the float32 round-off of a residual measured relative to the change of the
+    # outputs (about 3e-6 at the last check, where the ratio is 6e-4).
+    np.testing.assert_allclose(stats, want, rtol=2e-3, atol=1e-5)
     assert stats[k - 1] == pytest.approx(1.0)  # at the first check the windows coincide
     switched = [e for e, r in enumerate(rows, start=1) if r[2]]
     assert expected_switch is not None and switched[0] == expected_switch
