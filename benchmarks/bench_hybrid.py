@@ -403,7 +403,7 @@ def main():
     results = {task: run_task(task, range(args.seeds), args.kernel, args.fixed, args.repeat)
                for task in args.tasks}
     print("\nDefault hybrid against SGD only (score difference: worst seed and mean, "
-          "percentage points of accuracy or R^2; mean wall-time ratio; switch attempts "
+          "percentage points of accuracy or R^2; mean time ratio; switch attempts "
           "and the switch epochs per seed; mean NTK epochs):")
     ratios = []
     for task, summary in results.items():

@@ -254,3 +254,25 @@ def test_an_earlier_attempt_is_kept_only_beyond_two_standard_errors():
     assert kept([_attempt(0.7, 0.80 + 0.9 * margin), _attempt(0.8, 0.80)], _Rows, se) == 1
     assert kept([_attempt(0.7, 0.80 + 1.1 * margin), _attempt(0.8, 0.80)], _Rows, se) == 0
     assert kept([_attempt(0.7, 0.99), _attempt(0.8, 0.80)], None, se) == 1
+
+
+def test_the_history_display_shades_every_ntk_run_and_marks_rejected_switches():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from skntk.plotting import TrainingHistoryDisplay
+
+    phases = np.array(["sgd"] * 3 + ["ntk"] * 2 + ["sgd"] * 3 + ["ntk"] * 2)
+    n = len(phases)
+    history = {"epoch": np.arange(1, n + 1), "phase": phases,
+               "train_loss": np.linspace(1, 0.1, n), "val_loss": np.linspace(1, 0.2, n),
+               "train_accuracy": np.linspace(0.5, 1, n), "val_accuracy": np.linspace(0.5, 0.9, n)}
+    display = TrainingHistoryDisplay(history, switch_epoch=8, kept_epoch=10,
+                                     rejected_epochs=[3]).plot()
+    # Two NTK runs on each of the two panels, each from its switch (epochs 3 and 8).
+    spans = [span.get_extents().transformed(span.axes.transData.inverted())
+             for span in display.ntk_spans_]
+    assert len(spans) == 4
+    assert sorted({(round(box.x0, 6), round(box.x1, 6)) for box in spans}) == \
+        [(3.0, 5.0), (8.0, 10.0)]
+    assert [line.get_xdata()[0] for line in display.rejected_lines_] == [3, 3]
+    matplotlib.pyplot.close("all")
