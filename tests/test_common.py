@@ -20,7 +20,7 @@ from skntk import HybridNTKClassifier, HybridNTKRegressor
                         hidden_layer_sizes=(16,)),
     HybridNTKClassifier(parameterization="ntk", learning_rate=1.0, switch="ntk_norm",
                         hidden_layer_sizes=(32,)),
-    HybridNTKClassifier(activation="tanh", hidden_layer_sizes=32),
+    HybridNTKClassifier(activation="tanh", hidden_layer_sizes=(32, 32)),
     HybridNTKRegressor(),
     HybridNTKRegressor(switch="kernel_distance", ntk_phase="frozen_jacobian", max_sgd_epochs=20,
                        ntk_monitor_size=32),
