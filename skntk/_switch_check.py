@@ -33,10 +33,11 @@ module adds what they cannot see:
 """
 
 import math
-import warnings
 from typing import NamedTuple
 
 from sklearn.exceptions import ConvergenceWarning
+
+from ._validation import warn_user
 
 STALL_WINDOWS = 4
 """Windows (``switch_window`` epochs each) without a new low of the statistic that
@@ -88,7 +89,7 @@ def input_scale_warning(X):
     rms = (X.astype(float) ** 2).mean(axis=0) ** 0.5
     feature = int(rms.argmax())
     if rms[feature] > INPUT_SCALE_WARNING:
-        warnings.warn(
+        warn_user(
             f"Feature {feature} of `X` has a root mean square of {rms[feature]:.3g}: the "
             f"network expects standardised inputs and may stop learning (fall to a "
             f"constant prediction) on inputs of this scale. Standardise `X`, e.g. with "
@@ -168,7 +169,7 @@ class SwitchGuard:
                          f"level of a constant prediction ({self.constant:.4g})")
                 taken = ("was taken as asked (switch='fixed_epoch')" if not self.block_dead
                          else "was not taken")
-                warnings.warn(
+                warn_user(
                     f"The switch {taken} at epoch {epoch}: {cause}, so the network "
                     f"has not learned yet or has stopped learning; it has not settled. "
                     f"If it stays there, the likely cause is inputs that are not "

@@ -6,7 +6,9 @@ received and says what fixes it.
 
 import math
 import numbers
+import os
 import sys
+import warnings
 
 import numpy as np
 import scipy.sparse
@@ -190,3 +192,17 @@ def softmax(logits):
         shifted = logits - logits.max(axis=1, keepdims=True)  # may be -inf: exp -> 0
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
+
+
+_INTERNAL_DIRS = tuple(os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+                       for module in (sys.modules[__package__], sys.modules["sklearn"]))
+
+
+def warn_user(message, category):
+    """``warnings.warn`` attributed to the first caller outside skntk and scikit-learn
+    (the user's ``fit`` or pipeline line), however deep inside it is raised."""
+    frame, level = sys._getframe(1), 2  # 1 is this function, 2 its caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            _INTERNAL_DIRS):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -147,6 +147,17 @@ def test_raw_tables_get_the_warning_before_training(load):
         input_scale_warning((X - X.mean(axis=0)) / X.std(axis=0))
 
 
+def test_input_scale_warning_points_at_the_callers_fit_line():
+    X, y = load_wine(return_X_y=True)
+    clf = HybridNTKClassifier(hidden_layer_sizes=(4,), max_sgd_epochs=1, switch=None,
+                              ntk_phase=None, validation_fraction=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(X, y)
+    scale = [w for w in caught if "root mean square" in str(w.message)]
+    assert len(scale) == 1 and scale[0].filename == __file__
+
+
 def _data(n=120, seed=0):
     rng = np.random.RandomState(seed)
     X = rng.normal(size=(n, 4)).astype(np.float32)
