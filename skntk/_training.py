@@ -316,6 +316,11 @@ class _Criterion:
                        else self.diagnostics.record(epoch, params))
         return statistic, threshold, held, diagnostics
 
+    def release(self):
+        """Drop the criterion's state (the monitor kernels it keeps) once no SGD epoch
+        can follow, so that it is not held beside the kernels of the NTK phase."""
+        self.state = self.diagnostics = None
+
 
 def _sgd_phase(config, history, params, opt_state, criterion, guard, first_epoch, train, val,
                scales, mesh, batch_size, shuffle_rng, n_samples, callbacks):
@@ -500,9 +505,11 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=(),
             trigger = "callback" if stopped_by_callback else "budget"
             if not guard.warned:  # a dead network has had its own warning
                 _warn_if_no_switch(config, history, stopped_by_callback)
+        judge = judged and trigger in ("criterion", "stalled")
+        if not judge:
+            criterion.release()  # this NTK phase is final: max_kernel_bytes counts on it
         attempt = _run_phase(phase, params, history, config, mesh, scales, X, monitor_index,
-                             ntk_rows, n_sgd, trigger, initial_report, callbacks,
-                             judged and trigger in ("criterion", "stalled"))
+                             ntk_rows, n_sgd, trigger, initial_report, callbacks, judge)
         attempts.append(attempt)
         ntk_time += time.perf_counter() - ntk_start
         confirmed = attempt.record["confirmed"]
