@@ -45,13 +45,18 @@ def _jacobians(apply_fn, params, X):
     return [leaf.reshape(leaf.shape[0], leaf.shape[1], -1) for leaf in jax.tree.leaves(J)]
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "per_logit"))
-def jacobian_tile(apply_fn, params, X1, X2, per_logit):
-    """``K(X1, X2)`` of two blocks from their per-sample Jacobians: ``(b1, b2)``, or
-    ``(b1, b2, C, C)`` with ``per_logit``."""
+def jacobian_contraction(apply_fn, params, X1, X2, per_logit):
+    """``K(X1, X2)`` from the per-sample Jacobians of ``apply_fn`` (traceable):
+    ``(n1, n2)``, or ``(n1, n2, C, C)`` with ``per_logit``; ``X2=None`` reuses the
+    Jacobians of ``X1``."""
+    J1 = _jacobians(apply_fn, params, X1)
+    J2 = J1 if X2 is None else _jacobians(apply_fn, params, X2)
     spec = "icp,jdp->ijcd" if per_logit else "icp,jcp->ij"
-    return sum(jnp.einsum(spec, a, b) for a, b in zip(_jacobians(apply_fn, params, X1),
-                                                        _jacobians(apply_fn, params, X2)))
+    return sum(jnp.einsum(spec, a, b) for a, b in zip(J1, J2))
+
+
+jacobian_tile = jax.jit(jacobian_contraction, static_argnames=("apply_fn", "per_logit"))
+"""One tile ``K(X1, X2)`` of two blocks, compiled (:func:`jacobian_contraction`)."""
 
 
 @partial(jax.jit, donate_argnums=0)

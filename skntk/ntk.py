@@ -490,42 +490,21 @@ def _kernel_from_products(params, X1, X2, block_size, scales):
     return jnp.concatenate(columns, axis=1)[:, :n2]
 
 
-def _jacobian_contraction(apply_fn, params, X1, X2, per_logit):
-    """``Σ_p J_c(x_i)_p J_c'(x'_j)_p`` from per-sample Jacobians of ``apply_fn``
-    (traceable)."""
-    def one_sample(p, x):
-        return apply_fn(p, x[None])[0]
-
-    jacobians = jax.vmap(jax.jacrev(one_sample), in_axes=(None, 0))
-
-    def flat(X):
-        J = jacobians(params, X)
-        return [leaf.reshape(leaf.shape[0], leaf.shape[1], -1) for leaf in jax.tree.leaves(J)]
-
-    J1 = flat(X1)
-    J2 = J1 if X2 is None else flat(X2)
-    spec = "icp,jdp->ijcd" if per_logit else "icp,jcp->ij"
-    return sum(jnp.einsum(spec, a, b) for a, b in zip(J1, J2))
-
-
 @partial(jax.jit, static_argnames=("per_logit", "scales"))
 def _jacobian_kernel(params, X1, X2, per_logit, scales=None):
-    """The MLP's kernel by :func:`_jacobian_contraction` in the trained coordinates
-    ``(ω, β) = D^{-1/2} (W, b)`` of the parameterisation, so that it is ``J D Jᵀ``."""
+    """The MLP's kernel by :func:`skntk._model_kernel.jacobian_contraction` in the
+    trained coordinates ``(ω, β) = D^{-1/2} (W, b)`` of the parameterisation, so that
+    it is ``J D Jᵀ``."""
     def apply(theta, X):
         return logits(scale_params(theta, scales, 0.5), X, activation_of(scales))
 
-    return _jacobian_contraction(apply, scale_params(params, scales, -0.5), X1, X2, per_logit)
+    return model_kernel.jacobian_contraction(apply, scale_params(params, scales, -0.5), X1,
+                                             X2, per_logit)
 
 
 # --------------------------------------------------------------------------------------
 # Reference: explicit Jacobians, any network
 # --------------------------------------------------------------------------------------
-
-@partial(jax.jit, static_argnames=("apply_fn", "per_logit"))
-def _reference_kernel(apply_fn, params, X1, X2, per_logit):
-    return _jacobian_contraction(apply_fn, params, X1, X2, per_logit)
-
 
 def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
     """Empirical NTK of any network from explicit per-sample Jacobians (slow).
@@ -563,7 +542,7 @@ def empirical_ntk_reference(apply_fn, params, X1, X2=None, *, per_logit=False):
     """
     X1 = jnp.asarray(X1)
     X2 = None if X2 is None else jnp.asarray(X2)
-    return _reference_kernel(apply_fn, params, X1, X2, per_logit=per_logit)
+    return model_kernel.jacobian_tile(apply_fn, params, X1, X2, per_logit=per_logit)
 
 
 _MODEL_FIX_HINT = (
