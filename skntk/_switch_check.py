@@ -28,8 +28,10 @@ module adds what they cannot see:
   score by more than ``CONFIRMING_STANDARD_ERRORS`` standard errors (a one-sided test
   at about 2.5 %). Otherwise SGD resumes from the switch point
   ``theta*`` (its trajectory is then that of SGD alone), and the criterion is re-armed:
-  no switch before ``REARM_FACTOR`` times the epoch of the rejected one, and none at
-  the last epoch of the budget, where a rejection could not be acted on.
+  no switch before ``REARM_FACTOR`` times the epoch of the rejected one, none at
+  the last epoch of the budget, where a rejection could not be acted on, and none
+  after ``MAX_REJECTED_SWITCHES`` rejections: SGD then spends the rest of the budget
+  without computing the statistic.
 """
 
 import math
@@ -57,7 +59,14 @@ the switch state's score confirms the switch."""
 
 REARM_FACTOR = 2
 """After a rejected switch at SGD epoch ``e`` the next one waits until epoch
-``REARM_FACTOR * e``: at most about ``log2(max_sgd_epochs)`` rejected attempts."""
+``REARM_FACTOR * e``."""
+
+MAX_REJECTED_SWITCHES = 2
+"""After this many rejected switches no switch is tried again: SGD spends the rest of
+the budget without computing the statistic. In benchmarks/bench_hybrid.py no third
+switch was ever confirmed (the plateau task's second one is), while each rejected
+NTK phase costs five to ten epochs of the phase (noisy moons: three rejected phases,
+1.75 times plain SGD's CPU time)."""
 
 EXPLODED_LOSS_FACTOR = 1.0
 """A first epoch that ends with a training loss above this multiple of the initial
@@ -131,15 +140,25 @@ class SwitchGuard:
         self.initial_loss = initial_loss
         self.score_name = score_name
         self.not_before = 0
+        self.rejected = 0
         self.exploded = False
         self.warned = False
-        self.rearm(0)
+        self.low, self.low_epoch = math.inf, 0
 
     def rearm(self, epoch):
-        """After a rejected switch at SGD epoch ``epoch`` (0: the start): no switch
-        before ``REARM_FACTOR * epoch`` and the stall count starts again."""
+        """After a rejected switch at SGD epoch ``epoch``: no switch before
+        ``REARM_FACTOR * epoch``, none at all after ``MAX_REJECTED_SWITCHES``, and the
+        stall count starts again."""
+        self.rejected += 1
         self.not_before = REARM_FACTOR * epoch
         self.low, self.low_epoch = math.inf, epoch
+
+    @property
+    def closed(self):
+        """Whether no switch can be taken any more in the budget (the statistic need
+        not be computed)."""
+        return self.rejected > 0 and (self.rejected >= MAX_REJECTED_SWITCHES
+                                      or self.not_before >= self.last_epoch)
 
     def dead(self, epoch, train_loss, train_score):
         """Whether the network after ``epoch`` is at the constant predictor's level."""
@@ -150,6 +169,8 @@ class SwitchGuard:
     def update(self, epoch, statistic, held, train_loss, train_score):
         """The trigger of a switch after SGD epoch ``epoch``: ``"criterion"`` (the
         criterion held), ``"stalled"``, or ``None`` (no switch)."""
+        if self.closed:
+            return None
         trigger = "criterion" if held else None
         if self.stall and math.isfinite(statistic):
             if statistic < (1 - STALL_DROP) * self.low:

@@ -164,10 +164,10 @@ def _data(n=120, seed=0):
     return X, (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
 
 
-@pytest.mark.parametrize("budget, sgd_epochs", [(10, [2, 4, 8, 10]), (8, [2, 4, 8]),
-                                                (2, [2, 2])])
+@pytest.mark.parametrize("budget, sgd_epochs, closed", [(10, [2, 4, 10], 4), (7, [2, 4, 7], 4),
+                                                        (4, [2, 4], 2), (2, [2, 2], 2)])
 def test_rejected_switches_resume_sgd_as_if_there_had_been_none(monkeypatch, budget,
-                                                                 sgd_epochs):
+                                                                 sgd_epochs, closed):
     # Every switch rejected: the fit must end exactly where SGD alone ends.
     monkeypatch.setattr(switch_check, "CONFIRMING_LOSS_CUT", 2.0)
     monkeypatch.setattr(switch_check, "CONFIRMING_STANDARD_ERRORS", math.inf)
@@ -181,9 +181,9 @@ def test_rejected_switches_resume_sgd_as_if_there_had_been_none(monkeypatch, bud
         clf = HybridNTKClassifier(switch="param_norm", switch_threshold=1e9, **kw).fit(X, y)
         sgd = HybridNTKClassifier(switch=None, ntk_phase=None, **kw).fit(X, y)
     attempts = clf.switch_attempts_
-    # Switches at SGD epochs 2, 4 and 8 (re-armed to twice the last; none at the last
-    # epoch after a rejection), then the budget: SGD's last state (at the rejected
-    # switch when a first switch comes at the last epoch).
+    # Switches at SGD epochs 2 and 4 (re-armed to twice the last; none at the last
+    # epoch after a rejection; none after two rejections), then the budget: SGD's last
+    # state (at the rejected switch when a first switch comes at the last epoch).
     assert [a["sgd_epochs"] for a in attempts] == sgd_epochs
     assert [a["confirmed"] for a in attempts] == [False] * (len(sgd_epochs) - 1) + [None]
     assert [a["kept"] for a in attempts] == [False] * (len(sgd_epochs) - 1) + [True]
@@ -202,6 +202,10 @@ def test_rejected_switches_resume_sgd_as_if_there_had_been_none(monkeypatch, bud
     assert clf.n_iter_ == len(phase) == budget + sum(a["ntk_epochs"] for a in attempts)
     assert clf.switch_epoch_ == attempts[-1]["switch_epoch"]
     assert np.sum(phase[:clf.switch_epoch_] == "sgd") == budget and clf.ntk_best_epoch_ == 0
+    # Once no switch can follow (after two rejections, or a re-arm past the budget),
+    # the statistic is no longer computed.
+    statistic = history["switch_statistic"][phase == "sgd"]
+    assert np.all(np.isfinite(statistic[1:closed])) and np.all(np.isnan(statistic[closed:]))
     # SGD resumed from theta* each time: the same network and predictions as SGD alone.
     for got, want in zip(clf.coefs_, sgd.coefs_):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -232,8 +236,9 @@ def test_a_constant_predictor_network_never_switches():
     assert clf.switch_epoch_ == 2 and clf.switch_reached_
 
 
-def _attempt(val_score_switch, val_score_kept):
-    record = {"val_score_switch": val_score_switch, "sgd_gain": math.nan}
+def _attempt(val_score_switch, val_score_kept, val_loss_switch=1.0, val_loss_kept=1.0):
+    record = {"val_score_switch": val_score_switch, "sgd_gain": math.nan,
+              "val_loss_switch": val_loss_switch, "val_loss_kept": val_loss_kept}
     return training_module._Attempt(None, None, None, None, 1, 0.1, val_score_kept, record)
 
 
@@ -241,21 +246,30 @@ class _Rows:
     n = 200
 
 
-def test_resumed_sgd_that_does_not_beat_the_last_result_ends_the_fit():
+def test_resumed_sgd_clearly_behind_the_last_result_ends_the_fit():
     not_gaining = training_module._sgd_not_gaining
+    se = accuracy_standard_error
+    one = se(0.885, 200)  # 0.0226
     # The plateau: the first switch's result 0.756, SGD reached 0.809 by the next one.
     attempts = [_attempt(0.724, 0.756), _attempt(0.809, 0.90)]
-    assert not not_gaining(attempts, _Rows)
+    assert not not_gaining(attempts, _Rows, se)
     assert attempts[-1].record["sgd_gain"] == pytest.approx(0.809 - 0.756)
-    # make_classification, 3 classes: 0.885 after the first switch, SGD fell to 0.877.
-    assert not_gaining([_attempt(0.885, 0.885), _attempt(0.877, 0.888)], _Rows)
-    # Any gain goes on (noisy moons: 0.873, then 0.88); the best earlier result counts.
-    assert not not_gaining([_attempt(0.87, 0.873), _attempt(0.88, 0.88)], _Rows)
-    assert not_gaining([_attempt(0.7, 0.85), _attempt(0.8, 0.8), _attempt(0.85, 0.86)],
-                       _Rows)
+    # Behind by more than one standard error with a loss no lower: the fit ends.
+    behind = 0.885 - 1.1 * one
+    assert not_gaining([_attempt(0.885, 0.885, 0.33, 0.33), _attempt(behind, 0.9, 0.33, 0.3)],
+                       _Rows, se)
+    # Within one standard error, or with a lower validation loss, SGD goes on.
+    within = 0.885 - 0.9 * one
+    assert not not_gaining([_attempt(0.885, 0.885, 0.33, 0.33), _attempt(within, 0.9, 0.4, 0.3)],
+                           _Rows, se)
+    assert not not_gaining([_attempt(0.885, 0.885, 0.33, 0.33), _attempt(behind, 0.9, 0.32, 0.3)],
+                           _Rows, se)
+    # The best earlier result counts.
+    assert not_gaining([_attempt(0.7, 0.95), _attempt(0.8, 0.8), _attempt(0.85, 0.86)],
+                       _Rows, se)
     # Without validation data SGD always goes on.
-    assert not not_gaining([_attempt(0.885, 0.885), _attempt(0.877, 0.888)], None)
-    assert not not_gaining([_attempt(0.87, 0.873)], _Rows)
+    assert not not_gaining([_attempt(0.885, 0.885), _attempt(0.5, 0.888)], None, se)
+    assert not not_gaining([_attempt(0.87, 0.873)], _Rows, se)
 
 
 def test_an_earlier_attempt_is_kept_only_beyond_two_standard_errors():
@@ -265,6 +279,8 @@ def test_an_earlier_attempt_is_kept_only_beyond_two_standard_errors():
     assert kept([_attempt(0.7, 0.80 + 0.9 * margin), _attempt(0.8, 0.80)], _Rows, se) == 1
     assert kept([_attempt(0.7, 0.80 + 1.1 * margin), _attempt(0.8, 0.80)], _Rows, se) == 0
     assert kept([_attempt(0.7, 0.99), _attempt(0.8, 0.80)], None, se) == 1
+    # A lower validation loss at a score within the margin does not count.
+    assert kept([_attempt(0.7, 0.80, 1.0, 0.1), _attempt(0.8, 0.80, 1.0, 0.5)], _Rows, se) == 1
 
 
 def test_the_history_display_shades_every_ntk_run_and_marks_rejected_switches():
