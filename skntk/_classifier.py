@@ -380,9 +380,10 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         confirmed when the phase cut the training loss by 90 % or more, or raised the
         validation score by more than two standard errors, and kept one of its own
         states; otherwise SGD resumes from ``theta*`` and the criterion is re-armed
-        (no switch before twice the rejected switch's SGD epoch); when the resumed
-        SGD's validation score at the next switch is not above the best earlier
-        result, the fit ends there. Keys:
+        (no switch before twice the rejected switch's SGD epoch, none after two
+        rejections); when the resumed SGD's validation score at the next switch is
+        more than one standard error below the best earlier result and its
+        validation loss no lower, the fit ends there. Keys:
         ``switch_epoch`` (row of ``history_``), ``sgd_epochs`` (SGD epochs before
         it), ``trigger`` (``"criterion"``; ``"stalled"``: the statistic stopped
         falling above its threshold for four windows, a trial switch; ``"budget"``:
