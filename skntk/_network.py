@@ -19,10 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from ._activations import activation_of
-from ._kernel_engine import kernel as mlp_kernel
 from ._kernel_engine import layer_sizes
 from ._mlp import mlp_forward
-from ._model_kernel import jacobian_contraction, n_parameters
+from ._model_kernel import n_parameters
 from ._parameterization import LayerScales
 
 
@@ -81,10 +80,3 @@ def model_working_bytes(sizes, n_rows, n_cols, itemsize):
     rows = min(MODEL_BLOCK_SIZE, n_rows) + min(MODEL_BLOCK_SIZE, n_cols)
     return 2 * itemsize * rows * sizes.n_outputs * sizes.n_parameters
 
-
-def kernel(network, params, X1, X2, per_logit):
-    """``K(X1, X2)`` (``J D Jᵀ``) in one traceable call: the layer-wise engine for the
-    MLP, the Jacobian contraction for a model; ``X2=None``: ``K(X1, X1)``."""
-    if is_mlp(network):
-        return mlp_kernel(params, X1, X2, per_logit, network)
-    return jacobian_contraction(network, params, X1, X2, per_logit)

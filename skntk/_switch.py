@@ -39,7 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._network import forward, kernel
+from ._kernel_engine import kernel
+from ._model_kernel import jacobian_contraction
+from ._network import forward, is_mlp
 from ._parameterization import scale_params
 from .ntk import frobenius_distance, kernel_distance, ntk_gram
 
@@ -199,7 +201,9 @@ def _gram(params, X, layer_scales):
     in their place, :mod:`skntk._network`, by its Jacobian contraction)."""
     if layer_scales is None:
         return ntk_gram(params, X)
-    return kernel(layer_scales, params, X, None, False)
+    if is_mlp(layer_scales):
+        return kernel(params, X, None, False, layer_scales)
+    return jacobian_contraction(layer_scales, params, X, None, False)
 
 
 def _monitor_kernel(params, X_monitor, n_monitor, layer_scales=None):
