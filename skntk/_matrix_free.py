@@ -210,7 +210,9 @@ def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE, laye
         Rows per block (the last block is zero-padded, so one block shape compiles).
     layer_scales : tuple of (float, float) or None, default=None
         Per-layer scales ``D`` of the parameterisation (the kernel is ``J D Jᵀ``;
-        :func:`skntk._parameterization.layer_scales`); ``None``: standard.
+        :func:`skntk._parameterization.layer_scales`); ``None``: standard. A model
+        in their place (:mod:`skntk._network`): ``Σ_c ||J_c(x)||²`` from its
+        per-sample Jacobians, block by block.
 
     Returns
     -------
@@ -219,6 +221,9 @@ def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE, laye
     """
     n_classes = check_positive_int(n_classes, "n_classes")
     block_size = check_positive_int(block_size, "block_size")
+    if not is_mlp(layer_scales):
+        return TrainingKernel(params, X, n_classes, block_size=block_size,
+                              layer_scales=layer_scales).diagonal()
     params, X, _, _ = prepare_inputs(params, X, names=("X", "X2"))
     diag = diagonal_from_inputs(params, row_blocks(X, min(block_size, X.shape[0])),
                                 layer_scales)

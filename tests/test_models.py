@@ -166,6 +166,9 @@ def test_generic_fit_predicts_as_layerwise_fit(blobs, phase):
     assert generic.kernel_solver_ == layerwise.kernel_solver_
     np.testing.assert_allclose(generic.predict_proba(X), layerwise.predict_proba(X),
                                atol=1e-4)
+    if phase.get("ntk_epochs") == np.inf:  # kernel regression: the posterior variance too
+        np.testing.assert_allclose(generic.predict_variance(X[:20]),
+                                   layerwise.predict_variance(X[:20]), rtol=1e-3, atol=1e-4)
     for a, b in zip(jax.tree.leaves(generic.params_),
                     [leaf for pair in zip(layerwise.coefs_, layerwise.intercepts_)
                      for leaf in pair]):
@@ -189,7 +192,8 @@ def test_mlp_model_is_the_builtin_network(blobs):
 def test_user_model_fitted_state_and_errors(blobs):
     X, y = blobs
     model = FunctionModel(_models.init_two_layer, _models.apply_tanh)
-    clf = HybridNTKClassifier(model=model, max_sgd_epochs=3, random_state=0).fit(X, y)
+    clf = HybridNTKClassifier(model=model, max_sgd_epochs=3, switch="fixed_epoch",
+                              switch_epoch=2, random_state=0).fit(X, y)
     assert jax.tree.structure(clf.params_) == jax.tree.structure(
         model.init(jax.random.PRNGKey(0), X.shape[1], 3))
     assert clf.params_["out"]["W"].shape == (16, 3)
@@ -199,7 +203,7 @@ def test_user_model_fitted_state_and_errors(blobs):
     assert not hasattr(clf, "switch_intercepts_")
     # The outputs are those of the model at the fitted parameters (ntk_phase=None).
     net = HybridNTKClassifier(model=model, max_sgd_epochs=3, ntk_phase=None,
-                              random_state=0).fit(X, y)
+                              switch="fixed_epoch", switch_epoch=2, random_state=0).fit(X, y)
     logits = np.asarray(_models.apply_tanh(net.params_, X), dtype=np.float64)
     expected = np.exp(logits - logits.max(axis=1, keepdims=True))
     np.testing.assert_allclose(net.predict_proba(X), expected / expected.sum(1, keepdims=True),
