@@ -379,7 +379,8 @@ class BaseHybridNTK(BaseEstimator):
                 f"has no {name!r}: that attribute is the built-in MLP's. The trained "
                 f"parameters are `params_` (the model's pytree); `switch_params_` at the "
                 f"switch, `init_params_` at the start.")
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        # Anything else fails as ordinary lookup does (a descriptor's own message kept).
+        return object.__getattribute__(self, name)
 
     def _check_hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
