@@ -23,7 +23,7 @@ from ._devices import devices_from_state, devices_to_state
 from ._mlp import params_to_jax
 from ._activations import check_activation
 from ._parameterization import PARAMETERIZATIONS, check_parameterization, layer_scales
-from .models import MLP
+from .models import MLP, FunctionModel, Model
 from ._phases import NTK_PHASES
 from ._runtime import check_not_forked, uses_program_cache
 from ._switch import SWITCH_CRITERIA
@@ -350,6 +350,9 @@ class BaseHybridNTK(BaseEstimator):
             check_activation(model.activation)
             return (None, model.layer_widths(), model.activation,
                     check_parameterization(model.parameterization))
+        if not isinstance(model, Model):
+            # Any object with init and apply: the two bound methods as the model.
+            model = FunctionModel(model.init, model.apply)
         if self.parameterization != "standard":
             raise ValueError(
                 f"`parameterization` applies to the built-in MLP; a model given as `model` "

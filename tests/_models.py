@@ -50,3 +50,14 @@ def make_equinox_8(key, n_features, n_outputs):
 def make_equinox_16(key, n_features, n_outputs):
     import equinox as eqx
     return eqx.nn.MLP(n_features, n_outputs, 16, 1, activation=jnp.tanh, key=key)
+
+
+class TwoLayerObject:
+    """Not a skntk model: an object with the two methods of :func:`init_two_layer` and
+    :func:`apply_tanh`."""
+
+    def init(self, key, n_features, n_outputs):
+        return init_two_layer(key, n_features, n_outputs)
+
+    def apply(self, params, X):
+        return apply_tanh(params, X)

@@ -209,6 +209,11 @@ def test_user_model_fitted_state_and_errors(blobs):
     np.testing.assert_allclose(net.predict_proba(X), expected / expected.sum(1, keepdims=True),
                                rtol=1e-5)
 
+    # Any object with init and apply is taken as the pair of its two methods.
+    duck = HybridNTKClassifier(model=_models.TwoLayerObject(), max_sgd_epochs=3,
+                               switch="fixed_epoch", switch_epoch=2, random_state=0).fit(X, y)
+    np.testing.assert_allclose(duck.predict_proba(X), clf.predict_proba(X), rtol=1e-5)
+
     with pytest.raises(ValueError, match="parameterization.*must be 'standard'"):
         HybridNTKClassifier(model=model, parameterization="ntk").fit(X, y)
     with pytest.raises(ValueError, match=r"outputs of shape \(1, 3\).*needs \(1, 1\)"):
