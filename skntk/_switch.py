@@ -71,6 +71,8 @@ class SwitchConfig(NamedTuple):
         (:func:`skntk._parameterization.layer_scales`): the monitor kernels are
         ``J D J^T`` and ``"param_norm"`` measures ``||D^{-1/2} (theta_e -
         theta_{e-k})||``, the distance in the trained coordinates. ``None``: standard.
+        The user's model in their place (:mod:`skntk._network`): its own forward pass
+        and Jacobian-contraction kernels, ``D = I``.
     """
 
     window: int
