@@ -150,7 +150,8 @@ class BaseHybridNTK(BaseEstimator):
         if self.warm_start is True and self.__sklearn_is_fitted__():
             network = ((self.params_, None) if "params_" in self.__dict__
                        else (self.coefs_, self.intercepts_))
-            fitted = (*network, {name: getattr(self, name) for name in self._target_attributes})
+            targets = {name: getattr(self, name) for name in self._target_attributes}
+            fitted = (*network, targets)
             previous = {name: self.__dict__[name] for name in self._fitted_attribute_names()
                         if name in self.__dict__}
         self._clear_fitted_state()

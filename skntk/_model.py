@@ -66,10 +66,12 @@ def initial_params(model, seed, n_features, n_outputs):
     name = type(model).__name__
     params = model.init(jax.random.PRNGKey(seed), n_features, n_outputs)
     leaves = jax.tree.leaves(params)
-    if not leaves or not all(jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) for a in leaves):
+    if not leaves or not all(jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+                             for a in leaves):
+        dtypes = jax.tree.map(lambda a: getattr(a, "dtype", a), params)
         raise ValueError(
             f"`model.init` of {name} must return a pytree of floating-point arrays (the "
-            f"trained parameters); got {jax.tree.map(lambda a: getattr(a, 'dtype', a), params)}.")
+            f"trained parameters); got {dtypes}.")
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
     shape = jax.eval_shape(model.apply, params,
                            jax.ShapeDtypeStruct((1, n_features), jnp.float32)).shape

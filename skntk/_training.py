@@ -56,7 +56,8 @@ class TrainingConfig(NamedTuple):
     ``None`` for ``"auto"``, ``hidden_layer_sizes`` a tuple of ints, and
     ``learning_rate``, ``ntk_epochs`` and ``ntk_learning_rate`` a number or
     ``"auto"``, and ``model`` the user's model (``None``: the built-in MLP of
-    ``hidden_layer_sizes``, ``activation`` and ``parameterization``). No field has a default: the estimator's are the defaults."""
+    ``hidden_layer_sizes``, ``activation`` and ``parameterization``). No field but
+    the optimiser's and ``model`` has a default: the estimator's are the defaults."""
 
     loss: Loss
     hidden_layer_sizes: tuple

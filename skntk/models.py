@@ -60,7 +60,8 @@ class MLP(Model):
         if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
             raise ValueError(
                 f"`hidden_layer_sizes` of MLP must be a tuple of positive integers; got "
-                f"{self.hidden_layer_sizes!r}. For example MLP(hidden_layer_sizes=(128, 128)).")
+                f"{self.hidden_layer_sizes!r}. For example "
+                f"MLP(hidden_layer_sizes=(128, 128)).")
         return tuple(int(s) for s in sizes)
 
     def init(self, key, n_features, n_outputs):

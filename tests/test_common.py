@@ -1,8 +1,8 @@
 """scikit-learn's estimator checks on the default and on non-default configurations.
 
 Between them the configurations cover every switch criterion, every NTK phase, both
-kernel solvers, both parameterisations, a non-ReLU activation and a user model (each configuration
-adds about a minute to the suite)."""
+kernel solvers, both parameterisations, a non-ReLU activation and a user model (each
+configuration adds about a minute to the suite)."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
