@@ -2,6 +2,7 @@
 against the MLP's layer-wise path, and a user model through scikit-learn's tools."""
 
 import pickle
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -273,3 +274,11 @@ def test_equinox_model():
     restored = pickle.loads(pickle.dumps(best))
     np.testing.assert_array_equal(restored.predict_proba(X), best.predict_proba(X))
     assert best[-1].params_["outputs"].shape == (0, 3)
+
+
+@pytest.mark.parametrize("model, extra", [(FlaxModel(None), "flax"),
+                                          (EquinoxModel(_models.make_equinox_8), "equinox")])
+def test_adapter_without_its_library_says_how_to_install_it(monkeypatch, model, extra):
+    monkeypatch.setitem(sys.modules, extra, None)  # import raises ImportError
+    with pytest.raises(ImportError, match=rf'pip install "skntk\[{extra}\]"'):
+        model.init(jax.random.PRNGKey(0), 3, 2)
