@@ -282,3 +282,28 @@ def test_adapter_without_its_library_says_how_to_install_it(monkeypatch, model, 
     monkeypatch.setitem(sys.modules, extra, None)  # import raises ImportError
     with pytest.raises(ImportError, match=rf'pip install "skntk\[{extra}\]"'):
         model.init(jax.random.PRNGKey(0), 3, 2)
+
+
+def test_user_model_memory_is_checked_before_training(blobs):
+    """The dense kernel phase's training kernel and a monitor kernel are refused up front,
+    their working memory counted from the model's per-sample Jacobians."""
+    X, y = blobs
+    model = FunctionModel(_models.init_two_layer, _models.apply_tanh)
+    n_params = sum(leaf.size for leaf in jax.tree.leaves(
+        model.init(jax.random.PRNGKey(0), X.shape[1], 3)))
+    n_train, n_outputs, itemsize = 81, 3, 4  # 90 rows less the validation tenth
+
+    def never(info):
+        raise AssertionError("an epoch ran before the memory check")
+
+    jacobian_blocks = 2 * itemsize * (64 + 64) * n_outputs * n_params
+    kernel = itemsize * n_train ** 2
+    expected = kernel + 7 * kernel + jacobian_blocks  # eight copies at the eigensolver
+    with pytest.raises(ValueError, match=f"= {expected:,} bytes.*max_kernel_bytes"):
+        HybridNTKClassifier(model=model, ntk_phase="kernel", kernel_solver="dense",
+                            max_kernel_bytes=20_000, callbacks=never).fit(X, y)
+    m = 64  # monitor rows (a bucket size: no padding)
+    expected = itemsize * m * m * 2 + 2 * itemsize * m * n_outputs * n_params
+    with pytest.raises(ValueError, match=f"monitor kernel.*= {expected:,} bytes"):
+        HybridNTKClassifier(model=model, switch="ntk_norm", ntk_monitor_size=64,
+                            max_kernel_bytes=20_000, callbacks=never).fit(X, y)
