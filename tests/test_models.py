@@ -307,3 +307,30 @@ def test_user_model_memory_is_checked_before_training(blobs):
     with pytest.raises(ValueError, match=f"monitor kernel.*= {expected:,} bytes"):
         HybridNTKClassifier(model=model, switch="ntk_norm", ntk_monitor_size=64,
                             max_kernel_bytes=20_000, callbacks=never).fit(X, y)
+
+
+@pytest.mark.parametrize("switch", ["linearization_error", "kernel_velocity", "param_norm",
+                                    "ntk_norm", "kernel_distance"])
+def test_generic_criteria_and_diagnostics_equal_layerwise(blobs, switch):
+    """Every criterion's statistic and the kernel diagnostics, epoch by epoch, on the
+    MLP by both paths: the monitor subset is the whole training set (sorted, so drawn
+    alike), SGD is full-batch and a threshold of 0 only records the statistic."""
+    X, y = blobs
+    params, _, _ = problem(np.float32)
+    _models.FIXED_PARAMS[:] = [params]
+    settings = dict(batch_size=128, learning_rate=0.1, max_sgd_epochs=6, switch=switch,
+                    switch_window=2, switch_threshold=0.0, ntk_phase=None,
+                    kernel_diagnostics=True, validation_fraction=None, random_state=0)
+    layerwise = HybridNTKClassifier(hidden_layer_sizes=SIZES[1:-1], **settings).fit(
+        X, y, coef_init=[np.asarray(W) for W, _ in params],
+        intercept_init=[np.asarray(b) for _, b in params])
+    generic = HybridNTKClassifier(model=FunctionModel(_models.init_fixed,
+                                                      _models.apply_relu_mlp),
+                                  **settings).fit(X, y)
+    np.testing.assert_array_equal(generic.monitor_indices_, layerwise.monitor_indices_)
+    for column in ("switch_statistic", "kernel_distance_from_init", "kernel_velocity",
+                   "kernel_alignment", "kernel_effective_rank", "kernel_top_eigenvalues"):
+        expected = layerwise.history_[column]
+        assert np.isfinite(expected).any(), column
+        np.testing.assert_allclose(generic.history_[column], expected, rtol=1e-3,
+                                   atol=1e-6, err_msg=column)
