@@ -264,8 +264,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     callbacks : callable, list of callables or None, default=None
         Called after every epoch of either phase with an ``EpochInfo`` named tuple:
         ``epoch`` (1-based, continuing through the NTK phase), ``phase`` (``"sgd"``
-        or ``"ntk"``), ``params`` (list of read-only numpy ``(W, b)``, the network
-        after the epoch; in the NTK phase the network reported as ``coefs_``) and
+        or ``"ntk"``), ``params`` (list of read-only numpy ``(W, b)``, or a user
+        model's pytree: the network after the epoch; in the NTK phase the network
+        reported as ``coefs_`` or ``params_``) and
         ``history`` (a read-only mapping, the epoch's row of ``history_``). A
         callback that returns a true value ends the current phase after this epoch:
         in the SGD phase the switch happens there (no warning about the criterion),

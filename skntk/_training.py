@@ -204,9 +204,10 @@ class EpochInfo(NamedTuple):
     """What each of ``callbacks`` receives after every epoch of either phase.
 
     ``epoch``: 1-based, continuing through the NTK phase; ``phase``: ``"sgd"`` or
-    ``"ntk"``; ``params``: list of read-only ``(W, b)`` numpy arrays, the network after
-    the epoch (in the NTK phase the network reported as ``coefs_``: ``theta* + delta``
-    for the linearised phases, ``theta*`` for the kernel phase); ``history``: a
+    ``"ntk"``; ``params``: read-only numpy arrays, the MLP's list of ``(W, b)`` or the
+    user model's pytree, the network after the epoch (in the NTK phase the network
+    reported as ``coefs_`` or ``params_``: ``theta* + delta`` for the linearised
+    phases, ``theta*`` for the kernel phase); ``history``: a
     read-only mapping, the epoch's row of ``history_``."""
 
     epoch: int
