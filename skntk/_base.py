@@ -220,6 +220,11 @@ class BaseHybridNTK(BaseEstimator):
         coefs, intercepts, source, fitted_targets = start
         if fitted_targets is not None:
             self._check_warm_start_targets(fitted_targets, targets)
+        if intercepts is None:
+            raise WarmStartRefused(
+                f"warm_start=True continues {source}, the parameters of a user model, "
+                f"which the built-in MLP cannot start from. Set warm_start=False to start "
+                f"from a new network.")
         expected_W = [(a, b) for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
         shapes_W = [W.shape for W in coefs]
         shapes_b = [b.shape for b in intercepts]
@@ -284,7 +289,8 @@ class BaseHybridNTK(BaseEstimator):
             X, y, X_val, y_val, rng, sample_weight)
         init_params = None
         if start is not None and model is not None:
-            init_params = self._check_starting_params(start, targets)
+            init_params = self._check_starting_params(start, model, X.shape[1], Y.shape[1],
+                                                      targets)
         elif start is not None:
             init_params = self._check_starting_network(
                 start, (X.shape[1], *layers, Y.shape[1]), targets)
@@ -363,16 +369,25 @@ class BaseHybridNTK(BaseEstimator):
                 f"model=skntk.models.MLP(parameterization='ntk').")
         return model, (), self.activation, "standard"
 
-    def _check_starting_params(self, start, targets):
-        """The fitted ``params_`` of a user model to continue from (``warm_start``)."""
-        params, _, source, fitted_targets = start
-        if fitted_targets is not None:
-            self._check_warm_start_targets(fitted_targets, targets)
+    def _check_starting_params(self, start, model, n_features, n_outputs, targets):
+        """The fitted ``params_`` of a user model to continue from (``warm_start``),
+        after checking that they are parameters of ``model`` for this data."""
+        params, intercepts, source, fitted_targets = start
         if fitted_targets is None:
             raise ValueError(
                 "`coef_init` and `intercept_init` are the built-in MLP's weights; with a "
-                "model given as `model`, start from its own `init` (or fit with "
+                "model given as `model`, training starts from its own `init` (fit with "
                 "warm_start=True to continue a fit).")
+        self._check_warm_start_targets(fitted_targets, targets)
+        expected = model.init(jax.random.PRNGKey(0), n_features, n_outputs)
+        shapes = [np.shape(a) for a in jax.tree.leaves(expected)]
+        if (intercepts is not None
+                or jax.tree.structure(params) != jax.tree.structure(expected)
+                or [np.shape(a) for a in jax.tree.leaves(params)] != shapes):
+            raise WarmStartRefused(
+                f"warm_start=True continues {source}, but its parameters are not those of "
+                f"the model {type(model).__name__} for this data (parameter shapes "
+                f"{shapes}). Set warm_start=False to start from the model's `init`.")
         return params
 
     def __getattr__(self, name):

@@ -334,3 +334,28 @@ def test_generic_criteria_and_diagnostics_equal_layerwise(blobs, switch):
         assert np.isfinite(expected).any(), column
         np.testing.assert_allclose(generic.history_[column], expected, rtol=1e-3,
                                    atol=1e-6, err_msg=column)
+
+
+def test_user_model_warm_start(blobs):
+    X, y = blobs
+    model = FunctionModel(_models.init_two_layer, _models.apply_tanh)
+    settings = dict(max_sgd_epochs=2, switch="fixed_epoch", switch_epoch=2, ntk_phase=None,
+                    learning_rate=0.3, random_state=0)
+    clf = HybridNTKClassifier(model=model, warm_start=True, **settings).fit(X, y)
+    first = clf.params_
+    clf.fit(X, y)
+    for a, b in zip(jax.tree.leaves(clf.init_params_), jax.tree.leaves(first), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Another network: refused before training, the fitted model kept.
+    clf.set_params(model=MLP(4))
+    with pytest.raises(ValueError, match="the built-in MLP cannot start from"):
+        clf.fit(X, y)
+    assert clf.params_ is not None and not hasattr(clf, "activation_")
+    clf.set_params(model=MLP(4), warm_start=False).fit(X, y)
+    clf.set_params(model=model, warm_start=True)
+    with pytest.raises(ValueError, match="not those of the model FunctionModel"):
+        clf.fit(X, y)
+    assert clf.coefs_[0].shape == (X.shape[1], 4)
+    with pytest.raises(ValueError, match="coef_init"):
+        HybridNTKClassifier(model=model).fit(X, y, coef_init=[np.zeros((5, 3))],
+                                             intercept_init=[np.zeros(3)])
