@@ -24,7 +24,7 @@ def _hashable(value):
 
 def _int_tuple(value, name, length=None):
     """``value`` (an int or a sequence of ints >= 1) as a tuple; a clear error if not."""
-    values = (value,) if isinstance(value, Integral) else tuple(value)
+    values = (value,) if isinstance(value, (Integral, float, str)) else tuple(value)
     if (not values or not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1
                               for v in values)
             or (length is not None and len(values) not in length)):
