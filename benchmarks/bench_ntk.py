@@ -37,11 +37,11 @@ GENERIC_SIZES = (64, 256)
 CONV_METHODS = {"conv_reference": None, "conv_jacobian": "jacobian",
                 "conv_matrix_free": "matrix_free"}
 """The default ConvNet: one unblocked Jacobian contraction, or :func:`model_ntk`."""
-CONV_SIZES = (128, 384)
+CONV_SIZES = (64, 256)
 CONV_PRODUCT_BLOCK = 32
 """Rows and identity columns per NTK-vector product on the ConvNet: its cotangents
 hold ``block² · C`` copies of the feature maps (128 rows need 2.9 GiB)."""
-CONV_PRODUCT_MAX = 128
+CONV_PRODUCT_MAX = 64
 """Largest ``m`` for the products: a whole kernel costs ``2 · m² · C`` passes."""
 CONV_FEATURES = 28 * 28
 
