@@ -1,7 +1,8 @@
 """skntk: train a neural network by SGD while its NTK moves, then in the NTK regime.
 
 The estimators are :class:`HybridNTKClassifier` and :class:`HybridNTKRegressor`;
-:mod:`skntk.ntk` holds the empirical neural tangent kernel engine.
+:mod:`skntk.ntk` holds the empirical neural tangent kernel engine and
+:mod:`skntk.models` the networks the estimators' ``model`` parameter takes.
 """
 
 from ._classifier import HybridNTKClassifier

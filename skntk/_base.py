@@ -11,17 +11,19 @@ from numbers import Integral, Real
 
 import jax
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._available_if import _AvailableIfDescriptor
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._activations import ACTIVATIONS
 from ._buckets import pad_rows
 from ._devices import devices_from_state, devices_to_state
 from ._mlp import params_to_jax
-from ._parameterization import PARAMETERIZATIONS, layer_scales
+from ._activations import check_activation
+from ._parameterization import PARAMETERIZATIONS, check_parameterization, layer_scales
+from .models import MLP, FunctionModel, Model
 from ._phases import NTK_PHASES
 from ._runtime import check_not_forked, uses_program_cache
 from ._switch import SWITCH_CRITERIA
@@ -38,7 +40,14 @@ _COMMON_FITTED_ATTRIBUTES = (
     "ntk_best_epoch_", "kernel_solver_", "kernel_solver_info_", "parameterization_",
     "activation_",
     "n_features_in_", "feature_names_in_", "ntk_phase_", "switch_",
+    "params_", "switch_params_", "init_params_", "model_",
 )
+
+_MLP_ONLY_ATTRIBUTES = ("coefs_", "intercepts_", "switch_coefs_", "switch_intercepts_",
+                        "init_coefs_", "init_intercepts_", "parameterization_",
+                        "activation_")
+"""Fitted attributes of the built-in MLP; a fit on the user's model has ``params_``,
+``switch_params_`` and ``init_params_`` instead."""
 
 
 class _AvailableWithReason(_AvailableIfDescriptor):
@@ -126,6 +135,7 @@ class BaseHybridNTK(BaseEstimator):
         "kernel_diagnostics": ["boolean"],
         "callbacks": [None, callable, list, tuple],
         "warm_start": ["boolean"],
+        "model": [None, HasMethods(["init", "apply"])],
     }
 
     # ------------------------------------------------------------------ fit
@@ -138,8 +148,10 @@ class BaseHybridNTK(BaseEstimator):
         estimator unfitted if the fit fails."""
         fitted = previous = None
         if self.warm_start is True and self.__sklearn_is_fitted__():
-            fitted = (self.coefs_, self.intercepts_,
-                      {name: getattr(self, name) for name in self._target_attributes})
+            network = ((self.params_, None) if "params_" in self.__dict__
+                       else (self.coefs_, self.intercepts_))
+            targets = {name: getattr(self, name) for name in self._target_attributes}
+            fitted = (*network, targets)
             previous = {name: self.__dict__[name] for name in self._fitted_attribute_names()
                         if name in self.__dict__}
         self._clear_fitted_state()
@@ -175,6 +187,8 @@ class BaseHybridNTK(BaseEstimator):
         elif fitted is not None:
             coef_init, intercept_init, fitted_targets = fitted
             source = "the fitted network (warm_start=True)"
+            if intercept_init is None:  # a user model's params_
+                return coef_init, None, source, fitted_targets
         else:
             return None
         if not all(isinstance(v, (list, tuple)) for v in (coef_init, intercept_init)):
@@ -206,6 +220,11 @@ class BaseHybridNTK(BaseEstimator):
         coefs, intercepts, source, fitted_targets = start
         if fitted_targets is not None:
             self._check_warm_start_targets(fitted_targets, targets)
+        if intercepts is None:
+            raise WarmStartRefused(
+                f"warm_start=True continues {source}, the parameters of a user model, "
+                f"which the built-in MLP cannot start from. Set warm_start=False to start "
+                f"from a new network.")
         expected_W = [(a, b) for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
         shapes_W = [W.shape for W in coefs]
         shapes_b = [b.shape for b in intercepts]
@@ -262,27 +281,34 @@ class BaseHybridNTK(BaseEstimator):
             raise ValueError(
                 f"Pass both `X_val` and `y_val`, or neither; got only "
                 f"{'`X_val`' if y_val is None else '`y_val`'}.")
-        layers = self._check_hidden_layer_sizes()
+        model, layers, activation, parameterization = self._resolved_model()
         self._check_ntk_epochs()
         refuse_sparse(X, "X", type(self).__name__)
         rng = check_random_state(self.random_state)
         X, Y, X_val, Y_val, train_rows, targets, weights, val_weights = self._prepare_targets(
             X, y, X_val, y_val, rng, sample_weight)
         init_params = None
-        if start is not None:
+        if start is not None and model is not None:
+            init_params = self._check_starting_params(start, model, X.shape[1], Y.shape[1],
+                                                      targets)
+        elif start is not None:
             init_params = self._check_starting_network(
                 start, (X.shape[1], *layers, Y.shape[1]), targets)
         callbacks = self._checked_callbacks()
-        config = self._training_config(layers)
+        config = self._training_config(layers)._replace(
+            model=model, activation=activation, parameterization=parameterization)
         fitted = fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params, callbacks,
                             weights, val_weights)
         # Everything prediction needs is fitted state, so that set_params after fit
         # changes nothing until the next fit.
         fitted.update(
             monitor_indices_=np.sort(train_rows[fitted.pop("monitor_index")]),
-            ntk_phase_=config.ntk_phase, switch_=config.switch,
-            parameterization_=config.parameterization, activation_=config.activation,
-            **targets)
+            ntk_phase_=config.ntk_phase, switch_=config.switch, **targets)
+        if model is None:
+            fitted.update(parameterization_=config.parameterization,
+                          activation_=config.activation)
+        else:
+            fitted.update(model_=clone(model))
         for name, value in fitted.items():
             setattr(self, name, value)
         return self
@@ -319,6 +345,62 @@ class BaseHybridNTK(BaseEstimator):
         fields = {name: params[name] for name in TrainingConfig._fields if name in params}
         return TrainingConfig(loss=self._loss, **fields)
 
+    def _resolved_model(self):
+        """``(model, hidden_layer_sizes, activation, parameterization)`` of the fit:
+        ``model`` ``None`` for the built-in MLP (from the estimator's options, or from
+        an :class:`skntk.models.MLP` given as ``model``), else the user's model."""
+        model = self.model
+        if model is None:
+            return (None, self._check_hidden_layer_sizes(), self.activation,
+                    self.parameterization)
+        if isinstance(model, MLP):
+            check_activation(model.activation)
+            return (None, model.layer_widths(), model.activation,
+                    check_parameterization(model.parameterization))
+        if not isinstance(model, Model):
+            # Any object with init and apply: the two bound methods as the model.
+            model = FunctionModel(model.init, model.apply)
+        if self.parameterization != "standard":
+            raise ValueError(
+                f"`parameterization` applies to the built-in MLP; a model given as `model` "
+                f"({type(model).__name__}) is trained in its own coordinates, so "
+                f"`parameterization` must be 'standard', got {self.parameterization!r}. "
+                f"Write the NTK scaling into the model's `apply`, or pass "
+                f"model=skntk.models.MLP(parameterization='ntk').")
+        return model, (), self.activation, "standard"
+
+    def _check_starting_params(self, start, model, n_features, n_outputs, targets):
+        """The fitted ``params_`` of a user model to continue from (``warm_start``),
+        after checking that they are parameters of ``model`` for this data."""
+        params, intercepts, source, fitted_targets = start
+        if fitted_targets is None:
+            raise ValueError(
+                "`coef_init` and `intercept_init` are the built-in MLP's weights; with a "
+                "model given as `model`, training starts from its own `init` (fit with "
+                "warm_start=True to continue a fit).")
+        self._check_warm_start_targets(fitted_targets, targets)
+        expected = model.init(jax.random.PRNGKey(0), n_features, n_outputs)
+        shapes = [np.shape(a) for a in jax.tree.leaves(expected)]
+        if (intercepts is not None
+                or jax.tree.structure(params) != jax.tree.structure(expected)
+                or [np.shape(a) for a in jax.tree.leaves(params)] != shapes):
+            raise WarmStartRefused(
+                f"warm_start=True continues {source}, but its parameters are not those of "
+                f"the model {type(model).__name__} for this data (parameter shapes "
+                f"{shapes}). Set warm_start=False to start from the model's `init`.")
+        return params
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails.
+        if name in _MLP_ONLY_ATTRIBUTES and "params_" in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__!r} fitted on the model {type(self.model_).__name__} "
+                f"has no {name!r}: that attribute is the built-in MLP's. The trained "
+                f"parameters are `params_` (the model's pytree); `switch_params_` at the "
+                f"switch, `init_params_` at the start.")
+        # Anything else fails as ordinary lookup does (a descriptor's own message kept).
+        return object.__getattribute__(self, name)
+
     def _check_hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
         sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
@@ -342,7 +424,7 @@ class BaseHybridNTK(BaseEstimator):
     # -------------------------------------------------------------- predict
 
     def __sklearn_is_fitted__(self):
-        return hasattr(self, "coefs_")
+        return "coefs_" in self.__dict__ or "params_" in self.__dict__
 
     def _prediction_input(self, X):
         """``X`` checked against the fit, as float32 (clipped to its range)."""
@@ -360,12 +442,22 @@ class BaseHybridNTK(BaseEstimator):
         parameters: its fitted attributes, the parameterisation's scales and the fitted
         kernel solver."""
         phase = NTK_PHASES[self.ntk_phase_].variant(self.ntk_solver_, self.kernel_solver_)
-        layer_sizes = (self.coefs_[0].shape[0], *(W.shape[1] for W in self.coefs_))
         fitted = {name: getattr(self, name) for name in phase.fitted_attributes}
-        fitted["layer_scales"] = layer_scales(layer_sizes, self.parameterization_,
-                                              self.activation_)
+        if "params_" in self.__dict__:
+            fitted["layer_scales"] = self.model_  # the network of skntk._network
+        else:
+            layer_sizes = (self.coefs_[0].shape[0], *(W.shape[1] for W in self.coefs_))
+            fitted["layer_scales"] = layer_scales(layer_sizes, self.parameterization_,
+                                                  self.activation_)
         fitted["kernel_solver_"] = self.kernel_solver_
         return phase, fitted
+
+    def _fitted_params(self):
+        """The final parameters and those at the switch, as jax arrays."""
+        if "params_" in self.__dict__:
+            return params_to_jax(self.params_), params_to_jax(self.switch_params_)
+        return (params_to_jax(list(zip(self.coefs_, self.intercepts_))),
+                params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_))))
 
     @uses_program_cache
     def _outputs(self, X):
@@ -373,8 +465,7 @@ class BaseHybridNTK(BaseEstimator):
         (n_samples, n_outputs); may hold ``inf`` or NaN. The fitted phase, solver and
         budget are used, never the current parameters."""
         X = self._prediction_input(X)
-        params = params_to_jax(list(zip(self.coefs_, self.intercepts_)))
-        params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
+        params, params_star = self._fitted_params()
         phase, fitted = self._fitted_phase()
         # Fixed-size row blocks: one compiled shape, and each sample's outputs do not
         # depend on how many others are predicted with it.
@@ -390,7 +481,7 @@ class BaseHybridNTK(BaseEstimator):
         """Check of ``predict_variance`` (``available_if``): True, or an
         ``AttributeError`` that says what to refit with. A fitted estimator is judged by
         its fitted phase and flow time, an unfitted one by its parameters."""
-        if hasattr(self, "coefs_"):
+        if self.__sklearn_is_fitted__():
             phase, fitted = self._fitted_phase()
             if phase.has_variance and phase.variance_defined(fitted):
                 return True
@@ -414,7 +505,7 @@ class BaseHybridNTK(BaseEstimator):
     @uses_program_cache
     def _predict_variance(self, X):
         X = self._prediction_input(X)
-        params_star = params_to_jax(list(zip(self.switch_coefs_, self.switch_intercepts_)))
+        _, params_star = self._fitted_params()
         phase, fitted = self._fitted_phase()
         return phase.predict_variance(params_star, fitted, X, PREDICT_BLOCK)
 

@@ -264,8 +264,9 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     callbacks : callable, list of callables or None, default=None
         Called after every epoch of either phase with an ``EpochInfo`` named tuple:
         ``epoch`` (1-based, continuing through the NTK phase), ``phase`` (``"sgd"``
-        or ``"ntk"``), ``params`` (list of read-only numpy ``(W, b)``, the network
-        after the epoch; in the NTK phase the network reported as ``coefs_``) and
+        or ``"ntk"``), ``params`` (list of read-only numpy ``(W, b)``, or a user
+        model's pytree: the network after the epoch; in the NTK phase the network
+        reported as ``coefs_`` or ``params_``) and
         ``history`` (a read-only mapping, the epoch's row of ``history_``). A
         callback that returns a true value ends the current phase after this epoch:
         in the SGD phase the switch happens there (no warning about the criterion),
@@ -335,6 +336,17 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         ``sample_weight``: a dict ``{label: weight}`` (missing labels weigh 1),
         ``"balanced"`` for ``n_samples / (n_classes * np.bincount(y))`` over the rows
         of positive sample weight, or ``None`` (1 each).
+    model : model object or None, default=None
+        The network (:mod:`skntk.models`): ``None`` builds the built-in MLP from
+        ``hidden_layer_sizes``, ``activation`` and ``parameterization``; otherwise an
+        object with ``init(key, n_features, n_outputs) -> params`` (a pytree of float32
+        arrays) and ``apply(params, X) -> outputs`` of shape ``(n_samples, n_outputs)``
+        (:class:`~skntk.models.FunctionModel`, :class:`~skntk.models.FlaxModel`,
+        :class:`~skntk.models.EquinoxModel`, :class:`~skntk.models.MLP`). A model
+        other than ``MLP`` runs every phase and kernel by automatic differentiation, in
+        its own coordinates: ``parameterization`` must then be ``"standard"``
+        (``ValueError`` otherwise), and ``hidden_layer_sizes`` and ``activation`` are
+        ignored. See the user guide, "Your own model".
 
     Attributes
     ----------
@@ -351,6 +363,13 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
     init_coefs_, init_intercepts_ : list of ndarray
         ``theta_0``, the initial parameters drawn from ``random_state`` (float32,
         shapes as ``coefs_``), from which the SGD phase starts.
+    params_, switch_params_, init_params_ : pytree of ndarray
+        Only with a user ``model`` (not :class:`~skntk.models.MLP`), in place of
+        ``coefs_``, ``intercepts_`` and their ``switch_`` and ``init_`` forms (which
+        then raise an ``AttributeError``): the model's parameters at the end, at the
+        switch and at the start.
+    model_ : model object
+        Only with a user ``model``: a clone of it, which the predictions use.
     monitor_indices_ : ndarray of shape (m,), int
         Rows of the ``X`` passed to :meth:`fit` that form the monitor subset (sorted;
         ``m = min(ntk_monitor_size, n_train)``, drawn from the training part after the
@@ -555,7 +574,8 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
                  max_kernel_bytes=DEFAULT_MAX_KERNEL_BYTES, validation_fraction=0.1,
                  devices=None, random_state=None, verbose=0, kernel_diagnostics=False,
                  callbacks=None, warm_start=False, parameterization="standard", solver="sgd",
-                 momentum=0.0, nesterovs_momentum=True, alpha=0.0, class_weight=None):
+                 momentum=0.0, nesterovs_momentum=True, alpha=0.0, class_weight=None,
+                 model=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.parameterization = parameterization
@@ -592,6 +612,7 @@ class HybridNTKClassifier(ClassifierMixin, BaseHybridNTK):
         self.nesterovs_momentum = nesterovs_momentum
         self.alpha = alpha
         self.class_weight = class_weight
+        self.model = model
 
     # ------------------------------------------------------------------ fit
 

@@ -18,7 +18,8 @@ sized to the budget before training (:func:`prediction_block`).
 
 import numpy as np
 
-from ._kernel_engine import layer_sizes, product_bytes
+from ._kernel_engine import product_bytes
+from ._network import MODEL_PRODUCT_BLOCK, ModelSize, model_working_bytes, network_sizes
 from ._matrix_free import DEFAULT_BLOCK_SIZE
 from .ntk import (DEFAULT_MAX_KERNEL_BYTES, _empirical_ntk, _format_bytes,
                   _working_set_bytes, check_kernel_budget, kernel_nbytes)
@@ -65,8 +66,9 @@ def check_kernel(sizes, n_rows, n_train, max_bytes, labels, copies=1, held_bytes
 
     Parameters
     ----------
-    sizes : tuple of int
-        ``(n_features, *hidden_layer_sizes, n_outputs)``.
+    sizes : tuple of int or ModelSize
+        ``(n_features, *hidden_layer_sizes, n_outputs)``, or a model's
+        :class:`skntk._network.ModelSize`.
     n_rows, n_train : int
         Shape ``(n_rows, n_train)`` of the float32 kernel.
     max_bytes : int, float or None
@@ -91,9 +93,13 @@ def check_kernel(sizes, n_rows, n_train, max_bytes, labels, copies=1, held_bytes
         If that exceeds ``max_bytes``; the message gives the sizes and what lowers them.
     """
     what, fix_hint = labels
-    extra = ((copies - 1) * kernel_nbytes(n_rows, n_train, np.float32)
-             + _working_set_bytes(sizes, n_rows, n_train, KERNEL_BLOCK_SIZE, False,
-                                  False, np.dtype(np.float32).itemsize))
+    itemsize = np.dtype(np.float32).itemsize
+    if isinstance(sizes, ModelSize):
+        working = model_working_bytes(sizes, n_rows, n_train, itemsize)
+    else:
+        working = _working_set_bytes(sizes, n_rows, n_train, KERNEL_BLOCK_SIZE, False,
+                                     False, itemsize)
+    extra = (copies - 1) * kernel_nbytes(n_rows, n_train, np.float32) + working
     return check_kernel_budget(n_rows, n_train, np.float32, max_bytes, what=what,
                                fix_hint=fix_hint, extra_bytes=extra,
                                budget_name="max_kernel_bytes", held_bytes=held_bytes,
@@ -137,9 +143,16 @@ def prediction_block(sizes, n_train, max_bytes):
     budget = DEFAULT_MAX_KERNEL_BYTES if max_bytes is None else max_bytes
     n_outputs, itemsize = sizes[-1], np.dtype(np.float64).itemsize
     block = max(min(DEFAULT_BLOCK_SIZE, int(n_train)), 1)
-    per_row = product_bytes(sizes, n_outputs, 1, itemsize) - product_bytes(
-        sizes, n_outputs, 0, itemsize)
-    moments = product_bytes(sizes, n_outputs, 0, itemsize)
+    if isinstance(sizes, ModelSize):
+        # A model's products (skntk._model_kernel): the pulled-back coefficients,
+        # C x C parameter vectors, and per row about two C-output parameter vectors.
+        block = min(block, MODEL_PRODUCT_BLOCK)
+        moments = itemsize * n_outputs * n_outputs * sizes.n_parameters
+        per_row = 2 * itemsize * n_outputs * sizes.n_parameters
+    else:
+        per_row = product_bytes(sizes, n_outputs, 1, itemsize) - product_bytes(
+            sizes, n_outputs, 0, itemsize)
+        moments = product_bytes(sizes, n_outputs, 0, itemsize)
     if moments + per_row > budget:
         what, fix_hint = PREDICTION
         raise ValueError(
@@ -219,8 +232,8 @@ def kernel_bar(params_star, X1, X2, n_classes, max_bytes, labels, copies=CROSS_K
     ValueError
         From :func:`check_kernel`, before anything is allocated.
     """
-    check_kernel(layer_sizes(params_star), X1.shape[0], X2.shape[0], max_bytes, labels,
-                 copies, held_bytes, held_what)
+    check_kernel(network_sizes(layer_scales, params_star, X1.shape[1]), X1.shape[0],
+                 X2.shape[0], max_bytes, labels, copies, held_bytes, held_what)
     K = _empirical_ntk(params_star, X1, X2, block_size=KERNEL_BLOCK_SIZE, max_bytes=np.inf,
                        mesh=mesh, scales=layer_scales)
     return np.asarray(K, dtype=np.float64) / n_classes

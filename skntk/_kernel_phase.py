@@ -28,14 +28,13 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import activation_of
 from ._buckets import pad_rows
-from ._kernel_engine import layer_sizes
 from ._kernel_budget import (VARIANCE_CROSS_KERNEL, check_kernel_phase_budget,
                              kernel_bar, prediction_block)
 from ._kernel_solvers import kernel_solver
 from ._matrix_free import cross_kernel_apply, kernel_diagonal
-from ._mlp import mlp_forward, params_to_numpy
+from ._mlp import params_to_numpy
+from ._network import forward, network_sizes
 from ._phase_api import NTKPhase, host_metrics
 
 
@@ -72,8 +71,7 @@ def offset_outputs(params_star, X, offset, layer_scales=None):
     """``f_0`` of the kernel regression on ``X``, float64 (n, C): the network at
     ``theta*`` (``offset="network"``; ``layer_scales`` name its activation) or zero
     (``offset="zero"``)."""
-    F = np.asarray(mlp_forward(params_star, X, activation_of(layer_scales)),
-                   dtype=np.float64)
+    F = np.asarray(forward(layer_scales, params_star, X), dtype=np.float64)
     return np.zeros_like(F) if offset == "zero" else F
 
 
@@ -107,7 +105,8 @@ def kernel_model_outputs(params_star, X, X_fit, dual_coef, offset, layer_scales,
         float64), so memory does not grow with ``N`` or ``n``. Non-finite values (a kernel that
         overflows) are passed on as ``inf``/``NaN`` for the caller to handle.
     """
-    block = prediction_block(layer_sizes(params_star), X_fit.shape[0], max_bytes)
+    block = prediction_block(network_sizes(layer_scales, params_star, X.shape[1]),
+                             X_fit.shape[0], max_bytes)
     update = cross_kernel_apply(params_star, X, jnp.asarray(X_fit), dual_coef,
                                 dual_coef.shape[1], block_size=block,
                                 layer_scales=layer_scales)

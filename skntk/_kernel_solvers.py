@@ -35,6 +35,7 @@ import math
 import warnings
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
@@ -393,7 +394,7 @@ def _warn_if_unresolved(eigenvalues, projection):
 
 def kernel_dtype(params_star):
     """The dtype the kernels of ``params_star`` are computed in (float32 unless x64)."""
-    return np.dtype(jnp.result_type(*(W for W, _ in params_star)))
+    return np.dtype(jnp.result_type(*jax.tree.leaves(params_star)))
 
 
 def _summary(info, settings):

@@ -32,6 +32,10 @@ NTK is ``J D J^T``. :class:`Linearization` carries ``D`` (``scales``), and the
 L-BFGS state (``delta``, its gradient and its curvature pairs) lives in ``omega``;
 :func:`delta_to_params` maps it back to ``theta = theta* + D^{1/2} delta``. With the
 standard parameterisation ``scales`` is ``None`` and ``omega = theta``.
+
+A model (:mod:`skntk._network`) has no layer-wise cache: its :class:`Linearization`
+holds the model in ``scales`` and its inputs as the only "activation", and the two
+products are ``jax.jvp`` and ``jax.vjp`` of its forward pass at ``theta*``.
 """
 
 from functools import partial
@@ -46,7 +50,8 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from ._activations import DEFAULT_ACTIVATION, activation_of
 from ._kernel_engine import forward_layers
 from ._losses import CROSS_ENTROPY, loss_and_score, mean_loss
-from ._parameterization import scale_params
+from ._network import is_mlp
+from ._parameterization import LayerScales, scale_params
 
 LBFGS_MEMORY = 10
 """Curvature pairs kept by L-BFGS (Nocedal and Wright recommend 3 to 20)."""
@@ -63,8 +68,9 @@ class Linearization(NamedTuple):
     ``f(X; theta*)``; ``scales``: the per-layer ``(s_W, s_b)`` of the
     parameterisation and the activation (:class:`skntk._parameterization.LayerScales`;
     0-d arrays once through ``jit``), ``None`` for the standard one of the ReLU
-    network; ``derivatives``: ``[phi'(z_1), ..., phi'(z_{L-1})]``, ``None`` for
-    ReLU."""
+    network, or the model (:mod:`skntk._network`), whose ``activations`` are
+    ``[X]``; ``derivatives``: ``[phi'(z_1), ..., phi'(z_{L-1})]``, ``None`` for ReLU
+    and for a model."""
 
     params_star: Any
     activations: Any
@@ -78,6 +84,9 @@ def linearization(params_star, X, layer_scales=None):
     """The activations of the network at ``theta*`` on ``X`` (one forward pass);
     ``layer_scales``: those of :func:`skntk._parameterization.layer_scales`, kept in
     the result."""
+    if not is_mlp(layer_scales):
+        return Linearization(params_star, [X], layer_scales.apply(params_star, X),
+                             layer_scales)
     activation = activation_of(layer_scales)
     activations, derivatives = forward_layers(params_star, X, activation)
     W, b = params_star[-1]
@@ -94,6 +103,8 @@ def _times_derivative(lin, hidden_layer, g):
 
 def jacobian_vector_product(lin, direction):
     """``J(theta*) d`` for a parameter direction ``d`` (list of ``(dW, db)``); (N, C)."""
+    if not is_mlp(lin.scales):
+        return jax.jvp(partial(_model_outputs, lin), (lin.params_star,), (direction,))[1]
     dh = None
     for layer, ((W, _), (dW, db), h) in enumerate(zip(lin.params_star, direction,
                                                        lin.activations)):
@@ -107,6 +118,8 @@ def jacobian_vector_product(lin, direction):
 
 def vector_jacobian_product(lin, cotangent):
     """``J(theta*)^T r`` for output cotangents ``r`` of shape (N, C), as a parameter list."""
+    if not is_mlp(lin.scales):
+        return jax.vjp(partial(_model_outputs, lin), lin.params_star)[1](cotangent)[0]
     grads = []
     g = cotangent
     for layer in range(len(lin.params_star) - 1, -1, -1):
@@ -116,6 +129,10 @@ def vector_jacobian_product(lin, cotangent):
             W = lin.params_star[layer][0]
             g = _times_derivative(lin, layer - 1, g @ W.T)
     return grads[::-1]
+
+
+def _model_outputs(lin, params):
+    return lin.scales.apply(params, lin.activations[0])
 
 
 def omega_to_network(lin, flat):
@@ -407,7 +424,7 @@ def _lbfgs_epoch_and_metrics(s, y, state, lin, Y, weights, ridge, val_lin, Y_val
 def delta_to_params(lin, delta):
     """``theta* + D^{1/2} delta`` as a parameter list (``theta* + delta`` for the
     standard parameterisation)."""
-    if lin.scales is None:
+    if not isinstance(lin.scales, LayerScales):
         flat, unravel = ravel_pytree(lin.params_star)
         return unravel(flat + delta)
     return jax.tree_util.tree_map(jnp.add, lin.params_star, omega_to_network(lin, delta))

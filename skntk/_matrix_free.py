@@ -69,6 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from . import _model_kernel as model_kernel
 from ._kernel_engine import (apply_to_inputs, apply_to_pairs, check_positive_int,
                              diagonal_from_inputs, diagonal_from_pairs, layer_sizes,
                              moments_from_inputs, moments_from_pairs, ntk_vector_product,
@@ -76,6 +77,7 @@ from ._kernel_engine import (apply_to_inputs, apply_to_pairs, check_positive_int
                              row_blocks)
 from ._kernel_flow import (_check_flow_time, _check_ridge, amplifies_round_off,
                            drop_unresolved, flow_filter, resolution_rtol)
+from ._network import MODEL_PRODUCT_BLOCK, is_mlp
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -208,7 +210,9 @@ def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE, laye
         Rows per block (the last block is zero-padded, so one block shape compiles).
     layer_scales : tuple of (float, float) or None, default=None
         Per-layer scales ``D`` of the parameterisation (the kernel is ``J D Jᵀ``;
-        :func:`skntk._parameterization.layer_scales`); ``None``: standard.
+        :func:`skntk._parameterization.layer_scales`); ``None``: standard. A model
+        in their place (:mod:`skntk._network`): ``Σ_c ||J_c(x)||²`` from its
+        per-sample Jacobians, block by block.
 
     Returns
     -------
@@ -217,6 +221,9 @@ def kernel_diagonal(params, X, n_classes, *, block_size=DEFAULT_BLOCK_SIZE, laye
     """
     n_classes = check_positive_int(n_classes, "n_classes")
     block_size = check_positive_int(block_size, "block_size")
+    if not is_mlp(layer_scales):
+        return TrainingKernel(params, X, n_classes, block_size=block_size,
+                              layer_scales=layer_scales).diagonal()
     params, X, _, _ = prepare_inputs(params, X, names=("X", "X2"))
     diag = diagonal_from_inputs(params, row_blocks(X, min(block_size, X.shape[0])),
                                 layer_scales)
@@ -276,6 +283,10 @@ class TrainingKernel:
         self.layer_scales = layer_scales
         self.n_classes = check_positive_int(n_classes, "n_classes")
         self.ridge = _check_ridge(ridge)
+        self.n_products = 0
+        if not is_mlp(layer_scales):
+            self._init_model(params, X, block_size)
+            return
         self.params, X, _, self.dtype = prepare_inputs(params, X, names=("X", "X2"))
         self.n_samples = X.shape[0]
         self.width = self.params[-1][0].shape[1]
@@ -290,7 +301,22 @@ class TrainingKernel:
         if self.stores_factors:
             self._pairs = jax.block_until_ready(pairs_of_blocks(self.params, self._X_blocks,
                                                            self.layer_scales))
-        self.n_products = 0
+
+    def _init_model(self, params, X, block_size):
+        """A model (:mod:`skntk._network`) has no layer factors: every product is an
+        NTK-vector product by automatic differentiation (:mod:`skntk._model_kernel`)."""
+        self.params = jax.tree.map(jnp.asarray, params)
+        X = jnp.asarray(X)
+        self.dtype = X.dtype
+        self.n_samples = X.shape[0]
+        self.width = self.n_classes
+        self.block = min(block_size, MODEL_PRODUCT_BLOCK, self.n_samples)
+        self._X_blocks = row_blocks(X, self.block)
+        self.factor_bytes, self.stores_factors, self._pairs = 0, False, None
+
+    def _model_product(self, V_blocks):
+        G = model_kernel.pull_back(self.layer_scales, self.params, self._X_blocks, V_blocks)
+        return model_kernel.push_forward(self.layer_scales, self.params, self._X_blocks, G)
 
     def kernel_product(self, V):
         """``K_bar V`` (without the ridge) for ``V`` of shape ``(n_samples, k)``.
@@ -304,7 +330,9 @@ class TrainingKernel:
             V = V * self.row_scale[:, None]
         k = V.shape[1]
         V_blocks = row_blocks(jnp.asarray(V, dtype=self.dtype), self.block)
-        if self.stores_factors:
+        if not is_mlp(self.layer_scales):
+            out = self._model_product(V_blocks)
+        elif self.stores_factors:
             moments = moments_from_pairs(self._pairs, V_blocks)
             out = apply_to_pairs(self._pairs, moments, k)
         else:
@@ -338,7 +366,9 @@ class TrainingKernel:
         ``K(x, x) = Σ_l ‖P_l(x)‖² ‖Q_l(x)‖²``: no product; e.g. ``diagonal().mean()``
         is the scale of ``K_bar`` against which to choose the ridge.
         """
-        if self.stores_factors:
+        if not is_mlp(self.layer_scales):
+            diag = model_kernel.diagonal(self.layer_scales, self.params, self._X_blocks)
+        elif self.stores_factors:
             diag = diagonal_from_pairs(self._pairs)
         else:
             diag = diagonal_from_inputs(self.params, self._X_blocks, self.layer_scales)
@@ -938,6 +968,9 @@ def cross_kernel_apply(params_star, X_new, X_train, coefficients, n_classes, *,
     A = np.asarray(coefficients)
     if A.ndim != 2:
         raise ValueError(f"coefficients must be 2-D, got shape {A.shape}.")
+    if not is_mlp(layer_scales):
+        return _model_cross_kernel_apply(layer_scales, params_star, X_new, X_train, A,
+                                         n_classes, block_size)
     params, X_new, X_train, _ = prepare_inputs(params_star, X_new, X_train,
                                                names=("X_new", "X_train"))
     if A.shape[0] != X_train.shape[0]:
@@ -948,5 +981,22 @@ def cross_kernel_apply(params_star, X_new, X_train, coefficients, n_classes, *,
         raise ValueError("coefficients contains NaN or infinite values.")
     with jax.enable_x64(True):
         out = product(params, X_new, jnp.asarray(A), X_train, block_size, layer_scales)
+        out = np.asarray(out, dtype=np.float64)
+    return out / n_classes
+
+
+def _model_cross_kernel_apply(model, params_star, X_new, X_train, A, n_classes, block_size):
+    """:func:`cross_kernel_apply` for a model (:mod:`skntk._network`): its NTK-vector
+    products with the model run in float64, so that the sums over the large dual
+    coefficients of both signs do not cancel to float32 round-off."""
+    if A.shape[0] != np.shape(X_train)[0] or not np.all(np.isfinite(A)):
+        raise ValueError(f"coefficients must be finite with one row per training input; "
+                         f"got shape {A.shape} for {np.shape(X_train)[0]} inputs.")
+    block = min(block_size, MODEL_PRODUCT_BLOCK)
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params_star)
+        out = model_kernel.blocked_product(
+            model, params, jnp.asarray(X_new, jnp.float64), jnp.asarray(A, jnp.float64),
+            jnp.asarray(X_train, jnp.float64), block)
         out = np.asarray(out, dtype=np.float64)
     return out / n_classes

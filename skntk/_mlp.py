@@ -50,12 +50,11 @@ def mlp_forward(params, X, activation=DEFAULT_ACTIVATION):
 
 
 def params_to_numpy(params):
-    """Copy a parameter list to numpy ``(W, b)`` tuples."""
-    return [(np.asarray(W), np.asarray(b)) for W, b in params]
+    """Copy a parameter pytree (the MLP's list of ``(W, b)``, or any model's) to numpy."""
+    return jax.tree.map(np.asarray, params)
 
 
 def params_to_jax(params, dtype=None):
-    """Put a parameter list on the default device as jax arrays (a plain transfer, which
-    compiles nothing)."""
-    return [(jax.device_put(np.asarray(W, dtype=dtype)), jax.device_put(np.asarray(b, dtype=dtype)))
-            for W, b in params]
+    """Put a parameter pytree on the default device as jax arrays (a plain transfer,
+    which compiles nothing)."""
+    return jax.tree.map(lambda a: jax.device_put(np.asarray(a, dtype=dtype)), params)

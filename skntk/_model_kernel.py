@@ -163,3 +163,23 @@ def product(plan, params, n_rows):
     G = pull(params, X2_blocks, V_blocks)
     out = push(params, X_blocks, G)
     return out.reshape(-1, out.shape[2])[:n_rows]
+
+
+@partial(jax.jit, static_argnames="apply_fn")
+def diagonal(apply_fn, params, X_blocks):
+    """``K(x, x) = Σ_c ||J_c(x)||²`` for every row of the blocks ``(n_blocks, b, ...)``:
+    shape ``(n_blocks, b)``, from the per-sample Jacobians of one block at a time."""
+    def block(Xb):
+        return sum(jnp.sum(J * J, axis=(1, 2)) for J in _jacobians(apply_fn, params, Xb))
+
+    return lax.map(block, X_blocks)
+
+
+def blocked_product(apply_fn, params, X, V, X2, block_size):
+    """``K(X, X2) V`` of shape ``(n, k)`` by :func:`pull_back` and :func:`push_forward`
+    over row blocks of ``block_size`` rows at most (no memory check: the caller's)."""
+    X2_blocks = row_blocks(X2, min(block_size, X2.shape[0]))
+    V_blocks = row_blocks(V, X2_blocks.shape[1])
+    G = pull_back(apply_fn, params, X2_blocks, V_blocks)
+    out = push_forward(apply_fn, params, row_blocks(X, min(block_size, X.shape[0])), G)
+    return out.reshape(-1, out.shape[2])[:X.shape[0]]

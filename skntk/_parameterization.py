@@ -144,10 +144,11 @@ def scale_params(params, scales, power=1.0):
     ``D`` itself with ``power=1`` (a gradient in ``(W, b)`` to the step direction of
     the NTK parameterisation), ``D^{1/2}`` with ``power=0.5`` (a direction in
     ``(omega, beta)`` to one in ``(W, b)``), ``D^{-1/2}`` with ``power=-0.5``.
-    ``scales=None`` (standard) returns ``params`` unchanged. Traceable; the scales are
+    ``scales=None`` (standard) returns ``params`` unchanged, and so does a model
+    (:mod:`skntk._network`: trained in its own coordinates). Traceable; the scales are
     Python floats, so the dtype of the leaves is kept.
     """
-    if scales is None:
+    if not isinstance(scales, LayerScales):
         return params
     if len(scales) != len(params):
         raise ValueError(f"{len(scales)} layer scales for {len(params)} layers.")

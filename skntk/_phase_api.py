@@ -54,7 +54,8 @@ class PhaseSettings(NamedTuple):
     ``(ntk_ridge / 2) ||omega - omega*||^2`` of the linearised phase, in the trained
     coordinates), ``layer_scales`` (the per-layer scales ``D`` of the
     parameterisation, :func:`skntk._parameterization.layer_scales`; ``None``:
-    standard), ``loss`` (the estimator's :class:`skntk._losses.Loss`) and
+    standard; or the user's model in their place, :mod:`skntk._network`), ``loss``
+    (the estimator's :class:`skntk._losses.Loss`) and
     ``kernel_solver`` (the solver of the kernel phase from :meth:`NTKPhase.resolve`, a
     key of :data:`skntk._kernel_solvers.KERNEL_SOLVERS`; ``None`` for the other
     phases)."""

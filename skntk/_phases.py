@@ -29,13 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import DEFAULT_ACTIVATION, activation_of
 from ._devices import shard_rows
 from ._kernel_phase import KernelPhase
 from ._linearized import (delta_to_params, lbfgs_epoch_and_metrics, lbfgs_init, lbfgs_step,
                           linearization)
 from ._losses import CROSS_ENTROPY
-from ._mlp import mlp_forward, params_to_numpy
+from ._mlp import params_to_numpy
+from ._network import forward
 from ._parameterization import scale_params
 from ._phase_api import NTKPhase, PhaseSettings, network_metrics, tree_is_finite
 
@@ -68,19 +68,18 @@ def frozen_jacobian_step(params, params_star, X, Y, learning_rate, weights=None,
     rows. ``layer_scales``: ``D`` (static; ``None``: the identity); ``loss``: a
     :class:`skntk._losses.Loss` (static).
     """
-    activation = activation_of(layer_scales)
-    residual = _mean_residual(mlp_forward(params, X, activation), Y, weights, loss)
-    _, vjp_star = jax.vjp(lambda p: mlp_forward(p, X, activation), params_star)
+    residual = _mean_residual(forward(layer_scales, params, X), Y, weights, loss)
+    _, vjp_star = jax.vjp(lambda p: forward(layer_scales, p, X), params_star)
     (direction,) = vjp_star(residual)
     return _tree_axpy(params, scale_params(direction, layer_scales), learning_rate)
 
 
-@partial(jax.jit, static_argnames="activation")
-def linearized_logits(params_star, params, X, activation=DEFAULT_ACTIVATION):
+@partial(jax.jit, static_argnames="network")
+def linearized_logits(params_star, params, X, network=None):
     """``f_lin(x; theta) = f(x; theta*) + J(x; theta*) (theta - theta*)``, one JVP;
-    ``activation``: the network's (static)."""
+    ``network``: the MLP's layer scales or a model (static, :mod:`skntk._network`)."""
     delta = jax.tree_util.tree_map(jnp.subtract, params, params_star)
-    f_star, jvp = jax.jvp(lambda p: mlp_forward(p, X, activation), (params_star,), (delta,))
+    f_star, jvp = jax.jvp(lambda p: forward(network, p, X), (params_star,), (delta,))
     return f_star + jvp
 
 
@@ -93,9 +92,8 @@ def linearized_step(params, params_star, X, Y, learning_rate, weights=None, ridg
     masks padding rows; ``layer_scales``: ``D`` (static; ``None``: the identity,
     ``omega = theta``); ``loss``: a :class:`skntk._losses.Loss` (static)."""
     delta = jax.tree_util.tree_map(jnp.subtract, params, params_star)
-    activation = activation_of(layer_scales)
-    f_star, vjp_star = jax.vjp(lambda p: mlp_forward(p, X, activation), params_star)
-    _, jvp = jax.jvp(lambda p: mlp_forward(p, X, activation), (params_star,), (delta,))
+    f_star, vjp_star = jax.vjp(lambda p: forward(layer_scales, p, X), params_star)
+    _, jvp = jax.jvp(lambda p: forward(layer_scales, p, X), (params_star,), (delta,))
     residual = _mean_residual(f_star + jvp, Y, weights, loss)
     (direction,) = vjp_star(residual)
     direction = jax.tree_util.tree_map(lambda g, d: g + ridge * d,
@@ -154,7 +152,7 @@ class NetworkPhase(NTKPhase):
 
     @staticmethod
     def outputs(state, X, layer_scales=None):
-        return mlp_forward(state.params, X, activation_of(layer_scales))
+        return forward(layer_scales, state.params, X)
 
     @staticmethod
     def network(state):
@@ -162,12 +160,12 @@ class NetworkPhase(NTKPhase):
 
     @staticmethod
     def predict_outputs(params_star, params, fitted, X):
-        return _network_outputs(params, X, activation_of(fitted["layer_scales"]))
+        return _network_outputs(params, X, fitted["layer_scales"])
 
 
-@partial(jax.jit, static_argnames="activation")
-def _network_outputs(params, X, activation=DEFAULT_ACTIVATION):
-    return mlp_forward(params, X, activation)
+@partial(jax.jit, static_argnames="network")
+def _network_outputs(params, X, network=None):
+    return forward(network, params, X)
 
 
 class NoPhase(NetworkPhase):
@@ -238,13 +236,11 @@ class LinearizedPhase(NetworkPhase):
 
     @staticmethod
     def outputs(state, X, layer_scales=None):
-        return linearized_logits(state.params_star, state.params, X,
-                                 activation_of(layer_scales))
+        return linearized_logits(state.params_star, state.params, X, layer_scales)
 
     @staticmethod
     def predict_outputs(params_star, params, fitted, X):
-        return linearized_logits(params_star, params, X,
-                                 activation_of(fitted["layer_scales"]))
+        return linearized_logits(params_star, params, X, fitted["layer_scales"])
 
 
 class LBFGSNetworkState(NamedTuple):
@@ -320,7 +316,7 @@ class LinearizedLBFGSPhase(LinearizedPhase):
     @staticmethod
     def outputs(state, X, layer_scales=None):
         return linearized_logits(state.lin.params_star, LinearizedLBFGSPhase.params(state), X,
-                                 activation_of(state.lin.scales))
+                                 state.lin.scales)
 
     @staticmethod
     def params(state):

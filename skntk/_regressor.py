@@ -167,6 +167,17 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         Nesterov's momentum for ``solver="sgd"`` when ``momentum > 0``.
     alpha : float, default=0.0
         L2 penalty of the SGD phase, as in :class:`HybridNTKClassifier`.
+    model : model object or None, default=None
+        The network (:mod:`skntk.models`): ``None`` builds the built-in MLP from
+        ``hidden_layer_sizes``, ``activation`` and ``parameterization``; otherwise an
+        object with ``init(key, n_features, n_outputs) -> params`` (a pytree of float32
+        arrays) and ``apply(params, X) -> outputs`` of shape ``(n_samples, n_outputs)``
+        (:class:`~skntk.models.FunctionModel`, :class:`~skntk.models.FlaxModel`,
+        :class:`~skntk.models.EquinoxModel`, :class:`~skntk.models.MLP`). A model
+        other than ``MLP`` runs every phase and kernel by automatic differentiation, in
+        its own coordinates: ``parameterization`` must then be ``"standard"``
+        (``ValueError`` otherwise), and ``hidden_layer_sizes`` and ``activation`` are
+        ignored. See the user guide, "Your own model".
 
     Attributes
     ----------
@@ -185,6 +196,13 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
         ``theta*``, the parameters at the switch.
     init_coefs_, init_intercepts_ : list of ndarray
         ``theta_0``, the initial parameters.
+    params_, switch_params_, init_params_ : pytree of ndarray
+        Only with a user ``model`` (not :class:`~skntk.models.MLP`), in place of
+        ``coefs_``, ``intercepts_`` and their ``switch_`` and ``init_`` forms (which
+        then raise an ``AttributeError``): the model's parameters at the end, at the
+        switch and at the start.
+    model_ : model object
+        Only with a user ``model``: a clone of it, which the predictions use.
     monitor_indices_ : ndarray of shape (m,), int
         Rows of ``X`` that form the monitor subset.
     history_ : dict of ndarray
@@ -290,12 +308,13 @@ class HybridNTKRegressor(RegressorMixin, BaseHybridNTK):
                  validation_fraction=0.1, devices=None, random_state=None, verbose=0,
                  kernel_diagnostics=False, callbacks=None, warm_start=False,
                  parameterization="standard", normalize_y=True, solver="sgd", momentum=0.0,
-                 nesterovs_momentum=True, alpha=0.0):
+                 nesterovs_momentum=True, alpha=0.0, model=None):
         self.normalize_y = normalize_y
         self.solver = solver
         self.momentum = momentum
         self.nesterovs_momentum = nesterovs_momentum
         self.alpha = alpha
+        self.model = model
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.parameterization = parameterization

@@ -14,10 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._activations import activation_of
 from ._devices import constrain_rows, padded_length
 from ._losses import CROSS_ENTROPY
-from ._mlp import mlp_forward
+from ._network import forward, weight_penalty
 from ._parameterization import scale_params
 
 
@@ -96,12 +95,12 @@ PLAIN_SGD = Optimizer()
 """Constant-step SGD without momentum or penalty: ``theta -= eta D grad``."""
 
 
-def _weighted_batch_loss(params, X, Y, weights, loss, activation, alpha=0.0):
-    per_sample = loss.per_sample(mlp_forward(params, X, activation), Y)
+def _weighted_batch_loss(params, X, Y, weights, loss, network, alpha=0.0):
+    per_sample = loss.per_sample(forward(network, params, X), Y)
     total = jnp.sum(weights)
     value = jnp.sum(weights * per_sample) / total
     if alpha:
-        value = value + alpha / (2 * total) * sum(jnp.sum(W ** 2) for W, _ in params)
+        value = value + alpha / (2 * total) * weight_penalty(network, params)
     return value
 
 
@@ -158,7 +157,8 @@ def optimizer_epoch(params, opt_state, X, Y, order, n_samples, learning_rate, ba
         the gradient times ``D`` (for plain SGD, ``theta -= learning_rate * D * grad``,
         which is SGD on the trained coordinates ``(omega, beta)`` of the NTK
         parameterisation, written in ``(W, b)``). ``None``: the standard
-        parameterisation, ``D = 1``.
+        parameterisation, ``D = 1``. A model (:mod:`skntk._network`) in its place:
+        its own forward pass, ``D = 1``.
     loss : skntk._losses.Loss, default=CROSS_ENTROPY
         Static. The loss whose mean over each batch is descended.
     weights : jax array of shape (n_rows,) or None, default=None
@@ -193,7 +193,7 @@ def optimizer_epoch(params, opt_state, X, Y, order, n_samples, learning_rate, ba
         params, opt_state = carry
         idx, w = order[i], slot_weights[i]
         Xb, Yb, w = (constrain_rows(a, mesh) for a in (X[idx], Y[idx], w))
-        grads = scale_params(grad_fn(params, Xb, Yb, w, loss, activation_of(layer_scales),
+        grads = scale_params(grad_fn(params, Xb, Yb, w, loss, layer_scales,
                                      optimizer.alpha), layer_scales)
         updates, opt_state = transformation.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state

@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import DEFAULT_ACTIVATION, activation_of
 from ._kernel_engine import kernel
-from ._mlp import mlp_forward
+from ._model_kernel import jacobian_contraction
+from ._network import forward, is_mlp
 from ._parameterization import scale_params
 from .ntk import frobenius_distance, kernel_distance, ntk_gram
 
@@ -71,6 +71,8 @@ class SwitchConfig(NamedTuple):
         (:func:`skntk._parameterization.layer_scales`): the monitor kernels are
         ``J D J^T`` and ``"param_norm"`` measures ``||D^{-1/2} (theta_e -
         theta_{e-k})||``, the distance in the trained coordinates. ``None``: standard.
+        The user's model in their place (:mod:`skntk._network`): its own forward pass
+        and Jacobian-contraction kernels, ``D = I``.
     """
 
     window: int
@@ -197,10 +199,13 @@ class NTKNormState(NamedTuple):
 
 
 def _gram(params, X, layer_scales):
-    """The traced NTK of ``X`` with itself (``J D J^T`` with ``layer_scales``)."""
+    """The traced NTK of ``X`` with itself (``J D J^T`` with ``layer_scales``; a model
+    in their place, :mod:`skntk._network`, by its Jacobian contraction)."""
     if layer_scales is None:
         return ntk_gram(params, X)
-    return kernel(params, X, None, False, layer_scales)
+    if is_mlp(layer_scales):
+        return kernel(params, X, None, False, layer_scales)
+    return jacobian_contraction(layer_scales, params, X, None, False)
 
 
 def _monitor_kernel(params, X_monitor, n_monitor, layer_scales=None):
@@ -361,19 +366,20 @@ def _taylor_residual(forward, params_a, params_b, outputs_b, real):
     return _masked_norm(change - predicted_change, real), _masked_norm(change, real)
 
 
-@partial(jax.jit, static_argnames="activation")
+@partial(jax.jit, static_argnames="network")
 def _linearization_residuals(params, params_last, params0, X_monitor, n_monitor,
-                             activation=DEFAULT_ACTIVATION):
+                             network=None):
     """The Taylor residuals of the last window and of the whole path from theta_0
-    (four norms, see :func:`relative_linearization_error`)."""
-    def forward(p):
-        return mlp_forward(p, X_monitor, activation)
+    (four norms, see :func:`relative_linearization_error`); ``network``: the MLP's layer
+    scales or a model (static, :mod:`skntk._network`)."""
+    def outputs(p):
+        return forward(network, p, X_monitor)
 
     real = jnp.arange(X_monitor.shape[0]) < n_monitor
-    outputs = forward(params)
+    current = outputs(params)
     # One array, so that the host reads the four norms in one transfer.
-    return jnp.stack(_taylor_residual(forward, params_last, params, outputs, real)
-                     + _taylor_residual(forward, params0, params, outputs, real))
+    return jnp.stack(_taylor_residual(outputs, params_last, params, current, real)
+                     + _taylor_residual(outputs, params0, params, current, real))
 
 
 UNMOVED_LINEARIZATION_ERROR = 0.05
@@ -418,7 +424,7 @@ def _linearization_update(state, epoch, params, config):
         return state, _NAN, _NAN, False
     norms = _linearization_residuals(params, state.params_last, state.params0,
                                      config.X_monitor, config.n_monitor,
-                                     activation_of(config.layer_scales))
+                                     config.layer_scales)
     statistic = relative_linearization_error(*np.asarray(norms, dtype=float).tolist())
     threshold = _threshold(config, AUTO_LINEARIZATION_ERROR)
     checks_below = state.checks_below + 1 if _below(statistic, threshold) else 0

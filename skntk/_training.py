@@ -12,14 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._activations import activation_of
 from ._buckets import Rows, monitor_rows, padded_monitor_size, padded_rows, use_shapes
 from ._devices import data_mesh, replicate
 from ._diagnostics import N_TOP_EIGENVALUES, SCALAR_COLUMNS, KernelDiagnostics
 from ._diagnostics import empty_row as empty_diagnostics
 from ._linearized import auto_ntk_learning_rate
 from ._losses import Loss
-from ._mlp import mlp_forward, params_to_jax, params_to_numpy
+from ._mlp import params_to_jax, params_to_numpy
+from ._model import initial_params
+from ._network import ModelSize, forward, network_sizes
 from ._parameterization import init_params as draw_initial_params
 from ._parameterization import layer_scales
 from ._phase_api import NTK_MAX_EPOCHS_AUTO, PREDICT_BLOCK, PhaseSettings, network_metrics
@@ -54,7 +55,9 @@ class TrainingConfig(NamedTuple):
     ``loss`` the estimator's :class:`skntk._losses.Loss`, ``switch_threshold``
     ``None`` for ``"auto"``, ``hidden_layer_sizes`` a tuple of ints, and
     ``learning_rate``, ``ntk_epochs`` and ``ntk_learning_rate`` a number or
-    ``"auto"``. No field has a default: the estimator's are the defaults."""
+    ``"auto"``, and ``model`` the user's model (``None``: the built-in MLP of
+    ``hidden_layer_sizes``, ``activation`` and ``parameterization``). No field but
+    the optimiser's and ``model`` has a default: the estimator's are the defaults."""
 
     loss: Loss
     hidden_layer_sizes: tuple
@@ -88,6 +91,7 @@ class TrainingConfig(NamedTuple):
     momentum: float = 0.0
     nesterovs_momentum: bool = True
     alpha: float = 0.0
+    model: Any = None
 
     @property
     def optimizer(self):
@@ -187,11 +191,12 @@ class _History:
         row = dict(self.rows[-1])
         row["kernel_top_eigenvalues"] = row["kernel_top_eigenvalues"].copy()
         row["kernel_top_eigenvalues"].flags.writeable = False
-        arrays = []
-        for W, b in params:
-            W, b = np.array(W), np.array(b)
-            W.flags.writeable = b.flags.writeable = False
-            arrays.append((W, b))
+        def read_only(a):
+            a = np.array(a)
+            a.flags.writeable = False
+            return a
+
+        arrays = jax.tree.map(read_only, params)
         return EpochInfo(row["epoch"], row["phase"], arrays, MappingProxyType(row))
 
 
@@ -199,9 +204,10 @@ class EpochInfo(NamedTuple):
     """What each of ``callbacks`` receives after every epoch of either phase.
 
     ``epoch``: 1-based, continuing through the NTK phase; ``phase``: ``"sgd"`` or
-    ``"ntk"``; ``params``: list of read-only ``(W, b)`` numpy arrays, the network after
-    the epoch (in the NTK phase the network reported as ``coefs_``: ``theta* + delta``
-    for the linearised phases, ``theta*`` for the kernel phase); ``history``: a
+    ``"ntk"``; ``params``: read-only numpy arrays, the MLP's list of ``(W, b)`` or the
+    user model's pytree, the network after the epoch (in the NTK phase the network
+    reported as ``coefs_`` or ``params_``: ``theta* + delta`` for the linearised
+    phases, ``theta*`` for the kernel phase); ``history``: a
     read-only mapping, the epoch's row of ``history_``."""
 
     epoch: int
@@ -255,7 +261,7 @@ def _sgd_epoch_and_metrics(params, train, val, order, n_samples, learning_rate, 
 
 
 def _network(params, X, layer_scales):
-    return mlp_forward(params, X, activation_of(layer_scales))
+    return forward(layer_scales, params, X)
 
 
 def _check_budgets(config, layer_sizes, n_samples, n_val):
@@ -277,10 +283,15 @@ def _check_budgets(config, layer_sizes, n_samples, n_val):
                 window, f"the last {window} monitor kernels, kept by kernel_diagnostics=True "
                         f"(switch_window={window})", f" or `switch_window` (got {window})")
         held = kept * kernel_nbytes(m, m, COMPUTE_DTYPE)
-        # ntk_gram holds the new kernel, its Gram temporaries and the layer factors,
-        # beside the kernels kept by the criterion.
-        working = _working_set_bytes(layer_sizes, m, m, m, True, False,
-                                     np.dtype(COMPUTE_DTYPE).itemsize)
+        itemsize = np.dtype(COMPUTE_DTYPE).itemsize
+        if isinstance(layer_sizes, ModelSize):
+            # The model's Jacobian contraction holds the per-sample Jacobians of the
+            # whole subset, twice over with their temporaries.
+            working = 2 * itemsize * m * layer_sizes.n_outputs * layer_sizes.n_parameters
+        else:
+            # ntk_gram holds the new kernel, its Gram temporaries and the layer
+            # factors, beside the kernels kept by the criterion.
+            working = _working_set_bytes(layer_sizes, m, m, m, True, False, itemsize)
         check_kernel_budget(
             m, m, COMPUTE_DTYPE, config.max_kernel_bytes,
             what="monitor kernel",
@@ -405,18 +416,26 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=(),
     """
     start, compile_start = time.perf_counter(), compile_seconds()
     n_samples, n_outputs = Y.shape
-    layer_sizes = (X.shape[1], *config.hidden_layer_sizes, n_outputs)
+    if config.model is None:
+        layer_sizes = (X.shape[1], *config.hidden_layer_sizes, n_outputs)
+        # The parameterisation: the initial weights and the per-layer scales D that
+        # every step and kernel applies (None for the standard one); see
+        # _parameterization.
+        scales = layer_scales(layer_sizes, config.parameterization, config.activation)
+        drawn_params = draw_initial_params(layer_sizes, rng, config.parameterization,
+                                           COMPUTE_DTYPE)
+    else:
+        # The user's model takes the place of the scales (see _network).
+        scales = config.model
+        drawn_params = params_to_numpy(initial_params(
+            config.model, rng.randint(np.iinfo(np.int32).max), X.shape[1], n_outputs))
+        layer_sizes = network_sizes(scales, drawn_params, X.shape[1])
     ntk_solver, kernel_solver = _check_budgets(config, layer_sizes, n_samples,
                                                0 if X_val is None else X_val.shape[0])
     phase = NTK_PHASES[config.ntk_phase].variant(ntk_solver, kernel_solver)
     # With several devices every array lives on all of them (replicated) and the
     # per-step computations split their batch over the mesh; see _devices.
     mesh = data_mesh(config.devices)
-    # The parameterisation: the initial weights and the per-layer scales D that every
-    # step and kernel applies (None for the standard one); see _parameterization.
-    scales = layer_scales(layer_sizes, config.parameterization, config.activation)
-    drawn_params = draw_initial_params(layer_sizes, rng, config.parameterization,
-                                       COMPUTE_DTYPE)
     init_params = drawn_params if init_params is None else init_params
     params = replicate(params_to_jax(init_params), mesh)
     monitor, m = None, min(config.ntk_monitor_size, n_samples)
@@ -446,7 +465,7 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=(),
     use_shapes((layer_sizes, batch_size, train.X.shape[0], None if val is None else
                 val.X.shape[0], None if monitor is None else monitor.shape[0], config.switch,
                 phase, None if mesh is None else mesh.devices.size, config.parameterization,
-                config.activation, config.loss.name))
+                config.activation, config.loss.name, config.model))
 
     # The epoch program over no sample: the metrics of the initial network.
     no_order = np.zeros(n_batches_per_epoch(train.X.shape[0], batch_size) * batch_size, np.int32)
@@ -548,11 +567,18 @@ def fit_hybrid(config, X, Y, X_val, Y_val, rng, init_params=None, callbacks=(),
     params_star = chosen.params_star
     final = phase.network(chosen.state)
     arrays = history.as_arrays()
+    if config.model is None:
+        network = dict(
+            coefs_=[W for W, _ in final], intercepts_=[b for _, b in final],
+            switch_coefs_=[W for W, _ in params_star],
+            switch_intercepts_=[b for _, b in params_star],
+            init_coefs_=[np.array(W) for W, _ in init_params],
+            init_intercepts_=[np.array(b) for _, b in init_params])
+    else:
+        network = dict(params_=final, switch_params_=params_star,
+                       init_params_=params_to_numpy(init_params))
     return dict(
-        coefs_=[W for W, _ in final], intercepts_=[b for _, b in final],
-        switch_coefs_=[W for W, _ in params_star], switch_intercepts_=[b for _, b in params_star],
-        init_coefs_=[np.array(W) for W, _ in init_params],
-        init_intercepts_=[np.array(b) for _, b in init_params], monitor_index=monitor_index,
+        **network, monitor_index=monitor_index,
         history_=arrays, loss_curve_=arrays["train_loss"].tolist(),
         switch_epoch_=switch_row, switch_threshold_=criterion.threshold,
         switch_reached_=chosen.record["trigger"] == "criterion",

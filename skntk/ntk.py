@@ -55,6 +55,7 @@ from ._kernel_engine import combine as combine_features
 from ._kernel_engine import layer_sizes as sizes_of
 from ._kernel_engine import ntk_vector_product as _ntk_vector_product
 from ._kernel_engine import product as _product
+from ._network import is_mlp
 from ._parameterization import check_parameterization, layer_scales, scale_params
 from ._validation import refuse_sparse
 
@@ -436,7 +437,11 @@ def _jacobian_bytes(layer_sizes, n1, n2, symmetric, itemsize):
 def _empirical_ntk(params, X1, X2=None, *, block_size=512, per_logit=False, max_bytes=None,
                    mesh=None, scales=None, implementation="layerwise"):
     """:func:`empirical_ntk` with the per-layer scales ``D`` of the parameterisation
-    given directly (``None``: standard); see :mod:`skntk._parameterization`."""
+    given directly (``None``: standard); see :mod:`skntk._parameterization`. A model in
+    place of the scales (:mod:`skntk._network`) goes to :func:`model_ntk` (its Jacobian
+    contraction, ``block_size`` and ``mesh`` left to it)."""
+    if not is_mlp(scales):
+        return model_ntk(scales, params, X1, X2, per_logit=per_logit, max_bytes=max_bytes)
     _check_implementation(implementation, per_logit, mesh)
     block_size = check_positive_int(block_size, "block_size")
     params, X1, X2, dtype = prepare_inputs(params, X1, X2)

@@ -1,12 +1,15 @@
 """scikit-learn's estimator checks on the default and on non-default configurations.
 
 Between them the configurations cover every switch criterion, every NTK phase, both
-kernel solvers, both parameterisations and a non-ReLU activation (each configuration
-adds about a minute to the suite)."""
+kernel solvers, both parameterisations, a non-ReLU activation and a user model (each
+configuration adds about a minute to the suite)."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skntk import HybridNTKClassifier, HybridNTKRegressor
+from skntk.models import FunctionModel
+
+from ._models import apply_tanh, init_two_layer
 
 
 @parametrize_with_checks([
@@ -29,6 +32,8 @@ from skntk import HybridNTKClassifier, HybridNTKRegressor
     HybridNTKRegressor(switch=None, max_sgd_epochs=10, ntk_phase="kernel",
                        kernel_solver="matrix_free", ntk_epochs=float("inf"), kernel_ridge=1.0,
                        hidden_layer_sizes=(16,)),
+    HybridNTKClassifier(model=FunctionModel(init_two_layer, apply_tanh)),
+    HybridNTKRegressor(model=FunctionModel(init_two_layer, apply_tanh), ntk_phase="kernel"),
 ])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
