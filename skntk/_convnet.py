@@ -26,6 +26,7 @@ def _int_tuple(value, name, length=None):
                               for v in values)
             or (length is not None and len(values) not in length)):
         expected = ("an int >= 1 or a non-empty tuple of ints >= 1" if length is None
+                    else "an int >= 1" if length == (1,)
                     else f"a tuple of {' or '.join(map(str, length))} ints >= 1")
         raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
     return tuple(int(v) for v in values)
@@ -104,8 +105,8 @@ class ConvNet(Model):
     def _layers(self):
         """Validated ``(image, channels, kernel_size, stride, dense_layer_sizes)``."""
         dense = self.dense_layer_sizes
-        dense = () if dense is None or (not isinstance(dense, Integral) and len(dense) == 0) \
-            else _int_tuple(dense, "dense_layer_sizes")
+        empty = dense is None or (not isinstance(dense, Integral) and len(dense) == 0)
+        dense = () if empty else _int_tuple(dense, "dense_layer_sizes")
         (kernel_size,) = _int_tuple(self.kernel_size, "kernel_size", length=(1,))
         (stride,) = _int_tuple(self.stride, "stride", length=(1,))
         return (self._image(), _int_tuple(self.channels, "channels"), kernel_size, stride,
