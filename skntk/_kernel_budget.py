@@ -19,8 +19,8 @@ sized to the budget before training (:func:`prediction_block`).
 import numpy as np
 
 from ._kernel_engine import product_bytes
-from ._network import MODEL_PRODUCT_BLOCK, ModelSize, model_working_bytes, network_sizes
 from ._matrix_free import DEFAULT_BLOCK_SIZE
+from ._network import MODEL_PRODUCT_BLOCK, ModelSize, model_working_bytes, network_sizes
 from .ntk import (DEFAULT_MAX_KERNEL_BYTES, _empirical_ntk, _format_bytes,
                   _working_set_bytes, check_kernel_budget, kernel_nbytes)
 
@@ -123,8 +123,10 @@ def prediction_block(sizes, n_train, max_bytes):
 
     Parameters
     ----------
-    sizes : tuple of int
-        ``(n_features, *hidden_layer_sizes, n_outputs)``.
+    sizes : tuple of int or ModelSize
+        ``(n_features, *hidden_layer_sizes, n_outputs)``, or a model's
+        :class:`skntk._network.ModelSize` (blocks of at most
+        :data:`skntk._network.MODEL_PRODUCT_BLOCK` rows).
     n_train : int
         Training samples ``N``.
     max_bytes : int, float or None

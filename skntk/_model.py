@@ -11,7 +11,6 @@ NTK phases through ``jax.jit``.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from sklearn.base import BaseEstimator
 
 
