@@ -9,7 +9,8 @@ computation (a conservative figure). Times are wall-clock seconds after a warm-u
 call (best of a few runs); compile is the first call's time minus that.
 
 Inputs are standard-normal with 64 features (the size of sklearn's digits), 10
-classes, a ReLU MLP with Glorot-normal weights, in float32.
+classes, a ReLU MLP with Glorot-normal weights, in float32. The convolutional
+section uses the default ``ConvNet`` on uniform 28x28 images (784 features).
 """
 
 import argparse
@@ -33,6 +34,16 @@ GENERIC_METHODS = {"generic_jacobian": "jacobian", "generic_matrix_free": "matri
 """The generic path of any ``apply_fn`` (:func:`skntk.ntk.model_ntk`) run on the MLP."""
 GENERIC_BLOCK = 128
 GENERIC_SIZES = (64, 256)
+CONV_METHODS = {"conv_reference": None, "conv_jacobian": "jacobian",
+                "conv_matrix_free": "matrix_free"}
+"""The default ConvNet: one unblocked Jacobian contraction, or :func:`model_ntk`."""
+CONV_SIZES = (64, 256)
+CONV_PRODUCT_BLOCK = 32
+"""Rows and identity columns per NTK-vector product on the ConvNet: its cotangents
+hold ``block² · C`` copies of the feature maps (128 rows need 2.9 GiB)."""
+CONV_PRODUCT_MAX = 64
+"""Largest ``m`` for the products: a whole kernel costs ``2 · m² · C`` passes."""
+CONV_FEATURES = 28 * 28
 
 
 def n_parameters(hidden):
@@ -49,6 +60,25 @@ def _peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
+def _conv_kernel(method, m):
+    """The kernel call of one ConvNet case and its input."""
+    import jax
+
+    from skntk._convnet import ConvNet
+    from skntk.ntk import empirical_ntk_reference, model_ntk
+
+    model = ConvNet()
+    params = model.init(jax.random.PRNGKey(0), CONV_FEATURES, N_CLASSES)
+    X = jax.device_put(np.random.RandomState(0).uniform(size=(m, CONV_FEATURES))
+                       .astype(np.float32))
+    if CONV_METHODS[method] is None:
+        return (lambda: empirical_ntk_reference(model.apply, params, X)), X
+    implementation = CONV_METHODS[method]
+    block = GENERIC_BLOCK if implementation == "jacobian" else CONV_PRODUCT_BLOCK
+    return (lambda: model_ntk(model.apply, params, X, block_size=block,
+                              implementation=implementation)), X
+
+
 def measure(method, m, hidden, min_total_s=1.0, max_runs=5):
     """Run one case in this process; return a dict of timings and peak memory."""
     import jax
@@ -56,6 +86,9 @@ def measure(method, m, hidden, min_total_s=1.0, max_runs=5):
     from skntk._mlp import init_mlp_params, mlp_forward, params_to_jax
     from skntk.ntk import empirical_ntk, empirical_ntk_reference, model_ntk
 
+    if method in CONV_METHODS:
+        kernel, X = _conv_kernel(method, m)
+        return _time_and_memory(kernel, X, min_total_s, max_runs)
     rng = np.random.RandomState(0)
     params = params_to_jax(init_mlp_params((N_FEATURES, *hidden, N_CLASSES), rng))
     X = jax.device_put(rng.standard_normal((m, N_FEATURES)).astype(np.float32))
@@ -69,6 +102,12 @@ def measure(method, m, hidden, min_total_s=1.0, max_runs=5):
     else:
         def kernel():
             return empirical_ntk_reference(mlp_forward, params, X)
+    return _time_and_memory(kernel, X, min_total_s, max_runs)
+
+
+def _time_and_memory(kernel, X, min_total_s, max_runs):
+    import jax
+
     jax.block_until_ready(X)
     baseline = _peak_rss_bytes()
 
@@ -152,6 +191,35 @@ def generic_section():
     print()
 
 
+def convnet_section():
+    """The generic path on the default ConvNet (no layer-wise engine) against one
+    unblocked per-sample Jacobian contraction (``empirical_ntk_reference``): ratios are
+    the generic time over the contraction's."""
+    print(f"ConvNet (default, 28x28x1 images, {N_CLASSES} outputs): model_ntk "
+          f"(tiles of {GENERIC_BLOCK} rows, or NTK-vector products in blocks of "
+          f"{CONV_PRODUCT_BLOCK}) vs one jax.jacobian "
+          "contraction; times in ms, memory = peak RSS increase in MiB")
+    header = (f"{'m':>5} | {'jacobian ms':>11} {'peak MiB':>8} | {'tiles ms':>10} "
+              f"{'peak MiB':>8} {'ratio':>7} | {'products ms':>11} {'peak MiB':>8} {'ratio':>7}")
+    print(header)
+    print("-" * len(header))
+    for m in CONV_SIZES:
+        reference = run_case("conv_reference", m, ())
+        cols = [f"{_fmt_time(reference):>11} "
+                + (f"{reference['peak_mib']:8.0f}" if reference else f"{'-':>8}")]
+        for method, width in (("conv_jacobian", 10), ("conv_matrix_free", 11)):
+            if method == "conv_matrix_free" and m > CONV_PRODUCT_MAX:
+                cols.append(f"{'skipped':>{width}} {'-':>8} {'-':>7}")
+                continue
+            other = run_case(method, m, ())
+            ratio = (f"{other['time_s'] / reference['time_s']:6.2f}x"
+                     if (reference and other) else f"{'-':>7}")
+            peak = f"{other['peak_mib']:8.0f}" if other else f"{'-':>8}"
+            cols.append(f"{_fmt_time(other):>{width}} {peak} {ratio}")
+        print(f"{m:5d} | {' | '.join(cols)}")
+    print()
+
+
 def large_kernel_section():
     """One large kernel with the layer-wise method only (target: peak under 2 GiB)."""
     m, hidden = LARGE_CASE
@@ -204,15 +272,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", nargs="+", metavar="ARG",
                         help="internal: METHOD M WIDTH... runs one case and prints JSON")
+    parser.add_argument("--only", choices=SECTIONS,
+                        help="run this section only (all of them by default)")
     args = parser.parse_args()
     if args.worker:
         method, m, *hidden = args.worker
         print(json.dumps(measure(method, int(m), tuple(map(int, hidden)))))
         return
-    comparison_section()
-    generic_section()
-    large_kernel_section()
-    monitor_section()
+    for name in [args.only] if args.only else SECTIONS:
+        SECTIONS[name]()
+
+
+SECTIONS = {"comparison": comparison_section, "generic": generic_section,
+            "convnet": convnet_section, "large": large_kernel_section,
+            "monitor": monitor_section}
 
 
 if __name__ == "__main__":
