@@ -7,6 +7,7 @@ scikit-learn estimators as far as parameters go: ``clone``, pickling and a grid 
 ``model__<option>`` work, and two equal models share their compiled programs.
 
 - :class:`MLP`: the built-in network, trained with its layer-wise kernel engine;
+- :class:`ConvNet`: a small convolutional network for images given as flat rows;
 - :class:`FunctionModel`: a pure ``init``/``apply`` pair of the user's;
 - :class:`FlaxModel`, :class:`EquinoxModel`: a flax linen module, an equinox module
   (optional extras: ``pip install "skntk[flax]"``, ``pip install "skntk[equinox]"``).
@@ -24,11 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._activations import DEFAULT_ACTIVATION, check_activation
+from ._convnet import ConvNet
 from ._mlp import mlp_forward
 from ._model import Model
 from ._parameterization import check_parameterization, init_params
 
-__all__ = ["Model", "MLP", "FunctionModel", "FlaxModel", "EquinoxModel"]
+__all__ = ["Model", "MLP", "ConvNet", "FunctionModel", "FlaxModel", "EquinoxModel"]
 
 
 class MLP(Model):
