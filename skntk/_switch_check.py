@@ -186,8 +186,8 @@ class SwitchGuard:
                 self.warned = True
                 cause = ("its training loss rose above the initial one in the first epoch"
                          if self.exploded else
-                         f"its training {self.score_name} ({train_score:.4g}) is at the "
-                         f"level of a constant prediction ({self.constant:.4g})")
+                         f"its training {self.score_name} ({train_score:.4g}) is at or "
+                         f"below the level of a constant prediction ({self.constant:.4g})")
                 taken = ("was taken as asked (switch='fixed_epoch')" if not self.block_dead
                          else "was not taken")
                 warn_user(
