@@ -24,8 +24,10 @@ def _free_port():
 
 
 def _start(process_id, n_processes, port, n_local_devices):
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={n_local_devices}",
+    # The suite's own XLA flags (conftest.py) first: a repeated flag takes its last value.
+    flags = (f"{os.environ.get('XLA_FLAGS', '')} "
+             f"--xla_force_host_platform_device_count={n_local_devices}")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip(),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                          os.environ.get("PYTHONPATH")])))
     return subprocess.Popen(
