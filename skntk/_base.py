@@ -17,11 +17,10 @@ from sklearn.utils._available_if import _AvailableIfDescriptor
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._activations import ACTIVATIONS
+from ._activations import ACTIVATIONS, check_activation
 from ._buckets import pad_rows
 from ._devices import devices_from_state, devices_to_state
-from ._mlp import params_to_jax
-from ._activations import check_activation
+from ._mlp import hidden_layer_widths, params_to_jax
 from ._parameterization import PARAMETERIZATIONS, check_parameterization, layer_scales
 from .models import MLP, FunctionModel, Model
 from ._phases import NTK_PHASES
@@ -336,7 +335,7 @@ class BaseHybridNTK(BaseEstimator):
         params = python_scalars(self.get_params(deep=False))
         threshold = params["switch_threshold"]
         params.update(
-            hidden_layer_sizes=self._check_hidden_layer_sizes() if layers is None else layers,
+            hidden_layer_sizes=hidden_layer_widths(self.hidden_layer_sizes) if layers is None else layers,
             switch_threshold=None if threshold == "auto" else float(threshold))
         for name in ("learning_rate", "ntk_learning_rate", "ntk_tol", "ntk_ridge",
                      "kernel_ridge", "kernel_tol", "momentum", "alpha"):
@@ -351,7 +350,7 @@ class BaseHybridNTK(BaseEstimator):
         an :class:`skntk.models.MLP` given as ``model``), else the user's model."""
         model = self.model
         if model is None:
-            return (None, self._check_hidden_layer_sizes(), self.activation,
+            return (None, hidden_layer_widths(self.hidden_layer_sizes), self.activation,
                     self.parameterization)
         if isinstance(model, MLP):
             check_activation(model.activation)
@@ -400,15 +399,6 @@ class BaseHybridNTK(BaseEstimator):
                 f"switch, `init_params_` at the start.")
         # Anything else fails as ordinary lookup does (a descriptor's own message kept).
         return object.__getattribute__(self, name)
-
-    def _check_hidden_layer_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
-        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
-            raise ValueError(
-                f"`hidden_layer_sizes` must be a tuple of positive integers; got "
-                f"{self.hidden_layer_sizes!r}. For example hidden_layer_sizes=(128, 128).")
-        return tuple(int(s) for s in sizes)
 
     def _check_ntk_epochs(self):
         n = self.ntk_epochs

@@ -6,10 +6,26 @@ Parameters are a list of ``(W, b)`` pairs, ``W`` of shape ``(fan_in, fan_out)`` 
 in :mod:`skntk._losses`.
 """
 
+from numbers import Integral
+
 import jax
 import numpy as np
 
 from ._activations import ACTIVATIONS, DEFAULT_ACTIVATION
+
+
+def hidden_layer_widths(hidden_layer_sizes, owner=""):
+    """``hidden_layer_sizes`` (an int: one layer) as a tuple of ints; a ``ValueError``
+    naming the parameter (of ``owner``, e.g. ``"MLP"``, when given) otherwise."""
+    sizes = hidden_layer_sizes
+    sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+    if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
+        of, example = ((f" of {owner}", f"{owner}(hidden_layer_sizes=(128, 128))") if owner
+                       else ("", "hidden_layer_sizes=(128, 128)"))
+        raise ValueError(
+            f"`hidden_layer_sizes`{of} must be a tuple of positive integers; got "
+            f"{hidden_layer_sizes!r}. For example {example}.")
+    return tuple(int(s) for s in sizes)
 
 
 def init_mlp_params(layer_sizes, rng, dtype=np.float32):

@@ -18,15 +18,13 @@ vector-Jacobian products, NTK-vector products and kernel rows in blocks
 parameterisation).
 """
 
-from numbers import Integral
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._activations import DEFAULT_ACTIVATION, check_activation
 from ._convnet import ConvNet
-from ._mlp import mlp_forward
+from ._mlp import hidden_layer_widths, mlp_forward
 from ._model import Model
 from ._parameterization import check_parameterization, init_params
 
@@ -57,14 +55,7 @@ class MLP(Model):
 
     def layer_widths(self):
         """``hidden_layer_sizes`` as a tuple of ints; a ``ValueError`` otherwise."""
-        sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
-        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
-            raise ValueError(
-                f"`hidden_layer_sizes` of MLP must be a tuple of positive integers; got "
-                f"{self.hidden_layer_sizes!r}. For example "
-                f"MLP(hidden_layer_sizes=(128, 128)).")
-        return tuple(int(s) for s in sizes)
+        return hidden_layer_widths(self.hidden_layer_sizes, "MLP")
 
     def init(self, key, n_features, n_outputs):
         """The list of ``(W, b)`` of the parameterisation, drawn from a generator seeded
@@ -179,7 +170,6 @@ def _require(name):
     try:
         return __import__(name)
     except ImportError as error:
-        extra = "flax" if name == "flax" else "equinox"
         raise ImportError(
             f"This model needs {name}, an optional dependency of skntk: install it with "
-            f"pip install \"skntk[{extra}]\".") from error
+            f"pip install \"skntk[{name}]\".") from error
