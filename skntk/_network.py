@@ -80,3 +80,9 @@ def model_working_bytes(sizes, n_rows, n_cols, itemsize):
     rows = min(MODEL_BLOCK_SIZE, n_rows) + min(MODEL_BLOCK_SIZE, n_cols)
     return 2 * itemsize * rows * sizes.n_outputs * sizes.n_parameters
 
+
+def model_gram_bytes(sizes, n_rows, itemsize):
+    """Working memory of a model's kernel of ``n_rows`` inputs with themselves in one
+    Jacobian contraction (the monitor kernel): the per-sample Jacobians of every row,
+    twice over with their temporaries."""
+    return 2 * itemsize * n_rows * sizes.n_outputs * sizes.n_parameters

@@ -20,7 +20,7 @@ from ._linearized import auto_ntk_learning_rate
 from ._losses import Loss
 from ._mlp import params_to_jax, params_to_numpy
 from ._model import initial_params
-from ._network import ModelSize, forward, network_sizes
+from ._network import ModelSize, forward, model_gram_bytes, network_sizes
 from ._parameterization import init_params as draw_initial_params
 from ._parameterization import layer_scales
 from ._phase_api import NTK_MAX_EPOCHS_AUTO, PREDICT_BLOCK, PhaseSettings, network_metrics
@@ -285,9 +285,7 @@ def _check_budgets(config, layer_sizes, n_samples, n_val):
         held = kept * kernel_nbytes(m, m, COMPUTE_DTYPE)
         itemsize = np.dtype(COMPUTE_DTYPE).itemsize
         if isinstance(layer_sizes, ModelSize):
-            # The model's Jacobian contraction holds the per-sample Jacobians of the
-            # whole subset, twice over with their temporaries.
-            working = 2 * itemsize * m * layer_sizes.n_outputs * layer_sizes.n_parameters
+            working = model_gram_bytes(layer_sizes, m, itemsize)
         else:
             # ntk_gram holds the new kernel, its Gram temporaries and the layer
             # factors, beside the kernels kept by the criterion.
