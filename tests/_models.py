@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from skntk._mlp import mlp_forward
+from skntk._mlp import init_mlp_params, mlp_forward
 
 
 def init_two_layer(key, n_features, n_outputs):
@@ -61,3 +61,20 @@ class TwoLayerObject:
 
     def apply(self, params, X):
         return apply_tanh(params, X)
+
+
+def mlp_problem(sizes, n1, n2, dtype, seed=0):
+    """An MLP of layer ``sizes`` (Glorot weights, biases of scale 0.2) and two input
+    sets of ``n1`` and ``n2`` Gaussian rows, in ``dtype``."""
+    rng = np.random.RandomState(seed)
+    params = [(jnp.asarray(W, dtype), jnp.asarray(0.2 * rng.standard_normal(b.shape), dtype))
+              for W, b in init_mlp_params(sizes, rng, dtype=np.float64)]
+    X1 = jnp.asarray(rng.standard_normal((n1, sizes[0])), dtype)
+    X2 = jnp.asarray(rng.standard_normal((n2, sizes[0])), dtype)
+    return params, X1, X2
+
+
+def rel_error(A, B):
+    """``||A - B||_F / ||B||_F`` in float64."""
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    return np.linalg.norm(A - B) / np.linalg.norm(B)

@@ -9,26 +9,18 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from skntk._mlp import init_mlp_params, mlp_forward
+from skntk._mlp import mlp_forward
 from skntk._parameterization import layer_scales, scale_params
 from skntk.ntk import (empirical_ntk, empirical_ntk_reference, model_ntk,
                        model_ntk_vector_product, ntk_vector_product)
+
+from ._models import mlp_problem, rel_error
 
 SIZES = (4, 6, 5, 3)
 
 
 def problem(dtype, seed=0):
-    rng = np.random.RandomState(seed)
-    params = [(jnp.asarray(W, dtype), jnp.asarray(0.2 * rng.standard_normal(b.shape), dtype))
-              for W, b in init_mlp_params(SIZES, rng, dtype=np.float64)]
-    X1 = jnp.asarray(rng.standard_normal((11, SIZES[0])), dtype)
-    X2 = jnp.asarray(rng.standard_normal((7, SIZES[0])), dtype)
-    return params, X1, X2
-
-
-def rel_error(A, B):
-    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
-    return np.linalg.norm(A - B) / np.linalg.norm(B)
+    return mlp_problem(SIZES, 11, 7, dtype, seed)
 
 
 def ntk_parameterized_gelu_mlp(omega, X):

@@ -17,30 +17,20 @@ from sklearn.preprocessing import StandardScaler
 from skntk import HybridNTKClassifier, HybridNTKRegressor
 from skntk._linearized import jacobian_vector_product, linearization, vector_jacobian_product
 from skntk._matrix_free import TrainingKernel, cross_kernel_apply
-from skntk._mlp import init_mlp_params
 from skntk._parameterization import layer_scales
 from skntk._switch import _monitor_kernel_jit
 from skntk.models import MLP, EquinoxModel, FlaxModel, FunctionModel
 from skntk.ntk import _empirical_ntk
 
 from . import _models
+from ._models import mlp_problem, rel_error
 
 SIZES = (5, 12, 9, 3)
 APPLY = {"relu": _models.apply_relu_mlp, "tanh": _models.apply_tanh_mlp}
 
 
 def problem(dtype, seed=0):
-    rng = np.random.RandomState(seed)
-    params = [(jnp.asarray(W, dtype), jnp.asarray(0.2 * rng.standard_normal(b.shape), dtype))
-              for W, b in init_mlp_params(SIZES, rng, dtype=np.float64)]
-    X1 = jnp.asarray(rng.standard_normal((13, SIZES[0])), dtype)
-    X2 = jnp.asarray(rng.standard_normal((8, SIZES[0])), dtype)
-    return params, X1, X2
-
-
-def rel_error(A, B):
-    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
-    return np.linalg.norm(A - B) / np.linalg.norm(B)
+    return mlp_problem(SIZES, 13, 8, dtype, seed)
 
 
 def networks(activation):
